@@ -1,0 +1,135 @@
+"""Typed data shared by the modules: job kinds, item states, parsed rows, API views.
+
+Dicts live only at the JSON and CSV edges; everything inside is one of these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+# Telnyx quirk (API-NOTES): on PATCH /phone_numbers/{id}/messaging the empty string
+# unassigns, while null or an absent field silently keeps the current profile.
+UNASSIGNED = ""
+
+
+class Kind(str, Enum):
+    """What a job does to each number."""
+
+    ASSIGN = "assign"
+    UNASSIGN = "unassign"
+    MIGRATE = "migrate"
+    ROLLBACK = "rollback"  # created by `bulkops rollback`, never from a CSV
+
+
+class ItemState(str, Enum):
+    """Journal state of one number in one job; see journal.TRANSITIONS."""
+
+    PENDING = "pending"  # not yet sent (or sent by a process that died before recording it)
+    IN_FLIGHT = "in_flight"  # a PATCH may be on the wire
+    DONE = "done"  # the API confirmed the desired profile
+    FAILED = "failed"  # permanent error, retries exhausted, or not applied
+    SKIPPED = "skipped"  # already in place (snapshot), or left alone by rollback
+
+    @property
+    def terminal(self) -> bool:
+        return self in (ItemState.DONE, ItemState.FAILED, ItemState.SKIPPED)
+
+
+class Severity(str, Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong (or worth a warning) in an input file, located precisely."""
+
+    path: str
+    line: int  # 1-based physical line where the record starts; 0 = whole file
+    message: str  # what is wrong and what to do
+    column: int | None = None  # 1-based field position in the CSV row
+    field: str | None = None  # header name of that column, when known
+    severity: Severity = Severity.ERROR
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        if self.column is not None:
+            where += f":{self.column}"
+        if self.field:
+            where += f" ({self.field})"
+        return f"{where}: {self.message}"
+
+
+Extra = tuple[tuple[str, str], ...]  # extra CSV columns, (header, value), kept for the report
+
+
+@dataclass(frozen=True, slots=True)
+class NumberRow:
+    """A valid assign / unassign row: this number should end on ``profile_id``."""
+
+    line: int
+    phone_number: str  # E.164, normalised
+    profile_id: str  # a UUID for assign; UNASSIGNED ("") for unassign
+    extra: Extra = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MigrateRow:
+    """A valid migrate row: every number on ``from_profile_id`` moves to ``to_profile_id``."""
+
+    line: int
+    from_profile_id: str
+    to_profile_id: str
+    extra: Extra = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NumberState:
+    """What the API says about one number's messaging settings."""
+
+    phone_number: str
+    profile_id: str | None  # None when unassigned (the API answers null or "")
+    number_id: str | None = None
+
+    @property
+    def profile_or_unassigned(self) -> str:
+        return self.profile_id or UNASSIGNED
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApiErrorInfo:
+    """Telnyx's error fields, kept verbatim for the operator and the report."""
+
+    status: int | None
+    code: str | None = None
+    title: str | None = None
+    detail: str | None = None
+
+    def describe(self) -> str:
+        parts = [f"HTTP {self.status}" if self.status is not None else "no response"]
+        if self.code:
+            parts.append(f"code {self.code}")
+        text = " - ".join(p for p in (self.title, self.detail) if p)
+        return ", ".join(parts) + (f": {text}" if text else "")
+
+
+@dataclass(slots=True)
+class Counts:
+    """Item counts by state; the summary at exit and in `status`."""
+
+    by_state: dict[ItemState, int] = field(default_factory=dict)
+    rejected: int = 0
+
+    def get(self, state: ItemState) -> int:
+        return self.by_state.get(state, 0)
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_state.values())
