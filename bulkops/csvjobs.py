@@ -1,0 +1,478 @@
+"""Streaming, validating CSV reader for job input files.
+
+Nothing is sent before every row has been read through here, so this is where a wrong column or
+a typo stops. The file is streamed (memory does not grow with it): whole-file problems raise
+``InputError`` before the first row; per-row problems are yielded as ``Problem`` so the caller
+can list them all or, with --skip-invalid, journal them as rejected.
+
+Decisions worth knowing:
+- Header names are trimmed, case-folded, and spaces/hyphens count as ``_``
+  (``Phone Number`` == ``phone_number``).
+- A structurally broken CSV (a quote never closed, text after a closing quote, a cell over
+  64 KiB, a line over 1 MiB) raises ``InputError``: past that point we cannot tell where rows
+  begin, and skipping would silently drop every row the runaway cell swallowed.
+- A file with a header and no rows yields one warning (a cron export can be empty).
+- Rows with more cells than the header are errors unless the surplus cells are empty (a
+  comma inside an unquoted cell shifts every column after it); missing trailing cells are empty.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import IO, TypeAlias, cast
+
+from bulkops.errors import InputError
+from bulkops.models import UNASSIGNED, Extra, Kind, MigrateRow, NumberRow, Problem, Severity
+from bulkops.phone import (
+    looks_like_phone,
+    normalize_phone,
+    normalize_profile_id,
+    normalize_region,
+    quote_cell,
+)
+
+__all__ = [
+    "MAX_FIELD_CHARS",
+    "MAX_LINE_CHARS",
+    "REQUIRED_COLUMNS",
+    "Row",
+    "file_sha256",
+    "normalize_phone",
+    "normalize_profile_id",
+    "read_rows",
+]
+
+PHONE = "phone_number"
+PROFILE = "messaging_profile_id"
+FROM = "from_profile_id"
+TO = "to_profile_id"
+
+REQUIRED_COLUMNS: dict[Kind, tuple[str, ...]] = {
+    Kind.ASSIGN: (PHONE, PROFILE),  # PROFILE may be absent when a default profile is given
+    Kind.UNASSIGN: (PHONE,),
+    Kind.MIGRATE: (FROM, TO),
+}
+
+MAX_FIELD_CHARS = 64 * 1024  # no real cell comes near; a runaway quote hits it quickly
+MAX_LINE_CHARS = 1024 * 1024  # bounds memory for a file with no line breaks
+
+Row: TypeAlias = NumberRow | MigrateRow | Problem
+
+_SAVE_AS_UTF8 = 'save it as UTF-8 (in Excel: "CSV UTF-8 (Comma delimited)")'
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of the file, read in chunks (the journal pins a job to its exact CSV)."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError as err:
+        raise _open_error(path, err) from None
+
+
+def read_rows(
+    path: Path,
+    kind: Kind,
+    *,
+    default_profile_id: str | None = None,
+    default_region: str = "US",
+) -> Iterator[Row]:
+    """Validated rows of ``path`` for a ``kind`` job, in file order, streamed.
+
+    Raises InputError at once (before returning) for whole-file problems and for a bad
+    default profile or region; raises InputError while iterating if the CSV structure breaks.
+    """
+    if kind not in REQUIRED_COLUMNS:
+        raise ValueError(f"{kind.value} jobs are not read from a CSV")
+    try:
+        region = normalize_region(default_region)
+    except ValueError as err:
+        raise InputError(f"default region: {err}") from None
+    default: str | None = None
+    if default_profile_id is not None:
+        if kind is not Kind.ASSIGN:
+            raise InputError(
+                f"a default profile id only applies to assign jobs, not {kind.value}; remove it"
+            )
+        try:
+            default = normalize_profile_id(default_profile_id)
+        except ValueError as err:
+            raise InputError(f"default profile id: {err}") from None
+    rows = _Reader(path, kind, default, region).rows()
+    next(rows)  # runs up to the end of the header checks, so InputError raises here
+    return cast(Iterator[Row], rows)
+
+
+def _open_error(path: Path, err: OSError) -> InputError:
+    """An OS error as an InputError that says what to do."""
+    if isinstance(err, FileNotFoundError):
+        return InputError(f"{path}: no such file; check the path")
+    if isinstance(err, IsADirectoryError):
+        return InputError(f"{path}: is a folder, not a CSV file; give the CSV file")
+    if isinstance(err, PermissionError):
+        return InputError(f"{path}: permission denied; make the file readable")
+    return InputError(f"{path}: cannot be read ({err.strerror}); check the file")
+
+
+def _open_text(path: Path) -> IO[str]:
+    try:
+        # surrogateescape: a bad byte becomes a lone surrogate we report with its line,
+        # instead of a UnicodeDecodeError somewhere in the middle of a buffer.
+        return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    except OSError as err:
+        raise _open_error(path, err) from None
+
+
+def _a(kind: Kind) -> str:
+    return ("an " if kind.value[0] in "aeiou" else "a ") + kind.value
+
+
+def _header_key(name: str) -> str:
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
+
+def _bad_text(cells: list[str], joined: str) -> tuple[int, int, str] | None:
+    """(column, line offset, what) of the first NUL or undecodable byte, else None."""
+    if "\x00" not in joined:
+        try:
+            joined.encode("utf-8")  # fails only on the surrogates that stand for bad bytes
+            return None  # ordinary non-ASCII text
+        except UnicodeEncodeError:
+            pass
+    offset = 0
+    for column, cell in enumerate(cells, 1):
+        for pos, char in enumerate(cell):
+            if char == "\x00":
+                what = "a NUL byte"
+            elif "\udc80" <= char <= "\udcff":
+                what = f"the byte 0x{ord(char) - 0xDC00:02x}, which is not UTF-8"
+            else:
+                continue
+            return column, offset + len(_LINE_BREAK.findall(cell, 0, pos)), what
+        offset += len(_LINE_BREAK.findall(cell))
+    return None
+
+
+class _Reader:
+    """One pass over one file; state shared by the header checks and the row loop."""
+
+    def __init__(self, path: Path, kind: Kind, default: str | None, region: str) -> None:
+        self.path = path
+        self.name = str(path)
+        self.kind = kind
+        self.default = default
+        self.region = region
+        self.line_num = 0  # physical lines handed to csv so far
+        self.assign = kind is Kind.ASSIGN
+        self.index: dict[str, int] = {}  # required column name -> 0-based position
+        self.phone_at = 0  # index[PHONE], read once per row
+        self.profile_at: int | None = None
+        self.headers: list[str] = []  # trimmed header names, for extras and messages
+        self.extra_columns: list[tuple[int, str]] = []  # (position, header) of the others
+        self.sources: dict[str, tuple[int, str]] = {}  # migrate: source -> (line, target)
+        self.targets: dict[str, int] = {}  # migrate: target -> line
+
+    def _lines(self, f: IO[str]) -> Iterator[str]:
+        """Physical lines, each bounded, so one huge line cannot exhaust memory."""
+        readline = f.readline
+        while True:
+            line = readline(MAX_LINE_CHARS + 1)
+            if not line:
+                return
+            self.line_num += 1
+            if len(line) > MAX_LINE_CHARS and line[-1] not in "\r\n":
+                raise InputError(
+                    f"{self.name}:{self.line_num}: the line is longer than "
+                    f"{MAX_LINE_CHARS // (1024 * 1024)} MiB; this is not a CSV of numbers "
+                    "(or it has no line breaks): export the CSV again"
+                )
+            yield line
+
+    def _fail(self, line: int, message: str, column: int | None = None) -> InputError:
+        return InputError(str(Problem(self.name, line, message, column=column)))
+
+    def _csv_error(self, err: csv.Error, line: int) -> InputError:
+        text = str(err)
+        if "field limit" in text:
+            what = (
+                f"a cell is longer than {MAX_FIELD_CHARS // 1024} KiB, usually a quote (\") "
+                "that is never closed; fix the quotes in this row"
+            )
+        elif "end of data" in text:
+            what = 'a quoted cell starting in this row is never closed; add the closing quote (")'
+        elif "expected after" in text:
+            what = (
+                'text follows a closing quote (") in this row; write a quote inside a quoted '
+                'cell as two quotes ("") or remove it'
+            )
+        else:
+            what = f"the CSV is malformed ({text}); export it again as CSV"
+        return self._fail(line, what + "; nothing was sent")
+
+    def rows(self) -> Iterator[Row | None]:
+        """Header checks, a ``None`` once the header is accepted, then the rows."""
+        csv.field_size_limit(MAX_FIELD_CHARS)
+        with _open_text(self.path) as f:
+            reader = csv.reader(self._lines(f), strict=True)
+            width, header_end = self._read_header(reader)
+            yield None  # header accepted: read_rows returns to its caller here
+            if self.kind is Kind.UNASSIGN and PROFILE in self.index:
+                yield self._problem(
+                    header_end,
+                    PROFILE,
+                    "this column is ignored: an unassign job takes every listed number off "
+                    "its profile; drop the column to silence this warning",
+                    Severity.WARNING,
+                )
+            has_data = yield from self._body(reader, width, header_end)
+        if not has_data:
+            message = "has a header but no data rows; nothing to do"
+            yield Problem(self.name, 0, message, severity=Severity.WARNING)
+
+    def _read_header(self, reader: Iterator[list[str]]) -> tuple[int, int]:
+        """(width, line) of the first non-blank record, once it passed the header checks."""
+        end = 0
+        try:
+            for cells in reader:
+                start, end = end + 1, self.line_num
+                if any(c.strip() for c in cells):
+                    return self._check_header(cells, start), start
+        except csv.Error as err:
+            raise self._csv_error(err, end + 1) from None
+        raise self._fail(0, f"the file is empty; it needs a header line {self._expected()}")
+
+    def _body(
+        self, reader: Iterator[list[str]], width: int, end: int
+    ) -> Generator[Row, None, bool]:
+        """The data rows; returns whether there were any. Kept small: it runs a million times."""
+        row: Callable[[list[str], int], Row | list[Row]]
+        row = self._migrate if self.kind is Kind.MIGRATE else self._number_row
+        has_data = False
+        try:
+            for cells in reader:
+                start, end = end + 1, self.line_num  # a record may span lines (quoted breaks)
+                if not cells:
+                    continue
+                joined = "".join(cells)
+                if "\x00" in joined or not joined.isascii():
+                    problem = self._text_problem(cells, joined, start, width)
+                    if problem is not None:
+                        has_data = True
+                        yield problem
+                        continue
+                cells = [c.strip() for c in cells]
+                if not any(cells):
+                    continue  # a line of commas and spaces
+                has_data = True
+                if len(cells) != width:
+                    problem = self._fit(cells, width, start)
+                    if problem is not None:
+                        yield problem
+                        continue
+                result = row(cells, start)
+                if isinstance(result, list):
+                    yield from result
+                else:
+                    yield result
+        except csv.Error as err:
+            raise self._csv_error(err, end + 1) from None
+        return has_data
+
+    def _text_problem(
+        self, cells: list[str], joined: str, start: int, width: int
+    ) -> Problem | None:
+        """An error for a NUL or a byte that is not UTF-8, on its own physical line."""
+        bad = _bad_text(cells, joined)
+        if bad is None:
+            return None
+        column, offset, what = bad
+        return Problem(
+            self.name,
+            start + offset,
+            f"the line holds {what}; {_SAVE_AS_UTF8}",
+            column=column,
+            field=self.headers[column - 1] if column <= width else None,
+        )
+
+    def _fit(self, cells: list[str], width: int, line: int) -> Problem | None:
+        """Pad a short row, trim empty surplus cells; an error if the surplus holds text."""
+        if len(cells) < width:
+            cells.extend([""] * (width - len(cells)))
+            return None
+        if any(cells[width:]):
+            return Problem(
+                self.name,
+                line,
+                f"the row has {len(cells)} cells but the header has {width}; quote cells "
+                "that contain commas, or add a header for the extra column",
+                column=width + 1,
+            )
+        del cells[width:]
+        return None
+
+    def _expected(self) -> str:
+        columns = REQUIRED_COLUMNS[self.kind]
+        if self.kind is Kind.ASSIGN and self.default is not None:
+            columns = (PHONE,)
+        return f"{','.join(columns)} for {_a(self.kind)} job"
+
+    def _check_header(self, header: list[str], line: int) -> int:
+        """Map columns; raise for a data row, a missing or a duplicated column."""
+        for column, cell in enumerate(header, 1):
+            text = cell.strip()
+            if "\x00" in text:
+                raise self._fail(
+                    line,
+                    f"the header holds NUL bytes (a UTF-16 or binary file?); {_SAVE_AS_UTF8}",
+                    column=column,
+                )
+            if any("\udc80" <= c <= "\udcff" for c in text):
+                raise self._fail(
+                    line, f"the header is not UTF-8 text; {_SAVE_AS_UTF8}", column=column
+                )
+            what = None
+            if looks_like_phone(text, self.region):
+                what = "a phone number"
+            else:
+                try:
+                    normalize_profile_id(text)
+                    what = "a profile id"
+                except ValueError:
+                    pass
+            if what:
+                raise self._fail(
+                    line,
+                    f"this looks like data, not a header ({quote_cell(text)} is {what}); "
+                    f"add a first line with the column names {self._expected()}",
+                    column=column,
+                )
+        keys = [_header_key(c) for c in header]
+        self.headers = [c.strip() or f"column{i}" for i, c in enumerate(header, 1)]
+        wanted = REQUIRED_COLUMNS[self.kind]
+        for name in (*wanted, PROFILE):
+            places = [i for i, k in enumerate(keys) if k == name]
+            if len(places) > 1:
+                where = " and ".join(str(i + 1) for i in places)
+                raise self._fail(
+                    line, f"the column {name} appears twice (columns {where}); keep only one"
+                )
+            if places:
+                self.index[name] = places[0]
+        missing = [c for c in wanted if c not in self.index]
+        if self.kind is Kind.ASSIGN and self.default is not None and PROFILE in missing:
+            missing.remove(PROFILE)
+        if missing:
+            found = ",".join(c.strip() for c in header)
+            hint = ""
+            for other, cols in REQUIRED_COLUMNS.items():
+                # Never suggest unassign: "run it as an unassign job" on an assign file
+                # whose profile column is misspelt would take every number off its profile.
+                if other not in (self.kind, Kind.UNASSIGN) and all(c in keys for c in cols):
+                    hint = f"; this looks like {_a(other)} file: run it as {_a(other)} job"
+                    break
+            if self.kind is Kind.ASSIGN and missing == [PROFILE]:
+                hint += "; or give a default profile (--profile-id, or profile_id in the job file)"
+            raise self._fail(
+                line,
+                f"missing column {', '.join(missing)}; the header is {quote_cell(found, 80)} "
+                f"and needs {self._expected()}{hint}",
+            )
+        used = {self.index[c] for c in wanted if c in self.index}
+        self.extra_columns = [(i, h) for i, h in enumerate(self.headers) if i not in used]
+        self.phone_at = self.index.get(PHONE, 0)
+        self.profile_at = self.index.get(PROFILE)
+        return len(header)
+
+    def _problem(
+        self, line: int, name: str, message: str, severity: Severity = Severity.ERROR
+    ) -> Problem:
+        column = self.index[name] + 1 if name in self.index else None
+        return Problem(self.name, line, message, column=column, field=name, severity=severity)
+
+    def _extra(self, cells: list[str]) -> Extra:
+        return tuple([(h, cells[i]) for i, h in self.extra_columns]) if self.extra_columns else ()
+
+    def _number_row(self, cells: list[str], line: int) -> Row | list[Row]:
+        """The hot path (a million calls): short, and allocating nothing but the row."""
+        try:
+            phone = normalize_phone(cells[self.phone_at], self.region)
+        except ValueError:
+            return self._row_errors(cells, line)
+        if not self.assign:
+            return NumberRow(line, phone, UNASSIGNED, self._extra(cells))
+        cell = "" if self.profile_at is None else cells[self.profile_at]
+        if cell:
+            try:
+                profile = normalize_profile_id(cell)
+            except ValueError:
+                return self._row_errors(cells, line)
+        elif self.default is not None:
+            profile = self.default
+        else:
+            return self._row_errors(cells, line)
+        return NumberRow(line, phone, profile, self._extra(cells))
+
+    def _row_errors(self, cells: list[str], line: int) -> list[Row]:
+        """Every error of a bad assign/unassign row (the phone and the profile cell)."""
+        errors: list[Row] = []
+        try:
+            normalize_phone(cells[self.phone_at], self.region)
+        except ValueError as err:
+            errors.append(self._problem(line, PHONE, str(err)))
+        cell = "" if self.profile_at is None else cells[self.profile_at]
+        if not self.assign:
+            return errors
+        if cell:
+            try:
+                normalize_profile_id(cell)
+            except ValueError as err:
+                errors.append(self._problem(line, PROFILE, str(err)))
+        elif self.default is None:
+            message = (
+                "the cell is empty and no default profile is set; write the profile "
+                "UUID, or give a default (--profile-id, or profile_id in the job file)"
+            )
+            errors.append(self._problem(line, PROFILE, message))
+        return errors
+
+    def _migrate(self, cells: list[str], line: int) -> list[Row]:
+        """One migrate row, checked against the earlier ones (migrate files are small)."""
+        problems: list[Row] = []
+        ids: dict[str, str] = {}
+        for name in (FROM, TO):
+            try:
+                ids[name] = normalize_profile_id(cells[self.index[name]])
+            except ValueError as err:
+                problems.append(self._problem(line, name, str(err)))
+        if problems:
+            return problems
+        source, target = ids[FROM], ids[TO]
+        if source == target:
+            message = "is the same as from_profile_id, so nothing would move; fix the target"
+            return [self._problem(line, TO, message)]
+        if source in self.sources:
+            first, first_target = self.sources[source]
+            if first_target == target:
+                message = f"duplicates line {first}; this row is ignored"
+                return [self._problem(line, FROM, message, Severity.WARNING)]
+            message = (
+                f"line {first} already moves {source} to {first_target}; a profile can move "
+                f"to only one target: keep line {first} or line {line}"
+            )
+            return [self._problem(line, FROM, message)]
+        # A -> B then B -> C (or a swap) ends differently depending on the order of the moves.
+        chained = self.targets.get(source) or self.sources.get(target, (0, ""))[0]
+        if chained:
+            message = (
+                f"this row and line {chained} chain two moves (a profile is both a source and a "
+                "target), so the result depends on their order; run them as separate jobs"
+            )
+            return [self._problem(line, FROM if source in self.targets else TO, message)]
+        self.sources[source] = (line, target)
+        self.targets[target] = line
+        return [MigrateRow(line, source, target, self._extra(cells))]

@@ -1,0 +1,291 @@
+"""Job files: a job's settings in a small TOML file, so cron runs and reruns are repeatable.
+
+Format (relative paths are relative to the job file's folder, not the working directory)::
+
+    name = "assign-batch-7"          # optional; defaults to the file name without .toml
+    kind = "assign"                  # required: assign | unassign | migrate
+    csv = "../sample_csv/assign.csv" # required: the input CSV
+    profile_id = "4001767e-ce0f-4cae-9d5f-0d5e636e7809"  # assign only: profile for rows
+                                     # whose messaging_profile_id cell is empty or absent
+    journal = "journals/assign-{date}.db"  # optional; {date} becomes today as YYYY-MM-DD
+    default_region = "US"            # optional: region for numbers written without +country
+    verify = true                    # optional: read every number back after the job
+    skip_invalid = false             # optional: journal invalid rows as rejected and go on
+
+    [limits]                         # optional table; every key in it is optional
+    rate = 50                        # requests per second, ceiling (> 0)
+    concurrency = 16                 # requests in flight (>= 1)
+    max_attempts = 5                 # tries per row for transient failures (>= 1)
+    max_retry_seconds = 300          # time one row may spend retrying (>= 0)
+    max_server_wait = 900            # longest single 429 wait we accept from the server (>= 0)
+
+Limits live only in ``[limits]``; written at the top level they are an error that says so.
+The API key never goes in a job file (they get copied and committed): a key named like
+``api_key``, ``token`` or ``secret``, or a value that looks like a Telnyx key, is refused.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from bulkops.errors import InputError
+from bulkops.models import Kind
+from bulkops.phone import normalize_profile_id, normalize_region
+
+TOP_KEYS = (
+    "name", "kind", "csv", "profile_id", "journal", "default_region", "verify", "skip_invalid"
+)
+LIMIT_KEYS = ("rate", "concurrency", "max_attempts", "max_retry_seconds", "max_server_wait")
+JOB_KINDS = (Kind.ASSIGN, Kind.UNASSIGN, Kind.MIGRATE)
+
+_SECRET_KEY = re.compile(r"api[_\-]?key|token|secret|passw(or)?d|bearer|credential", re.IGNORECASE)
+_SECRET_VALUE = re.compile(r"KEY0[0-9A-Za-z_\-]{20,}")  # the shape of a Telnyx v2 API key
+_BRACES = re.compile(r"\{[^{}]*\}|[{}]")
+_TABLE = re.compile(r"\s*\[+\s*([^\]]*?)\s*\]+")
+_KEY = re.compile(r"""\s*["']?([A-Za-z0-9_\-]+)["']?\s*=""")
+
+
+@dataclass(frozen=True)
+class JobFile:
+    """A loaded, checked job file; paths already resolved against its folder."""
+
+    path: Path
+    name: str
+    kind: Kind
+    csv: Path  # resolved relative to the job file's folder
+    profile_id: str | None = None  # default profile for assign
+    journal: str | None = None  # path template, relative to the job file's folder, may hold {date}
+    rate: float | None = None  # requests/s ceiling
+    concurrency: int | None = None
+    max_attempts: int | None = None  # per row, transient failures
+    max_retry_seconds: float | None = None  # per row, total time spent retrying
+    max_server_wait: float | None = None  # cap on a single 429 wait the server asks for
+    default_region: str | None = None
+    verify: bool | None = None
+    skip_invalid: bool | None = None
+
+    def journal_path(self, today: date) -> Path | None:
+        """The journal for a run on ``today``, or None when the job file names none."""
+        if self.journal is None:
+            return None
+        return render_journal_path(self.journal, self.path.parent, today)
+
+
+def render_journal_path(template: str, base_dir: Path, today: date) -> Path:
+    """``template`` with ``{date}`` as YYYY-MM-DD, relative to ``base_dir`` unless absolute."""
+    problem = _template_problem(template)
+    if problem:
+        raise InputError(f"journal path {template!r}: {problem}")
+    rendered = template.replace("{date}", today.isoformat())
+    return base_dir / Path(rendered).expanduser()
+
+
+def _template_problem(template: str) -> str | None:
+    if not template.strip():
+        return "is empty; give a file path like journals/job-{date}.db"
+    for match in _BRACES.finditer(template):
+        if match.group() != "{date}":
+            return f"{match.group()!r} is not a placeholder; the only one is {{date}}"
+    return None
+
+
+class _Loader:
+    """Checks one parsed file; knows the text so every error can name its line."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def line_of(self, key: str, table: str = "") -> int | None:
+        """Line where ``key`` is set in ``table`` ("" = top level), by a light scan of the text."""
+        current = ""
+        for number, line in enumerate(self.lines, 1):
+            header = _TABLE.match(line)
+            if header and not _KEY.match(line):
+                current = header.group(1).strip("\"' ")
+                continue
+            found = _KEY.match(line)
+            if found and found.group(1) == key and current == table:
+                return number
+        return None
+
+    def error(self, key: str, message: str, table: str = "") -> InputError:
+        line = self.line_of(key, table)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        shown = f"{table}.{key}" if table else key
+        return InputError(f"{where}: {shown}: {message}")
+
+    def check_secrets(self, data: dict[str, Any], table: str = "") -> None:
+        for key, value in data.items():
+            if _SECRET_KEY.search(key) or (isinstance(value, str) and _SECRET_VALUE.search(value)):
+                raise self.error(
+                    key,
+                    "an API key must not be in a job file (job files get copied and committed); "
+                    "remove it and give the key with TELNYX_API_KEY or --api-key-file",
+                    table,
+                )
+            if isinstance(value, dict):
+                self.check_secrets(value, f"{table}.{key}" if table else key)
+
+    def text(self, data: dict[str, Any], key: str, table: str = "") -> str | None:
+        value = data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            message = f"must be a non-empty string in quotes, got {_show(value)}"
+            raise self.error(key, message, table)
+        return value.strip()
+
+    def flag(self, data: dict[str, Any], key: str) -> bool | None:
+        value = data.get(key)
+        if value is not None and not isinstance(value, bool):
+            raise self.error(key, f"must be true or false (no quotes), got {_show(value)}")
+        return value
+
+    def _limit(self, limits: dict[str, Any], key: str, whole: bool) -> int | float | None:
+        value = limits.get(key)
+        if value is None:
+            return None
+        allowed = (int,) if whole else (int, float)
+        if isinstance(value, bool) or not isinstance(value, allowed) or not math.isfinite(value):
+            kind = "a whole number" if whole else "a number"
+            raise self.error(key, f"must be {kind} without quotes, got {_show(value)}", "limits")
+        return value
+
+    def count(self, limits: dict[str, Any], key: str) -> int | None:
+        """A whole number >= 1 (concurrency, attempts)."""
+        value = self._limit(limits, key, whole=True)
+        if value is not None and value < 1:
+            raise self.error(key, f"must be at least 1, got {value}", "limits")
+        return None if value is None else int(value)
+
+    def seconds(self, limits: dict[str, Any], key: str, *, positive: bool = False) -> float | None:
+        """A finite number >= 0 (> 0 when ``positive``)."""
+        value = self._limit(limits, key, whole=False)
+        if value is not None and (value < 0 or (positive and value == 0)):
+            bound = "greater than 0" if positive else "0 or more"
+            raise self.error(key, f"must be {bound}, got {value}", "limits")
+        return None if value is None else float(value)
+
+
+def _show(value: object) -> str:
+    if isinstance(value, str):
+        return f"{value!r} (a string)"
+    if isinstance(value, dict):
+        return "a table"
+    return f"{value!r} ({type(value).__name__})"
+
+
+def load_job_file(path: Path) -> JobFile:
+    """Read and check a job file; InputError names file:line and key for anything wrong."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such job file; check the path") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder; give the job file (.toml)") from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot be read ({err.strerror}); check the file") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        message = f"{path}:{line}: the job file is not UTF-8 text; save it as UTF-8"
+        raise InputError(message) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        where = re.search(r"at line (\d+)", str(err))
+        reason = re.sub(r"\s*\(at line \d+, column \d+\)|\s*\(at end of document\)", "", str(err))
+        if reason == "Cannot overwrite a value":
+            reason = "a key is set twice"
+        at = int(where.group(1)) if where else max(len(text.splitlines()), 1)
+        raise InputError(
+            f"{path}:{at}: not valid TOML ({reason}); "
+            'write key = value lines, strings in "quotes"'
+        ) from None
+    return _check(_Loader(path, text), data)
+
+
+def _check(loader: _Loader, data: dict[str, Any]) -> JobFile:
+    path = loader.path
+    loader.check_secrets(data)
+    for key in data:
+        if key in LIMIT_KEYS:
+            raise loader.error(key, "belongs in the [limits] table; move it under a [limits] line")
+        if key not in (*TOP_KEYS, "limits"):
+            valid = ", ".join(TOP_KEYS)
+            raise loader.error(key, f"unknown key; valid keys are {valid} and a [limits] table")
+    limits = data.get("limits", {})
+    if not isinstance(limits, dict):
+        message = "must be a table: write [limits] on its own line, then its keys"
+        raise loader.error("limits", message)
+    for key in limits:
+        if key in TOP_KEYS:
+            raise loader.error(
+                key, "belongs at the top of the file, before [limits]; move it up", "limits"
+            )
+        if key not in LIMIT_KEYS:
+            valid = ", ".join(LIMIT_KEYS)
+            raise loader.error(key, f"unknown limit; valid ones are {valid}", "limits")
+
+    kind_text = loader.text(data, "kind")
+    if kind_text is None:
+        raise InputError(f'{path}: kind is missing; add kind = "assign", "unassign" or "migrate"')
+    kinds = {k.value: k for k in JOB_KINDS}
+    if kind_text.lower() not in kinds:
+        why = ""
+        if kind_text.lower() == Kind.ROLLBACK.value:
+            why = " (rollback jobs are made by `bulkops rollback`)"
+        message = f"{kind_text!r} is not a job kind{why}; use assign, unassign or migrate"
+        raise loader.error("kind", message)
+    kind = kinds[kind_text.lower()]
+
+    csv_text = loader.text(data, "csv")
+    if csv_text is None:
+        raise InputError(f'{path}: csv is missing; add csv = "path/to/numbers.csv"')
+    base = path.absolute().parent
+
+    profile_id = loader.text(data, "profile_id")
+    if profile_id is not None:
+        if kind is not Kind.ASSIGN:
+            message = f"only applies to assign jobs, not {kind.value}; remove it"
+            raise loader.error("profile_id", message)
+        try:
+            profile_id = normalize_profile_id(profile_id)
+        except ValueError as err:
+            raise loader.error("profile_id", str(err)) from None
+
+    journal = loader.text(data, "journal")
+    if journal is not None and (problem := _template_problem(journal)):
+        raise loader.error("journal", problem)
+
+    region = loader.text(data, "default_region")
+    if region is not None:
+        try:
+            region = normalize_region(region)
+        except ValueError as err:
+            raise loader.error("default_region", str(err)) from None
+
+    return JobFile(
+        path=path.absolute(),
+        name=loader.text(data, "name") or path.stem,
+        kind=kind,
+        csv=(base / Path(csv_text).expanduser()).resolve(),
+        profile_id=profile_id,
+        journal=journal,
+        rate=loader.seconds(limits, "rate", positive=True),
+        concurrency=loader.count(limits, "concurrency"),
+        max_attempts=loader.count(limits, "max_attempts"),
+        max_retry_seconds=loader.seconds(limits, "max_retry_seconds"),
+        max_server_wait=loader.seconds(limits, "max_server_wait"),
+        default_region=region,
+        verify=loader.flag(data, "verify"),
+        skip_invalid=loader.flag(data, "skip_invalid"),
+    )
