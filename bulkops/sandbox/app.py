@@ -1,0 +1,25 @@
+"""Assembly of the aiohttp application: routes, middlewares, shutdown of bulk tasks."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from . import control, routes_numbers, routes_profiles
+from .context import CTX, SandboxContext
+from .middleware import MIDDLEWARES
+
+
+async def _stop_bulk_orders(app: web.Application) -> None:
+    await app[CTX].bulk.close()
+
+
+def build_app(ctx: SandboxContext) -> web.Application:
+    """The sandbox web application over ``ctx``; control routes only when configured."""
+    app = web.Application(middlewares=MIDDLEWARES)
+    app[CTX] = ctx
+    app.router.add_routes(routes_numbers.ROUTES)
+    app.router.add_routes(routes_profiles.ROUTES)
+    if ctx.config.control:
+        app.router.add_routes(control.ROUTES)
+    app.on_cleanup.append(_stop_bulk_orders)
+    return app

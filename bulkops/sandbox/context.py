@@ -1,0 +1,63 @@
+"""The per-server bundle handlers and middlewares share (one per running sandbox)."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+
+from aiohttp import web
+
+from .bulk import BulkOrders
+from .config import FaultConfig, SandboxConfig
+from .faults import FaultInjector, RateLimiter
+from .seed import generate
+from .state import SandboxState
+from .stats import RecordedExchange, SandboxStats
+
+
+class SandboxContext:
+    """Live settings and state of one sandbox; the control routes and ``Sandbox`` mutate it."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.state = SandboxState(generate(config))
+        self.stats = SandboxStats()
+        self.limiter = RateLimiter(config.rate, config.window)
+        self.faults = FaultInjector(config.faults)
+        self.ignore_writes = config.ignore_writes
+        self.recorded: list[RecordedExchange] = []
+        # Ids the server mints (new profiles, bulk orders) are seeded too.
+        self.ids = random.Random(f"bulkops-sandbox/ids/{config.seed}")
+        self.bulk = BulkOrders(
+            self.state, self.stats, config.bulk_speed, self.ids, lambda: not self.ignore_writes
+        )
+
+
+    def current_config(self) -> SandboxConfig:
+        """The config with the live rate, faults and ignore_writes settings."""
+        return dataclasses.replace(
+            self.config,
+            rate=self.limiter.rate,
+            window=self.limiter.window,
+            faults=self.faults.config,
+            ignore_writes=self.ignore_writes,
+        )
+
+    def set_faults(self, faults: FaultConfig) -> None:
+        self.faults.configure(faults)
+
+    def set_rate(self, rate: int, window: float) -> None:
+        dataclasses.replace(self.config, rate=rate, window=window)  # validates (ConfigError)
+        self.limiter.configure(rate, window)
+
+    def set_ignore_writes(self, on: bool) -> None:
+        self.ignore_writes = bool(on)
+
+    def set_profile(self, phone_number: str, profile_id: str | None) -> None:
+        """Change a number behind a job's back: not counted as a write. None or "" unassigns."""
+        target = profile_id.lower() if profile_id else None
+        self.state.assign(phone_number, target, time.time())
+
+
+CTX: web.AppKey[SandboxContext] = web.AppKey("bulkops_sandbox", SandboxContext)
