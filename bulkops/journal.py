@@ -1,0 +1,400 @@
+"""The resumable job journal: one SQLite file (WAL) per job, keyed by phone number.
+
+Jobs of a million numbers survive kill -9 and resume exactly. Each method is one transaction;
+``record()`` buffers outcomes and ``flush()`` writes them in one batch. An update not flushed
+before a crash is lost, which is safe: resume re-checks every non-terminal row with the API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from .errors import JournalError
+from .journal_schema import (
+    COLLAPSED_LINES, CONFLICTS, DISTINCT_DESIRED, DUPLICATE_COUNTS, FLUSH_SQL, ITEM_COLUMNS,
+    JOB_COLUMNS, ROLLBACK_ITEMS, SCHEMA_VERSION, SNAPSHOT_SQL, STAGE_TO_ITEMS, TRANSITIONS,
+    Conflict, Item, ItemUpdate, JobRecord, JobState, SnapshotEntry, StagingResult, bug,
+    check_header, connect, dump_extra, dump_settings, flush_params, initialize, item_from_row,
+    job_from_row, load_extra, lock_file, now, sidecar, snapshot_params, translate, validate,
+)
+from .models import Counts, ItemState, Kind, MigrateRow, NumberRow, Problem
+
+__all__ = ["SCHEMA_VERSION", "JobState", "TRANSITIONS", "JobRecord", "Item", "ItemUpdate",
+           "Conflict", "StagingResult", "SnapshotEntry", "Journal"]
+
+T = TypeVar("T")
+Db = aiosqlite.Connection
+
+
+async def _rows(db: Db, sql: str,
+                params: Sequence[object] | Mapping[str, object] = ()) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in await db.execute_fetchall(sql, params)]
+
+
+async def _abandon(path: Path, conn: Db | None, lock: int | None, err: BaseException,
+                   doing: str, *, delete: bool = False) -> BaseException:
+    """Undo a half-done create/open; returns the error to raise instead of ``err``."""
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            await conn.close()
+    for leftover in (path, sidecar(path, "-wal"), sidecar(path, "-shm")) if delete else ():
+        leftover.unlink(missing_ok=True)
+    if lock is not None:
+        os.close(lock)
+    return translate(path, err, doing) if isinstance(err, sqlite3.Error) else err
+
+
+class Journal:
+    """One journal file; one instance per process. All methods but ``record()`` are async."""
+
+    def __init__(self, path: Path, conn: Db, lock: int | None, *, created: bool) -> None:
+        self.path = path
+        self._conn: Db | None = conn
+        self._lock = lock  # the lock file's descriptor; None when opened read-only
+        self.read_only = lock is None
+        self._created = created
+        self._mutex = asyncio.Lock()
+        self._buffer: list[ItemUpdate] = []
+
+    @classmethod
+    async def create(cls, path: Path, *, kind: Kind, name: str, job_file: str | None,
+                     csv_path: str | None, csv_sha256: str | None,
+                     default_profile_id: str | None, settings: Mapping[str, object]) -> Journal:
+        """A new journal (never over an existing file) holding job 1 in state LOADING."""
+        path, settings_json = Path(path), dump_settings(settings)
+        lock, made, conn = lock_file(path), False, None
+        try:
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            except OSError as err:
+                raise JournalError(f"the journal {path} already exists: run the same command to "
+                                   "resume it, or choose a new --journal path"
+                                   if isinstance(err, FileExistsError) else
+                                   f"cannot create the journal {path} ({err.strerror}): check "
+                                   "that the folder exists and is writable") from None
+            made, conn = True, await connect(path, read_only=False)
+            journal = cls(path, conn, lock, created=True)
+            await journal._run("creating it", lambda db: initialize(db, (
+                kind.value, name, job_file, csv_path, csv_sha256, default_profile_id,
+                settings_json)))
+            return journal
+        except BaseException as err:
+            raise await _abandon(path, conn, lock, err, "creating it", delete=made) from None
+
+    @classmethod
+    async def open(cls, path: Path, *, lock: bool = True) -> Journal:
+        """An existing journal, validated read-only first; never repaired or replaced.
+        ``lock=False``: read-only and unlocked, for status and report while a run holds it."""
+        path = Path(path)
+        if not path.is_file():
+            what = "is not a file" if path.exists() else "does not exist"
+            raise JournalError(f"the journal {path} {what}: check the --journal path")
+        fd, conn = (lock_file(path) if lock else None), None
+        try:
+            check_header(path)
+            # Without a WAL beside it, check the file alone: nothing gets created next to it.
+            conn = await connect(path, read_only=True, immutable=not sidecar(path, "-wal").exists())
+            await validate(conn, path)
+            await conn.close()
+            conn = await connect(path, read_only=not lock)
+            return cls(path, conn, fd, created=False)
+        except BaseException as err:
+            raise await _abandon(path, conn, fd, err, "opening it") from None
+
+    async def close(self) -> None:
+        """Flush buffered updates, close the file and release the lock. Idempotent."""
+        try:
+            await self.flush()
+        finally:
+            await self._shutdown()
+
+    async def _shutdown(self, *, delete: bool = False) -> None:
+        conn, self._conn = self._conn, None
+        try:
+            if conn is not None:
+                async with self._mutex:  # a shielded operation still running finishes first
+                    await conn.close()
+        except sqlite3.Error as err:
+            raise translate(self.path, err, "closing it") from None
+        finally:
+            for leftover in (self.path, sidecar(self.path, "-wal"), sidecar(self.path, "-shm"),
+                             sidecar(self.path, ".lock")) if delete else ():
+                leftover.unlink(missing_ok=True)  # the lock file too, while we still hold it
+            if self._lock is not None:
+                os.close(self._lock)  # closing the last descriptor releases the flock
+                self._lock = None
+
+    async def __aenter__(self) -> Journal:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def discard(self) -> None:
+        """Close and delete the journal: only one this process created and never sent from."""
+        sent = self._buffer or (await self._fetch("checking it", "SELECT EXISTS (SELECT 1 FROM "
+                                "items WHERE state <> 'pending' OR attempts > 0)"))[0][0]
+        if sent or not self._created or self.read_only:
+            raise JournalError(f"refusing to delete the journal {self.path}: " + (
+                "this run did not create it" if not self._created else "rows of it were already "
+                "sent or decided") + "; it is kept for resume, report and rollback")
+        await self._shutdown(delete=True)
+
+    async def _run(self, doing: str, op: Callable[[Db], Awaitable[T]], *, write: bool = True) -> T:
+        if self._conn is None or (write and self.read_only):
+            state = "closed" if self._conn is None else "opened read-only"
+            raise bug(f"the journal {self.path} is {state} (while {doing})")
+        # Shielded: a cancelled caller (Ctrl-C, the flusher being stopped) never leaves half a
+        # transaction on the shared connection; the operation completes, then the mutex frees.
+        task = asyncio.ensure_future(self._transaction(self._conn, doing, op, write))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved
+            raise
+
+    async def _transaction(self, db: Db, doing: str, op: Callable[[Db], Awaitable[T]],
+                           write: bool) -> T:
+        async with self._mutex:
+            try:
+                await db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    result = await op(db)
+                    await db.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error, ValueError):
+                        await db.execute("ROLLBACK")
+                    raise
+                return result
+            except sqlite3.Error as err:
+                raise translate(self.path, err, doing) from None
+
+    async def _fetch(self, doing: str, sql: str,
+                     params: Sequence[object] | Mapping[str, object] = ()) -> list[tuple[Any, ...]]:
+        return await self._run(doing, lambda db: _rows(db, sql, params), write=False)
+
+    async def _change(self, doing: str, sql: str, params: Sequence[Any] = (), *,
+                      many: bool = False) -> int:
+        async def op(db: Db) -> int:
+            return (await (db.executemany if many else db.execute)(sql, params)).rowcount
+        return await self._run(doing, op)
+
+    async def job(self, job_id: int = 1) -> JobRecord:
+        if found := [job for job in await self.jobs() if job.id == job_id]:
+            return found[0]
+        raise JournalError(f"the journal {self.path} has no job {job_id}; `bulkops status` "
+                           "lists its jobs")
+
+    async def jobs(self) -> list[JobRecord]:
+        sql = f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"  # a handful: job 1 and rollbacks
+        return [job_from_row(r) for r in await self._fetch("reading jobs", sql)]
+
+    async def set_job_state(self, job_id: int, state: JobState) -> None:
+        await self.flush()  # outcomes land before the job says FINISHED
+        if not await self._change("saving the job state", "UPDATE jobs SET state = ?, "
+                                  "updated_at = ? WHERE id = ?", (state.value, now(), job_id)):
+            await self.job(job_id)  # raises: no such job
+
+    async def create_rollback_job(self, parent_id: int, *, name: str,
+                                  settings: Mapping[str, object]) -> int:
+        """A READY job putting back what the parent changed; an unfinished one is resumed."""
+        settings_json = dump_settings(settings)
+        await self.job(parent_id)  # raises: no such job
+        await self.flush()
+
+        async def op(db: Db) -> int:
+            if unfinished := await _rows(db, "SELECT id FROM jobs WHERE parent_id = ? AND kind = "
+                                         "'rollback' AND state <> 'finished' ORDER BY id DESC",
+                                         (parent_id,)):
+                return int(unfinished[0][0])
+            stamp = now()
+            cur = await db.execute(
+                "INSERT INTO jobs (kind, name, state, created_at, updated_at, parent_id, settings) "
+                "VALUES ('rollback', ?, 'ready', ?, ?, ?, ?)",
+                (name, stamp, stamp, parent_id, settings_json))
+            await db.execute(ROLLBACK_ITEMS, (cur.lastrowid, stamp, parent_id))
+            return int(cur.lastrowid or 0)
+        return await self._run("creating the rollback job", op)
+
+    async def stage_rows(self, job_id: int, rows: Sequence[NumberRow]) -> None:
+        """Append one batch (5-10k) of CSV rows; duplicates are resolved by finish_staging."""
+        await self._change("staging CSV rows", "INSERT INTO staged (job_id, line, phone_number, "
+                           "desired, extra) VALUES (?, ?, ?, ?, ?)", [
+                               (job_id, r.line, r.phone_number, r.profile_id, dump_extra(r.extra))
+                               for r in rows], many=True)
+
+    async def add_rejected(self, job_id: int, problems: Sequence[Problem]) -> None:
+        """Rows left out by --skip-invalid: kept so the report lists them."""
+        await self._change("saving rejected rows", 'INSERT INTO rejected (job_id, line, "column", '
+                           "field, message, path) VALUES (?, ?, ?, ?, ?, ?)", [
+                               (job_id, p.line, p.column, p.field, p.message, p.path)
+                               for p in problems], many=True)
+
+    async def finish_staging(self, job_id: int) -> StagingResult:
+        """Staged rows become PENDING items, unless two lines send a number to two profiles."""
+        async def op(db: Db) -> StagingResult:
+            staged = (await _rows(db, "SELECT COUNT(*) FROM staged WHERE job_id = ?", (job_id,)))
+            await db.execute("SAVEPOINT staging")
+            inserted = (await db.execute(STAGE_TO_ITEMS, (now(), job_id))).rowcount
+            counts, lines, conflicts = (0, 0), tuple[int, ...](), tuple[Conflict, ...]()
+            if inserted < staged[0][0]:  # duplicates: rare, so only then the join
+                counts = (await _rows(db, DUPLICATE_COUNTS, (job_id,)))[0]
+                lines = tuple(r[0] for r in await _rows(db, COLLAPSED_LINES, (job_id,)))
+                conflicts = tuple(Conflict(*r) for r in await _rows(db, CONFLICTS, (job_id,)))
+            if counts[1]:
+                await db.execute("ROLLBACK TO staging")  # no items; staged rows stay for a look
+            else:
+                await db.execute("DELETE FROM staged WHERE job_id = ?", (job_id,))
+            await db.execute("RELEASE staging")
+            return StagingResult(staged[0][0], counts[0], lines, conflicts, counts[1])
+        return await self._run("building the job's items", op)
+
+    async def clear_items(self, job_id: int) -> None:
+        """Forget what was loaded for a LOADING job that died mid-load, to load it again."""
+        if (job := await self.job(job_id)).state is not JobState.LOADING:
+            raise JournalError(f"refusing to clear job {job_id} of {self.path}: it is "
+                               f"{job.state.value}, and only a job still loading may be reloaded")
+
+        async def op(db: Db) -> None:
+            for table in ("items", "staged", "rejected", "migrations"):
+                await db.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))
+        await self._run("clearing a half-loaded job", op)
+
+    async def distinct_desired(self, job_id: int) -> dict[str, list[int]]:
+        """Each target profile ("" excluded) with the first 5 lines naming it, for validation."""
+        uses: dict[str, list[int]] = {}
+        for desired, line in await self._fetch("listing profiles", DISTINCT_DESIRED, (job_id,)):
+            uses.setdefault(desired, []).append(line)
+        return uses
+
+    async def add_migrations(self, job_id: int, rows: Sequence[MigrateRow]) -> None:
+        await self._change("saving migrate rows", "INSERT INTO migrations (job_id, "
+                           "from_profile_id, to_profile_id, line, extra) VALUES (?, ?, ?, ?, ?)",
+                           [(job_id, r.from_profile_id, r.to_profile_id, r.line,
+                             dump_extra(r.extra)) for r in rows], many=True)
+
+    async def unlisted_migrations(self, job_id: int) -> list[MigrateRow]:
+        rows = await self._fetch("reading migrate rows", "SELECT line, from_profile_id, "
+                                 "to_profile_id, extra FROM migrations WHERE job_id = ? AND "
+                                 "listed = 0 ORDER BY line", (job_id,))
+        return [MigrateRow(r[0], r[1], r[2], load_extra(r[3])) for r in rows]
+
+    async def add_listed_numbers(self, job_id: int, migration: MigrateRow,
+                                 numbers: Sequence[str]) -> None:
+        """Freeze one source profile's numbers into items, atomically with "listed"."""
+        m, key, stamp = migration, (job_id, migration.from_profile_id), now()
+
+        async def op(db: Db) -> None:
+            found = await _rows(db, "SELECT listed FROM migrations WHERE job_id = ? AND "
+                                "from_profile_id = ?", key)
+            if not found or found[0][0]:
+                raise bug(f"the migration of line {m.line} is not in job {job_id} or was listed")
+            await db.execute("DELETE FROM items WHERE job_id = ? AND prior = ? AND desired = ? "
+                             "AND line = ?", (*key, m.to_profile_id, m.line))
+            # A number listed under two sources (it moved between listings) keeps its first item.
+            cur = await db.executemany(
+                "INSERT INTO items (job_id, phone_number, line, desired, prior, state, attempts, "
+                "on_account, extra, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, 1, ?, ?) "
+                "ON CONFLICT (job_id, phone_number) DO NOTHING", [
+                    (job_id, n, m.line, m.to_profile_id, m.from_profile_id, dump_extra(m.extra),
+                     stamp) for n in numbers])
+            await db.execute("UPDATE migrations SET listed = 1, listed_count = ? WHERE job_id = ? "
+                             "AND from_profile_id = ?", (max(cur.rowcount, 0), *key))
+        await self._run("saving the listed numbers", op)
+
+    async def apply_snapshot(self, job_id: int, entries: Sequence[SnapshotEntry], *,
+                             force: bool = False) -> None:
+        """Record what the API says now about PENDING items; skip those needing no request."""
+        await self._change("saving the snapshot", SNAPSHOT_SQL,
+                           snapshot_params(job_id, entries, force, now()), many=True)
+
+    async def iter_items(self, job_id: int, states: Collection[ItemState] | None = None,
+                         batch: int = 1000) -> AsyncGenerator[list[Item], None]:
+        """Pages of items in rowid order, keyset-paginated: safe while they are updated."""
+        select = f"SELECT {ITEM_COLUMNS}, id FROM items"
+        wanted = None if states is None else sorted({ItemState(s).value for s in states})
+        if wanted is None:  # NOT INDEXED: a rowid range; the planner would sort the whole job
+            sql = f"{select} NOT INDEXED WHERE job_id = :job AND id > :after ORDER BY id LIMIT :n"
+        else:  # one index range per state on (job_id, state, rowid), merged: never a full sort
+            sql = "SELECT * FROM ({}) ORDER BY 17 LIMIT :n".format(" UNION ALL ".join(
+                f"SELECT * FROM ({select} INDEXED BY items_job_state WHERE job_id = :job AND "
+                f"state = '{s}' AND id > :after ORDER BY id LIMIT :n)" for s in wanted))
+        after, batch = 0, max(batch, 1)
+        while wanted != [] and (rows := await self._fetch(
+                "reading items", sql, {"job": job_id, "after": after, "n": batch})):
+            after = rows[-1][16]
+            yield [item_from_row(r) for r in rows]
+            if len(rows) < batch:
+                return
+
+    async def iter_rejected(self, job_id: int,
+                            batch: int = 1000) -> AsyncGenerator[list[Problem], None]:
+        after = 0
+        while rows := await self._fetch(
+                "reading rejected rows", 'SELECT id, path, line, message, "column", field '
+                "FROM rejected WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?",
+                (job_id, after, max(batch, 1))):
+            after = rows[-1][0]
+            yield [Problem(r[1], r[2], r[3], column=r[4], field=r[5]) for r in rows]
+
+    def record(self, update: ItemUpdate) -> None:
+        """Buffer one outcome (no I/O); an illegal transition is a bug and raises."""
+        if update.to_state not in TRANSITIONS[update.from_state] or self._conn is None:
+            raise bug(f"illegal journal transition {update.from_state.value} -> "
+                      f"{update.to_state.value} for {update.phone_number} in job "
+                      f"{update.job_id}" + (" (journal closed)" * (self._conn is None)))
+        self._buffer.append(update)
+
+    @property
+    def pending_updates(self) -> int:
+        return len(self._buffer)
+
+    async def flush(self) -> None:
+        """Write every buffered update in one transaction (one executemany)."""
+        if not self._buffer:
+            return
+        updates, self._buffer = self._buffer, []
+        try:
+            applied = await self._change("saving progress", FLUSH_SQL,
+                                         flush_params(updates, now()), many=True)
+        except JournalError:
+            self._buffer[:0] = updates  # rolled back: kept for the next try (close flushes)
+            raise
+        if applied != len(updates):
+            raise bug(f"{len(updates) - applied} of {len(updates)} item updates did not match the "
+                      f"state in {self.path} and were not applied (the others were saved)")
+
+    async def run_flusher(self, interval: float = 0.25) -> None:
+        """Flush every ``interval`` seconds until cancelled (close() flushes the rest)."""
+        while True:
+            await asyncio.sleep(interval)
+            await self.flush()
+
+    async def reset_in_flight(self, job_id: int) -> int:
+        """On resume: a row that was in flight may or may not have landed; send it again."""
+        await self.flush()
+        return await self._change("resetting rows that were in flight", "UPDATE items SET "
+                                  "state = 'pending', updated_at = ? WHERE job_id = ? AND "
+                                  "state = 'in_flight'", (now(), job_id))
+
+    async def reset_failed(self, job_id: int) -> int:
+        """retry-failed: FAILED rows become PENDING, their error cleared (attempts kept)."""
+        await self.flush()
+        return await self._change("resetting failed rows", "UPDATE items SET state = 'pending', "
+                                  "http_status = NULL, error_code = NULL, error_title = NULL, "
+                                  "error_detail = NULL, note = NULL, updated_at = ? "
+                                  "WHERE job_id = ? AND state = 'failed'", (now(), job_id))
+
+    async def counts(self, job_id: int) -> Counts:
+        await self.flush()
+        rows = await self._fetch("counting rows", "SELECT state, COUNT(*) FROM items WHERE "
+                                 "job_id = ?1 GROUP BY state UNION ALL SELECT NULL, COUNT(*) "
+                                 "FROM rejected WHERE job_id = ?1", (job_id,))
+        return Counts({ItemState(s): n for s, n in rows if s}, sum(n for s, n in rows if not s))
