@@ -9,6 +9,8 @@ Control routes (``/_control/*``) bypass all of it.
 
 from __future__ import annotations
 
+import time
+
 import asyncio
 import hmac
 import logging
@@ -75,6 +77,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     ctx = request.app[CTX]
     ctx.stats.enter()
+    received_at = time.monotonic()
     request_body = b""
     status: int | None = None
     response: web.StreamResponse | None = None
@@ -100,7 +103,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         route = _route(request)
         ctx.stats.leave(route, status)
         if ctx.config.record:
-            _record(ctx, request, request_body, route, status, response)
+            _record(ctx, request, request_body, route, status, response, received_at)
 
 
 def _record(
@@ -110,6 +113,7 @@ def _record(
     route: str,
     status: int | None,
     response: web.StreamResponse | None,
+    received_at: float,
 ) -> None:
     headers = tuple(
         (k, f"{v.partition(' ')[0]} <redacted>" if k.lower() == "authorization" else v)
@@ -131,6 +135,8 @@ def _record(
             status=status,
             response_headers=response_headers,
             response_body=response_body,
+            received_at=received_at,
+            answered_at=time.monotonic(),
         )
     )
 

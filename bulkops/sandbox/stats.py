@@ -32,6 +32,8 @@ class RecordedExchange:
     status: int | None
     response_headers: tuple[tuple[str, str], ...] = ()
     response_body: bytes = b""
+    received_at: float = 0.0  # time.monotonic() when the request arrived
+    answered_at: float = 0.0  # time.monotonic() when the answer (or the drop) was decided
 
     def header(self, name: str, *, response: bool = True) -> str | None:
         wanted = name.lower()

@@ -1,0 +1,80 @@
+"""`bulkops demo`: the sample jobs against an in-process sandbox, no account, no network.
+
+It shows the whole life of a job: validation, the plan, rate-limited writes
+(the sandbox is limited to 50 requests/s with 20 ms latency, like a small
+account), per-row reports, a second run that sends no write, and a rollback.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .config import RunSettings, Secret
+from .followup import rollback
+from .jobs import JobRequest, JobResult, run_job
+from .models import ItemState, Kind
+from .sandbox import FaultConfig, SandboxConfig, demo_data, running_sandbox, write_sample_csvs
+
+DEMO_CONFIG = SandboxConfig(rate=50, window=1.0, faults=FaultConfig(latency_ms=20, jitter_ms=10))
+
+
+async def run_demo(workdir: Path | None = None) -> int:
+    console = Console(stderr=True)
+    with tempfile.TemporaryDirectory(prefix="bulkops-demo-") as tmp:
+        folder = workdir or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        data = demo_data(DEMO_CONFIG)
+        csvs = {p.name: p for p in write_sample_csvs(folder / "sample_csv", data)}
+        async with running_sandbox(DEMO_CONFIG) as sandbox:
+            console.print(f"[bold]sandbox[/] listening on {sandbox.base_url} "
+                          f"({DEMO_CONFIG.numbers} numbers, {DEMO_CONFIG.profiles} profiles, "
+                          f"{DEMO_CONFIG.rate} requests/s)")
+            settings = RunSettings(base_url=sandbox.base_url, assume_yes=True, verify=True)
+            key = Secret(sandbox.api_key)
+            interactive = sys.stderr.isatty()
+            jobs = [
+                ("assign", Kind.ASSIGN, "assign.csv", None),
+                ("assign-default-profile", Kind.ASSIGN, "assign-default-profile.csv",
+                 data.default_profile_id),
+                ("unassign", Kind.UNASSIGN, "unassign.csv", None),
+                ("migrate", Kind.MIGRATE, "migrate.csv", None),
+            ]
+            results: list[JobResult] = []
+            for name, kind, csv_name, profile in jobs:
+                console.rule(f"job {name}: {kind.value} from {csv_name}")
+                request = JobRequest(kind, csvs[csv_name], folder / f"{name}.journal.db", name,
+                                     profile_id=profile)
+                results.append(await run_job(request, settings, key, interactive=interactive))
+            console.rule("the same assign CSV into a fresh journal: everything is already in place")
+            again = JobRequest(Kind.ASSIGN, csvs["assign.csv"], folder / "assign-again.journal.db",
+                               "assign-again")
+            results.append(await run_job(again, settings, key, interactive=interactive))
+            console.rule("rollback of the first assign job")
+            results.append(await rollback(folder / "assign.journal.db", settings, key,
+                                          interactive=interactive))
+            stats = sandbox.stats.as_dict()
+        _summary(console, results, stats)
+        if workdir is None:
+            console.print("journals and reports were in a temporary folder; keep them with --workdir DIR")
+        else:
+            console.print(f"journals and reports are in {folder}")
+    failed = any(r.counts.get(ItemState.FAILED) or r.drift for r in results)
+    return 3 if failed else 0
+
+
+def _summary(console: Console, results: list[JobResult], stats: dict[str, object]) -> None:
+    table = Table(title="demo summary")
+    for column in ("job", "kind", "done", "skipped", "failed", "seconds", "report"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(r.job.name, r.job.kind.value, str(r.counts.get(ItemState.DONE)),
+                      str(r.counts.get(ItemState.SKIPPED)), str(r.counts.get(ItemState.FAILED)),
+                      f"{r.elapsed:.1f}", r.report_path.name if r.report_path else "")
+    Console().print(table)
+    console.print(f"sandbox: {stats.get('writes_applied')} writes applied, "
+                  f"{stats.get('rate_limited')} requests answered 429")

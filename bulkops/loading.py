@@ -1,0 +1,216 @@
+"""Getting a job into its journal: validate every row, check profiles, freeze migrations.
+
+Nothing here writes to the API. Rows stream from the CSV into the journal's
+staging table in batches (duplicates are found in SQL, so memory stays flat for
+a million rows); a job with any error is refused as a whole unless the operator
+asked to skip invalid rows, in which case those are journaled as rejected.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .client import TelnyxClient
+from .csvjobs import read_rows
+from .errors import InputError
+from .journal import Journal, StagingResult
+from .models import Kind, MigrateRow, NumberRow, Problem, Severity
+
+log = logging.getLogger("bulkops")
+
+BATCH = 5_000
+SHOWN_PROBLEMS = 50
+
+
+@dataclass
+class LoadReport:
+    """What validation found, for the summary and for `bulkops validate`."""
+
+    path: Path
+    rows: int = 0
+    errors: list[Problem] = field(default_factory=list)
+    error_count: int = 0
+    warnings: list[Problem] = field(default_factory=list)
+    warning_count: int = 0
+    rejected: int = 0
+    collapsed: int = 0
+    migrations: list[MigrateRow] = field(default_factory=list)
+
+    def add(self, problem: Problem) -> None:
+        if problem.severity is Severity.WARNING:
+            self.warning_count += 1
+            if len(self.warnings) < SHOWN_PROBLEMS:
+                self.warnings.append(problem)
+        else:
+            self.error_count += 1
+            if len(self.errors) < SHOWN_PROBLEMS:
+                self.errors.append(problem)
+
+
+def problems_message(path: Path, problems: Sequence[Problem], total: int, *, skip_hint: bool) -> str:
+    lines = [f"{path} has {total} error{'s' if total != 1 else ''}; nothing was sent."]
+    lines += [f"  {p}" for p in problems]
+    if total > len(problems):
+        lines.append(f"  ... and {total - len(problems)} more (bulkops validate lists them all)")
+    hint = "Fix the file and run the same command again"
+    if skip_hint:
+        hint += ", or pass --skip-invalid to journal these rows as rejected and run the rest"
+    lines.append(hint + ".")
+    return "\n".join(lines)
+
+
+async def load_rows(
+    journal: Journal,
+    job_id: int,
+    kind: Kind,
+    csv_path: Path,
+    *,
+    default_profile_id: str | None,
+    default_region: str,
+    skip_invalid: bool,
+) -> LoadReport:
+    """Stream the CSV into the journal; raise InputError if it cannot run as it is."""
+    report = LoadReport(path=csv_path)
+    batch: list[NumberRow] = []
+    rejected: list[Problem] = []
+    for entry in read_rows(csv_path, kind, default_profile_id=default_profile_id,
+                           default_region=default_region):
+        if isinstance(entry, Problem):
+            report.add(entry)
+            if entry.severity is Severity.ERROR and skip_invalid:
+                rejected.append(entry)
+                if len(rejected) >= BATCH:
+                    await journal.add_rejected(job_id, rejected)
+                    report.rejected += len(rejected)
+                    rejected = []
+        elif isinstance(entry, MigrateRow):
+            report.migrations.append(entry)
+            report.rows += 1
+        else:
+            batch.append(entry)
+            report.rows += 1
+            if len(batch) >= BATCH:
+                await journal.stage_rows(job_id, batch)
+                batch = []
+    if batch:
+        await journal.stage_rows(job_id, batch)
+    if rejected:
+        await journal.add_rejected(job_id, rejected)
+        report.rejected += len(rejected)
+    for warning in report.warnings:
+        log.warning("warning %s", warning)
+    if report.error_count and not skip_invalid:
+        raise InputError(problems_message(csv_path, report.errors, report.error_count, skip_hint=True))
+    if kind is Kind.MIGRATE:
+        await journal.add_migrations(job_id, report.migrations)
+        return report
+    staged = await journal.finish_staging(job_id)
+    _check_duplicates(csv_path, staged)
+    report.collapsed = staged.collapsed
+    return report
+
+
+def _check_duplicates(csv_path: Path, staged: StagingResult) -> None:
+    if staged.conflicts:
+        shown = [
+            f"  {csv_path}:{c.line_a} and line {c.line_b}: {c.phone_number} is sent to "
+            f"{c.desired_a or 'unassigned'} and to {c.desired_b or 'unassigned'}"
+            for c in staged.conflicts
+        ]
+        more = staged.conflict_count - len(staged.conflicts)
+        if more > 0:
+            shown.append(f"  ... and {more} more")
+        raise InputError(
+            f"{csv_path} gives {staged.conflict_count} number(s) two different targets; "
+            "nothing was sent.\n" + "\n".join(shown)
+            + "\nKeep one line for each number and run the same command again."
+        )
+    if staged.collapsed:
+        lines = ", ".join(str(n) for n in staged.collapsed_lines)
+        log.warning(
+            "warning %s: %d duplicate row(s) with the same target were collapsed (lines %s%s)",
+            csv_path, staged.collapsed, lines, ", ..." if staged.collapsed > len(staged.collapsed_lines) else "",
+        )
+
+
+async def check_profiles(
+    client: TelnyxClient, csv_path: Path, uses: dict[str, list[int]]
+) -> None:
+    """Each distinct target profile must exist on the account before any write."""
+    missing: list[str] = []
+    for profile_id, lines in sorted(uses.items()):
+        if await client.get_profile(profile_id) is None:
+            where = ", ".join(str(n) for n in lines)
+            missing.append(f"  {csv_path}:{lines[0]}: messaging profile {profile_id} does not exist "
+                           f"on this account (used on line(s) {where})")
+    if missing:
+        raise InputError(
+            f"{csv_path} names {len(missing)} messaging profile(s) this account does not have; "
+            "nothing was sent.\n" + "\n".join(missing)
+            + "\nCheck the ids (bulkops lists them with GET /messaging_profiles) and run again."
+        )
+
+
+def migration_profiles(migrations: Sequence[MigrateRow]) -> dict[str, list[int]]:
+    uses: dict[str, list[int]] = {}
+    for row in migrations:
+        for profile in (row.from_profile_id, row.to_profile_id):
+            lines = uses.setdefault(profile, [])
+            if len(lines) < 5:
+                lines.append(row.line)
+    return uses
+
+
+async def freeze_migrations(journal: Journal, job_id: int, client: TelnyxClient) -> int:
+    """List every number of every source profile, all pages, before the first write.
+
+    Paging a profile's list while moving its numbers off it skips numbers (the
+    list shrinks under the pages), so the set is frozen into the journal first.
+    """
+    listed = 0
+    for migration in await journal.unlisted_migrations(job_id):
+        numbers = await client.list_profile_numbers(migration.from_profile_id)
+        await journal.add_listed_numbers(job_id, migration, numbers)
+        log.info("migration listed line=%d from=%s to=%s numbers=%d", migration.line,
+                 migration.from_profile_id, migration.to_profile_id, len(numbers))
+        listed += len(numbers)
+    return listed
+
+
+async def validate_file(
+    kind: Kind,
+    csv_path: Path,
+    *,
+    default_profile_id: str | None,
+    default_region: str,
+    client: TelnyxClient | None,
+) -> LoadReport:
+    """`bulkops validate`: every check a run makes before writing, in a scratch journal.
+
+    Profiles are checked against the account only when a client is given.
+    """
+    import tempfile
+
+    from .csvjobs import file_sha256
+
+    if not csv_path.is_file():
+        raise InputError(f"{csv_path}: no such CSV file; check the path")
+    with tempfile.TemporaryDirectory(prefix="bulkops-validate-") as tmp:
+        journal = await Journal.create(
+            Path(tmp) / "validate.db", kind=kind, name=csv_path.stem, job_file=None,
+            csv_path=str(csv_path), csv_sha256=file_sha256(csv_path),
+            default_profile_id=default_profile_id, settings={},
+        )
+        try:
+            report = await load_rows(journal, 1, kind, csv_path, default_profile_id=default_profile_id,
+                                     default_region=default_region, skip_invalid=False)
+            if client is not None:
+                uses = (migration_profiles(report.migrations) if kind is Kind.MIGRATE
+                        else await journal.distinct_desired(1))
+                await check_profiles(client, csv_path, uses)
+        finally:
+            await journal.close()
+    return report

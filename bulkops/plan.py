@@ -1,0 +1,145 @@
+"""The snapshot of current state, and the plan it yields.
+
+Before any write, every pending number is read in batches of 250 with
+``GET /phone_numbers/messaging?filter[phone_number]=a,b,...`` (one request per
+250 numbers, not one per number). The journal then knows each number's prior
+profile, rows already in place are skipped without a PATCH, and rows whose
+write landed before an interruption are confirmed done by read-back instead of
+being sent again.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from .client import TelnyxClient
+from .journal import Item, Journal, SnapshotEntry
+from .models import ItemState
+from .progress import Tracker
+from .runner import FatalBox, StopSignal, pump
+
+SNAPSHOT_BATCH = 250  # the API's page[size] maximum
+SNAPSHOT_CONCURRENCY = 8
+
+
+class Action(str, Enum):
+    CHANGE = "will change"
+    IN_PLACE = "already in place"
+    NOT_ON_ACCOUNT = "not on account"
+    DONE = "done"
+    FAILED = "failed"
+    LEFT_ALONE = "left alone"
+
+
+@dataclass
+class PlanSummary:
+    change: int = 0
+    in_place: int = 0
+    not_on_account: int = 0
+    done: int = 0
+    failed: int = 0
+    left_alone: int = 0
+
+    def add(self, action: Action) -> None:
+        name = {
+            Action.CHANGE: "change", Action.IN_PLACE: "in_place",
+            Action.NOT_ON_ACCOUNT: "not_on_account", Action.DONE: "done",
+            Action.FAILED: "failed", Action.LEFT_ALONE: "left_alone",
+        }[action]
+        setattr(self, name, getattr(self, name) + 1)
+
+    @property
+    def writes(self) -> int:
+        """Requests the run will send (a number unknown to the snapshot is still tried once)."""
+        return self.change + self.not_on_account
+
+    def rows(self) -> list[tuple[str, int]]:
+        return [
+            (Action.CHANGE.value, self.change),
+            (Action.IN_PLACE.value, self.in_place),
+            (Action.NOT_ON_ACCOUNT.value, self.not_on_account),
+            (Action.LEFT_ALONE.value, self.left_alone),
+            (Action.DONE.value, self.done),
+            (Action.FAILED.value, self.failed),
+        ]
+
+
+def classify(item: Item) -> Action:
+    if item.state is ItemState.PENDING:
+        return Action.NOT_ON_ACCOUNT if item.on_account is False else Action.CHANGE
+    if item.state is ItemState.SKIPPED:
+        return Action.IN_PLACE if (item.note or "").startswith("already") else Action.LEFT_ALONE
+    if item.state is ItemState.DONE:
+        return Action.DONE
+    return Action.FAILED if item.state is ItemState.FAILED else Action.CHANGE
+
+
+async def _batches(journal: Journal, job_id: int) -> AsyncIterator[list[list[str]]]:
+    async with aclosing(journal.iter_items(job_id, {ItemState.PENDING}, batch=SNAPSHOT_BATCH)) as pages:
+        async for page in pages:
+            yield [[item.phone_number for item in page]]
+
+
+async def take_snapshot(
+    journal: Journal,
+    job_id: int,
+    client: TelnyxClient,
+    *,
+    stop: StopSignal,
+    force: bool = False,
+    tracker: Tracker | None = None,
+) -> FatalBox:
+    """Read the current profile of every PENDING item and record it in the journal."""
+
+    async def read(numbers: list[str]) -> None:
+        outcome = await client.get_numbers(numbers)
+        found = outcome.value
+        entries = [
+            SnapshotEntry(n, found[n].profile_or_unassigned if n in found else None) for n in numbers
+        ]
+        await journal.apply_snapshot(job_id, entries, force=force)
+        if tracker is not None:
+            tracker.done += len(numbers)
+
+    return await pump(_batches(journal, job_id), read, concurrency=SNAPSHOT_CONCURRENCY, stop=stop)
+
+
+async def summarize(journal: Journal, job_id: int) -> PlanSummary:
+    summary = PlanSummary()
+    async with aclosing(journal.iter_items(job_id, None, batch=5000)) as pages:
+        async for page in pages:
+            for item in page:
+                summary.add(classify(item))
+    return summary
+
+
+PLAN_COLUMNS = ["line", "phone_number", "current_profile_id", "desired_profile_id", "action", "note"]
+
+
+def open_private(path: Path) -> int:
+    """A file readable by its owner only (reports and plans name every number)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+async def write_plan_csv(journal: Journal, job_id: int, output: Path) -> PlanSummary:
+    summary = PlanSummary()
+    with os.fdopen(open_private(output), "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(PLAN_COLUMNS)
+        async with aclosing(journal.iter_items(job_id, None, batch=5000)) as pages:
+            async for page in pages:
+                for item in page:
+                    action = classify(item)
+                    summary.add(action)
+                    current = "" if item.on_account is False else (item.prior or "")
+                    writer.writerow([item.line, item.phone_number, current, item.desired,
+                                     action.value, item.note or ""])
+    return summary

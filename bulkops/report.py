@@ -1,0 +1,137 @@
+"""Per-row reports: one line per input row, in CSV or JSON, and the summary.
+
+Written at the end of every run and on demand (``bulkops report``). Files are
+created readable by their owner only: they list every number of the account.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import InputError
+from .journal import Item, Journal, JobRecord
+from .models import Counts, ItemState, Problem
+from .plan import open_private
+
+REPORT_COLUMNS = [
+    "line", "phone_number", "prior_profile_id", "desired_profile_id", "final_state",
+    "attempts", "http_status", "error_code", "error_title", "error_detail", "note",
+]
+
+
+def item_record(item: Item) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "line": item.line,
+        "phone_number": item.phone_number,
+        "prior_profile_id": item.prior,
+        "desired_profile_id": item.desired,
+        "final_state": item.state.value,
+        "attempts": item.attempts,
+        "http_status": item.http_status,
+        "error_code": item.error_code,
+        "error_title": item.error_title,
+        "error_detail": item.error_detail,
+        "note": item.note,
+    }
+    for key, value in item.extra:
+        record.setdefault(key, value)
+    return record
+
+
+def rejected_record(problem: Problem) -> dict[str, Any]:
+    return {
+        "line": problem.line, "phone_number": None, "prior_profile_id": None,
+        "desired_profile_id": None, "final_state": "rejected", "attempts": 0,
+        "http_status": None, "error_code": None, "error_title": "invalid input",
+        "error_detail": str(problem), "note": None,
+    }
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    path: Path
+    rows: int
+    counts: Counts
+
+
+def summary_dict(job: JobRecord, counts: Counts) -> dict[str, Any]:
+    return {
+        "job": job.name,
+        "kind": job.kind.value,
+        "state": job.state.value,
+        "total": counts.total,
+        "done": counts.get(ItemState.DONE),
+        "skipped": counts.get(ItemState.SKIPPED),
+        "failed": counts.get(ItemState.FAILED),
+        "pending": counts.get(ItemState.PENDING) + counts.get(ItemState.IN_FLIGHT),
+        "rejected": counts.rejected,
+    }
+
+
+async def _records(journal: Journal, job_id: int) -> Any:
+    async with aclosing(journal.iter_items(job_id, None, batch=5000)) as pages:
+        async for page in pages:
+            for item in page:
+                yield item_record(item)
+    async with aclosing(journal.iter_rejected(job_id)) as rejected:
+        async for problems in rejected:
+            for problem in problems:
+                yield rejected_record(problem)
+
+
+async def write_report(
+    journal: Journal, job_id: int, output: Path, fmt: str = "csv"
+) -> ReportResult:
+    """Stream every row of the job into ``output`` (mode 0600)."""
+    if fmt not in ("csv", "json"):
+        raise InputError(f"--format must be csv or json, not {fmt!r}")
+    try:
+        fd = open_private(output)
+    except OSError as exc:
+        raise InputError(f"cannot write the report {output}: {exc.strerror}; choose another --output") from None
+    job = await journal.job(job_id)
+    counts = await journal.counts(job_id)
+    rows = 0
+    with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+        if fmt == "csv":
+            rows = await _write_csv(handle, _records(journal, job_id))
+        else:
+            handle.write('{"summary": ' + json.dumps(summary_dict(job, counts)) + ', "rows": [\n')
+            first = True
+            async for record in _records(journal, job_id):
+                handle.write(("" if first else ",\n") + json.dumps(record))
+                first = False
+                rows += 1
+            handle.write("\n]}\n")
+    return ReportResult(output, rows, counts)
+
+
+async def _write_csv(handle: IO[str], records: Any) -> int:
+    writer: csv.DictWriter[str] | None = None
+    rows = 0
+    async for record in records:
+        if writer is None:
+            extra = [k for k in record if k not in REPORT_COLUMNS]
+            writer = csv.DictWriter(handle, fieldnames=REPORT_COLUMNS + extra, extrasaction="ignore")
+            writer.writeheader()
+        writer.writerow({k: ("" if v is None else v) for k, v in record.items()})
+        rows += 1
+    if writer is None:
+        csv.writer(handle).writerow(REPORT_COLUMNS)
+    return rows
+
+
+def summary_lines(job: JobRecord, counts: Counts) -> Iterator[str]:
+    s = summary_dict(job, counts)
+    yield (
+        f"job {s['job']} ({s['kind']}, {s['state']}): {s['total']} numbers: done {s['done']}, "
+        f"skipped {s['skipped']}, failed {s['failed']}, pending {s['pending']}"
+        + (f", rejected {s['rejected']}" if s["rejected"] else "")
+    )

@@ -1,0 +1,225 @@
+"""The worker pool: journaled PATCHes through one shared rate limiter.
+
+Shape: a feeder reads PENDING items from the journal in keyset pages and sends
+them into a bounded memory stream; ``concurrency`` workers take them, mark them
+in flight, PATCH, check the answer and record the outcome; the journal's
+flusher commits outcomes in batches. Memory stays flat whatever the job size.
+
+Only fatal errors (auth, journal) stop the pool: a worker that meets one keeps it
+and cancels the group, so the caller sees the ``BulkOpsError`` itself, never an
+exception group. A failed row is a recorded outcome. Ctrl-C / SIGTERM stop the
+feeder, let requests in flight finish for a bounded grace period, then cancel.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio
+from anyio import CancelScope
+
+from .client import TelnyxClient
+from .errors import BulkOpsError
+from .journal import Item, ItemUpdate, Journal
+from .models import UNASSIGNED, ApiErrorInfo, ItemState
+from .progress import Tracker
+from .retry import GaveUp
+
+log = logging.getLogger("bulkops")
+
+T = TypeVar("T")
+
+LOGGED_FAILURES = 20  # per run; the report has every one
+
+
+class StopSignal:
+    """Set once the operator asked to stop; a second signal cancels at once."""
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.signals = 0
+        self.hard: CancelScope | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.event.is_set()
+
+    def request(self, reason: str) -> None:
+        self.signals += 1
+        if self.signals == 1:
+            log.info("stop requested (%s): finishing requests in flight; send again to stop now", reason)
+            self.event.set()
+        elif self.hard is not None:
+            log.info("stop requested again (%s): cancelling requests in flight", reason)
+            self.hard.cancel()
+
+
+async def watch_signals(stop: StopSignal) -> None:
+    """Turn SIGINT / SIGTERM into a graceful stop (runs until cancelled)."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            stop.request(signal.Signals(signum).name)
+
+
+@dataclass
+class FatalBox:
+    """The first fatal error any task met; the pool is cancelled when it is set."""
+
+    error: BulkOpsError | None = None
+
+
+async def pump(
+    source: AsyncIterator[list[T]],
+    handle: Callable[[T], Awaitable[None]],
+    *,
+    concurrency: int,
+    stop: StopSignal,
+    grace: float = 15.0,
+) -> FatalBox:
+    """Feed batches from ``source`` to ``concurrency`` handlers until done or stopped.
+
+    Returns the fatal error, if any; the caller raises it after its own cleanup.
+    """
+    fatal = FatalBox()
+    send, receive = anyio.create_memory_object_stream[T](max(concurrency * 2, 16))
+
+    async def feeder() -> None:
+        async with send:
+            try:
+                async for batch in source:
+                    for thing in batch:
+                        if stop.requested:
+                            return
+                        await send.send(thing)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return
+
+    async def worker(inbox: anyio.abc.ObjectReceiveStream[T]) -> None:
+        async with inbox:
+            async for thing in inbox:
+                if stop.requested:
+                    return
+                await handle(thing)
+
+    async def guarded(fn: Callable[[], Awaitable[None]], group: CancelScope) -> None:
+        try:
+            await fn()
+        except BulkOpsError as exc:
+            if fatal.error is None:
+                fatal.error = exc
+            group.cancel()
+
+    async def grace_timer(group: CancelScope) -> None:
+        await stop.event.wait()
+        await anyio.sleep(grace)
+        log.info("stop: grace period of %.0fs is over; cancelling requests in flight", grace)
+        group.cancel()
+
+    async with anyio.create_task_group() as tg:
+        stop.hard = tg.cancel_scope
+        tg.start_soon(guarded, feeder, tg.cancel_scope)
+        async with anyio.create_task_group() as workers:
+            timer = anyio.CancelScope()
+
+            async def timed() -> None:
+                with timer:
+                    await grace_timer(tg.cancel_scope)
+
+            tg.start_soon(timed)
+            with receive:
+                for _ in range(concurrency):
+                    inbox = receive.clone()
+                    workers.start_soon(guarded, lambda ib=inbox: worker(ib), tg.cancel_scope)
+        timer.cancel()
+    stop.hard = None
+    return fatal
+
+
+def _same_profile(answer: str | None, desired: str) -> bool:
+    # Telnyx answers null (or "") for an unassigned number; we journal "" for it.
+    return (answer or UNASSIGNED) == desired
+
+
+def _describe(profile: str) -> str:
+    return profile or "unassigned"
+
+
+class Writer:
+    """Processes one item: PATCH, read back the answer, record the outcome."""
+
+    def __init__(self, journal: Journal, client: TelnyxClient, tracker: Tracker) -> None:
+        self.journal = journal
+        self.client = client
+        self.tracker = tracker
+        self.logged_failures = 0
+
+    async def __call__(self, item: Item) -> None:
+        record = self.journal.record
+        record(ItemUpdate(item.job_id, item.phone_number, item.state, ItemState.IN_FLIGHT))
+        try:
+            outcome = await self.client.update_profile(item.phone_number, item.desired)
+        except GaveUp as gave_up:
+            record(
+                ItemUpdate(
+                    item.job_id, item.phone_number, ItemState.IN_FLIGHT, ItemState.FAILED,
+                    attempts=item.attempts + gave_up.attempts, http_status=gave_up.info.status,
+                    error=gave_up.info,
+                )
+            )
+            self._failed(item, gave_up.info)
+            return
+        answer = outcome.value.profile_id
+        attempts = item.attempts + outcome.attempts
+        if _same_profile(answer, item.desired):
+            record(
+                ItemUpdate(item.job_id, item.phone_number, ItemState.IN_FLIGHT, ItemState.DONE,
+                           attempts=attempts, http_status=200)
+            )
+            self.tracker.done += 1
+            return
+        # A server that answers 200 but did not apply the change must not count as success.
+        info = ApiErrorInfo(
+            status=200, title="not applied",
+            detail=f"the API answered {_describe(answer or '')}, not {_describe(item.desired)}",
+        )
+        record(
+            ItemUpdate(item.job_id, item.phone_number, ItemState.IN_FLIGHT, ItemState.FAILED,
+                       attempts=attempts, http_status=200, error=info, note="not applied")
+        )
+        self._failed(item, info)
+
+    def _failed(self, item: Item, info: ApiErrorInfo) -> None:
+        self.tracker.failed += 1
+        self.logged_failures += 1
+        if self.logged_failures <= LOGGED_FAILURES:
+            log.info("row failed line=%d number=%s: %s", item.line, item.phone_number, info.describe())
+        elif self.logged_failures == LOGGED_FAILURES + 1:
+            log.info("row failed: more failures follow; the report lists every one")
+
+
+async def write_items(
+    journal: Journal,
+    job_id: int,
+    client: TelnyxClient,
+    tracker: Tracker,
+    *,
+    concurrency: int,
+    stop: StopSignal,
+) -> FatalBox:
+    """Send every PENDING item of the job; outcomes land in the journal."""
+    writer = Writer(journal, client, tracker)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(journal.run_flusher)
+        fatal = await pump(
+            journal.iter_items(job_id, {ItemState.PENDING}, batch=500),
+            writer,
+            concurrency=concurrency,
+            stop=stop,
+        )
+        tg.cancel_scope.cancel()
+    await journal.flush()
+    return fatal
