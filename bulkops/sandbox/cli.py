@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     add("--port", type=int, default=8787, help="port to listen on; 0 picks a free one (default 8787)")
-    add("--numbers", type=int, default=10_000, help="phone numbers on the account (default 10000)")
+    add("--numbers", type=int, default=1000, help="phone numbers on the account (default 1000: the sample CSVs match it)")
     add("--profiles", type=int, default=5, help="messaging profiles on the account (default 5)")
     add("--api-key", default=None, help=f"the key clients must send (default {DEFAULT_API_KEY!r})")
     add("--seed", type=int, default=0, help="seed of the account data and of the faults (default 0)")

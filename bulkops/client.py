@@ -1,0 +1,409 @@
+"""The Telnyx API v2 calls bulkops makes, over one aiohttp session.
+
+Every request goes through the shared ``RateLimiter`` and the ``RetryPolicy``; every answer is
+classified by HTTP status (API-NOTES) into a value, ``Transient``, ``RateLimited``,
+``Permanent`` or the fatal ``AuthError``. aiohttp's own exceptions never escape: their
+``request_info`` carries our headers, the API key included. Our messages are built from method,
+path and status only, and anything the server says is scrubbed of the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from bulkops import __version__
+from bulkops.errors import ApiError, AuthError, ConfigError
+from bulkops.models import ApiErrorInfo, NumberState, Profile
+from bulkops.ratelimit import Clock, RateLimiter, SystemClock
+from bulkops.retry import Outcome, Permanent, RateLimited, RetryPolicy, Transient, call_with_retry
+
+T = TypeVar("T")
+log = logging.getLogger("bulkops.client")
+
+PAGE_SIZE = 250  # the API's largest page[size]; also the most numbers one filter lists
+USER_AGENT = f"bulkops/{__version__} aiohttp/{aiohttp.__version__}"
+
+
+@dataclass(frozen=True)
+class ClientStats:
+    requests: int = 0  # HTTP attempts started
+    responses: Mapping[int, int] = field(default_factory=dict)  # answers by HTTP status
+    retries: int = 0
+    rate_limited: int = 0  # 429 answers
+    transport_errors: int = 0  # attempts that got no answer (reset, refused, timeout)
+    holds: int = 0  # pool-wide 429 holds of the shared limiter
+    held_seconds: float = 0.0
+    peak_in_flight: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready, for the job summary and benchmarks."""
+        return {
+            "requests": self.requests,
+            "responses": {str(status): n for status, n in sorted(self.responses.items())},
+            "retries": self.retries,
+            "rate_limited": self.rate_limited,
+            "transport_errors": self.transport_errors,
+            "holds": self.holds,
+            "held_seconds": round(self.held_seconds, 3),
+            "peak_in_flight": self.peak_in_flight,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    method: str
+    path: str  # percent-encoded, below the base URL
+    query: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None
+    missing_ok: bool = False  # 404 is an answer (None), not a failure
+
+    @property
+    def target(self) -> str:
+        """How messages name the request: never headers, never the key."""
+        return f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    content_type: str
+
+
+_CERTIFICATE = "the server's TLS certificate could not be verified"
+
+
+class _BadShape(ValueError):
+    """A 2xx answer without the fields the spec promises."""
+
+
+def _segment(value: str) -> str:
+    """One path segment, fully percent-encoded: ``+13125550001`` -> ``%2B13125550001``."""
+    return quote(value, safe="")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _base_url(base_url: str, insecure: bool) -> str:
+    try:
+        url = URL(base_url.strip())
+    except (TypeError, ValueError):
+        url = URL()
+    shown = f"{url.scheme}://{url.host}" if url.host else "the given value"
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(
+            f"The API base URL ({shown}) is not an http(s) URL; "
+            "set TELNYX_API_BASE_URL like https://api.telnyx.com/v2."
+        )
+    if url.user or url.password or url.query_string or url.fragment:
+        raise ConfigError(
+            f"The API base URL ({shown}) must be scheme, host and path only, "
+            "with no credentials, query or fragment; the key goes in TELNYX_API_KEY."
+        )
+    if url.scheme == "http" and not _is_loopback(url.host) and not insecure:
+        raise ConfigError(
+            f"Refusing to send the API key in clear text to {shown}: use https://, "
+            "or pass --insecure if this plain-HTTP server is yours."
+        )
+    return str(url).rstrip("/")
+
+
+class TelnyxClient:
+    """``async with TelnyxClient(...) as client:``; the calls are safe to run concurrently."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        limiter: RateLimiter,
+        policy: RetryPolicy,
+        timeout: float = 30.0,
+        connections: int = 64,
+        insecure: bool = False,
+        clock: Clock | None = None,
+    ) -> None:
+        key = api_key.strip() if isinstance(api_key, str) else ""
+        if not key:
+            raise ConfigError("No Telnyx API key: set TELNYX_API_KEY to an API v2 key of your account.")
+        if not key.isprintable() or any(c.isspace() for c in key):
+            raise ConfigError("The API key contains spaces or control characters; copy it again into TELNYX_API_KEY.")
+        if not timeout > 0 or connections < 1:
+            raise ConfigError("The request timeout must be > 0 seconds and connections >= 1.")
+        self._base = _base_url(base_url, insecure)
+        self.__key = key
+        self._limiter = limiter
+        self._policy = policy
+        self._timeout = timeout
+        self._connections = connections
+        self._clock: Clock = clock or SystemClock()
+        self._session: aiohttp.ClientSession | None = None
+        self._requests = self._retries = self._rate_limited = self._transport_errors = 0
+        self._responses: Counter[int] = Counter()
+
+    def __repr__(self) -> str:
+        return f"TelnyxClient({self._base!r})"
+
+    async def __aenter__(self) -> TelnyxClient:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self._connections),
+            timeout=aiohttp.ClientTimeout(total=self._timeout),
+            headers={
+                "Authorization": f"Bearer {self.__key}",
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+            },
+        )
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def stats(self) -> ClientStats:
+        limiter = self._limiter.stats
+        return ClientStats(
+            requests=self._requests,
+            responses=dict(self._responses),
+            retries=self._retries,
+            rate_limited=self._rate_limited,
+            transport_errors=self._transport_errors,
+            holds=limiter.holds,
+            held_seconds=limiter.held_seconds,
+            peak_in_flight=limiter.peak_in_flight,
+        )
+
+    # --- the operations -----------------------------------------------------------------------
+
+    async def update_profile(self, number: str, profile_id: str) -> Outcome[NumberState]:
+        """Assign ``number`` to ``profile_id``; ``""`` unassigns. Raises GaveUp or AuthError."""
+        if not isinstance(profile_id, str):
+            # Telnyx quirk (API-NOTES): null keeps the current profile and still answers 200.
+            raise TypeError("profile_id must be a str: a profile UUID, or '' to unassign (never None)")
+        body = json.dumps({"messaging_profile_id": profile_id}).encode()
+        request = _Request("PATCH", f"/phone_numbers/{_segment(number)}/messaging", body=body)
+        return await self._call(request, lambda payload: _number_state(_data(payload)))
+
+    async def get_numbers(self, numbers: Sequence[str]) -> Outcome[dict[str, NumberState]]:
+        """The current state of each number; numbers the account lacks are absent."""
+        wanted = list(dict.fromkeys(numbers))
+        found: dict[str, NumberState] = {}
+        attempts = 0
+        for start in range(0, len(wanted), PAGE_SIZE):
+            chunk = wanted[start : start + PAGE_SIZE]
+            listed, asked = ",".join(chunk), set(chunk)
+            page = pages = 1
+            while page <= pages:
+                query = (("filter[phone_number]", listed), ("page[number]", str(page)), ("page[size]", str(PAGE_SIZE)))
+                outcome = await self._call(_Request("GET", "/phone_numbers/messaging", query), _numbers_page)
+                attempts += outcome.attempts
+                states, pages = outcome.value
+                found.update((s.phone_number, s) for s in states if s.phone_number in asked)
+                page += 1
+        return Outcome(found, attempts)
+
+    async def list_profile_numbers(self, profile_id: str) -> list[str]:
+        """Every number on the profile, all pages read before returning.
+
+        API-NOTES: listing while moving numbers off the profile skips some, so the caller
+        freezes this list first and only then writes.
+        """
+        path = f"/messaging_profiles/{_segment(profile_id)}/phone_numbers"
+        numbers: dict[str, None] = {}
+        page = pages = 1
+        while page <= pages:
+            query = (("page[number]", str(page)), ("page[size]", str(PAGE_SIZE)))
+            states, pages = (await self._call(_Request("GET", path, query), _numbers_page)).value
+            if not states:
+                break
+            numbers.update(dict.fromkeys(s.phone_number for s in states))
+            page += 1
+        return list(numbers)
+
+    async def get_profile(self, profile_id: str) -> Profile | None:
+        """The profile, or None when the account has no such profile (404)."""
+        request = _Request("GET", f"/messaging_profiles/{_segment(profile_id)}", missing_ok=True)
+        return (await self._call(request, _profile)).value
+
+    # --- one call: retries around attempts ------------------------------------------------------
+
+    async def _call(self, request: _Request, parse: Callable[[Any], T]) -> Outcome[T]:
+        async def attempt() -> T:
+            status, payload = await self._exchange(request)
+            try:
+                return parse(payload)
+            except _BadShape as problem:
+                detail = f"{request.target}: HTTP {status} answer unusable: {problem}"
+                raise Permanent(ApiErrorInfo(status, detail=detail), detail) from None
+
+        return await call_with_retry(attempt, self._policy, clock=self._clock, on_retry=self._retried)
+
+    def _retried(self, attempt: int, error: BaseException, wait: float) -> None:
+        self._retries += 1
+        log.debug("retry %d in %.2f s after %s", attempt, wait, error)
+
+    async def _exchange(self, request: _Request) -> tuple[int, Any]:
+        """One HTTP attempt through the limiter: (status, JSON) of a usable answer, or raise."""
+        if self._session is None:
+            raise RuntimeError("use the client inside `async with TelnyxClient(...)`")
+        query = "&".join(f"{quote(k, safe='')}={quote(v, safe=',')}" for k, v in request.query)
+        # encoded=True: the path and query are percent-encoded already and must reach the
+        # server as they are (a "+" re-quoted or decoded would become a space).
+        url = URL(self._base + request.path + (f"?{query}" if query else ""), encoded=True)
+        wait: float | None = None
+        async with self._limiter.slot() as slot:
+            self._requests += 1
+            answer = await self._send(self._session, request, url)
+            if isinstance(answer, str):
+                slot.failed()
+            else:
+                wait = slot.observe(answer.status, answer.headers)
+        # Raised out here, in no except block, so no aiohttp exception rides along as context.
+        if answer is _CERTIFICATE:
+            raise ApiError(
+                f"The TLS certificate of {URL(self._base).host} could not be verified; "
+                "check TELNYX_API_BASE_URL and the system's CA certificates."
+            )
+        if isinstance(answer, str):
+            self._transport_errors += 1
+            detail = f"{request.target}: {answer}"
+            raise Transient(ApiErrorInfo(None, detail=detail), detail)
+        return answer.status, self._classify(request, answer, wait)
+
+    async def _send(self, session: aiohttp.ClientSession, request: _Request, url: URL) -> _Answer | str:
+        """The raw answer, or why there is none; no aiohttp exception gets out of here."""
+        headers = {"Content-Type": "application/json"} if request.body is not None else None
+        try:
+            async with session.request(
+                request.method, url, data=request.body, headers=headers, allow_redirects=False
+            ) as response:
+                body = await response.read()
+                return _Answer(response.status, response.headers, body, response.content_type)
+        except aiohttp.ClientConnectorCertificateError:
+            return _CERTIFICATE
+        except aiohttp.ServerDisconnectedError:
+            return "the server closed the connection without answering"
+        except TimeoutError:
+            return f"no answer within {self._timeout:g} s"
+        except aiohttp.ClientConnectorError:
+            return "could not connect to the server"
+        except aiohttp.ClientError as error:
+            return f"the connection failed ({type(error).__name__})"
+
+    def _classify(self, request: _Request, answer: _Answer, wait: float | None) -> Any:
+        status = answer.status
+        self._responses[status] += 1
+        payload, unusable = _decode(answer.body, answer.content_type)
+        if 200 <= status < 300 or (status == 404 and request.missing_ok):
+            if unusable and status != 404:
+                raise Permanent(ApiErrorInfo(status, detail=f"{request.target}: {unusable}"))
+            return payload if status != 404 else None
+        info = self._error_info(request, status, payload, unusable)
+        message = f"{request.target}: {info.describe()}"
+        if status in (401, 403):
+            raise AuthError(
+                f"The Telnyx API refused the API key ({info.describe()}). Check TELNYX_API_KEY: "
+                "it must be a current API v2 key of this account, allowed to change number settings.",
+                status=status,
+                code=info.code,
+                title=info.title,
+                detail=info.detail,
+            )
+        if status == 429:
+            self._rate_limited += 1
+            raise RateLimited(info, wait or 0.0, message)
+        if status == 408 or status >= 500:
+            raise Transient(info, message)
+        raise Permanent(info, message)
+
+    def _error_info(self, request: _Request, status: int, payload: Any, unusable: str | None) -> ApiErrorInfo:
+        """Telnyx's first error, verbatim (minus any echo of the key), else a clear stand-in."""
+        errors = payload.get("errors") if isinstance(payload, dict) else None
+        first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else None
+        if first is None:
+            why = unusable or "no Telnyx error object in the body"
+            if 300 <= status < 400:
+                why = "a redirect; check TELNYX_API_BASE_URL"
+            return ApiErrorInfo(status, detail=f"{request.target}: {why}")
+
+        def text(name: str) -> str | None:
+            value = first.get(name)
+            return None if value is None else self._scrub(str(value))
+
+        return ApiErrorInfo(status, code=text("code"), title=text("title"), detail=text("detail"))
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self.__key, "[redacted]")
+
+
+def _decode(raw: bytes, content_type: str) -> tuple[Any, str | None]:
+    """The JSON body, or why there is none usable."""
+    if not raw:
+        return None, "an empty body"
+    try:
+        return json.loads(raw), None
+    except ValueError:
+        return None, f"a body that is not JSON ({content_type or 'no content type'}, {len(raw)} bytes)"
+
+
+def _data(payload: Any) -> Any:
+    if not isinstance(payload, dict) or "data" not in payload:
+        raise _BadShape("no `data` member")
+    return payload["data"]
+
+
+def _number_state(item: Any) -> NumberState:
+    if not isinstance(item, dict):
+        raise _BadShape("a number is not a JSON object")
+    number, profile, number_id = item.get("phone_number"), item.get("messaging_profile_id"), item.get("id")
+    if not isinstance(number, str) or not number:
+        raise _BadShape("a number has no `phone_number`")
+    if profile is not None and not isinstance(profile, str):
+        raise _BadShape(f"`messaging_profile_id` of {number} is not a string or null")
+    # Unassigned numbers come back with null or "": both mean no profile.
+    return NumberState(number, profile or None, None if number_id is None else str(number_id))
+
+
+def _numbers_page(payload: Any) -> tuple[list[NumberState], int]:
+    """One page of numbers and the total page count (1 when ``meta`` is missing)."""
+    items = _data(payload)
+    if not isinstance(items, list):
+        raise _BadShape("`data` is not a list")
+    meta = payload.get("meta")
+    pages = meta.get("total_pages") if isinstance(meta, dict) else 1
+    if not isinstance(pages, int) or isinstance(pages, bool) or pages < 0:
+        raise _BadShape("`meta.total_pages` is not a whole number")
+    return [_number_state(item) for item in items], pages
+
+
+def _profile(payload: Any) -> Profile | None:
+    if payload is None:
+        return None  # 404
+    data = _data(payload)
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise _BadShape("the profile has no `id`")
+    name = data.get("name")
+    return Profile(data["id"], name if isinstance(name, str) else "")
