@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import anyio
 
@@ -69,8 +68,15 @@ def _add_job(p: argparse.ArgumentParser, *, job_file: bool = True) -> None:
                    help="journal invalid rows as rejected and run the rest")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes read like every other expected failure: ``Error: ...``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(int(ExitCode.INPUT), f"Error: {self.prog}: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bulkops", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(prog="bulkops", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"bulkops {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -59,13 +59,14 @@ async def retry_failed(journal_path: Path, settings: RunSettings, api_key: Secre
     """Run the failed rows of the latest job again (after their cause was fixed)."""
     _require(journal_path)
     started = time.monotonic()
+    client = make_client(settings, api_key)
     async with await Journal.open(journal_path) as journal:
         job = (await journal.jobs())[-1]
         if job.state is JobState.LOADING:
             raise JournalError(f"{journal_path} never finished loading its CSV; run the job first")
         reset = await journal.reset_failed(job.id)
         log.info("retry-failed job=%d rows=%d", job.id, reset)
-        async with make_client(settings, api_key) as client:
+        async with client:
             return await execute(journal, job.id, client, settings, interactive=interactive,
                                  confirm=confirm, started=started)
 
@@ -79,11 +80,12 @@ async def rollback(journal_path: Path, settings: RunSettings, api_key: Secret, *
     """
     _require(journal_path)
     started = time.monotonic()
+    client = make_client(settings, api_key)
     async with await Journal.open(journal_path) as journal:
         parent = await journal.job(1)
         if parent.state is JobState.LOADING:
             raise JournalError(f"{journal_path}: the job never started writing; nothing to roll back")
-        async with make_client(settings, api_key) as client:
+        async with client:
             counts = await journal.counts(1)
             if counts.get(ItemState.PENDING) + counts.get(ItemState.IN_FLIGHT):
                 # Writes of an interrupted run may have landed unrecorded: read them back first

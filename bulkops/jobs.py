@@ -29,7 +29,8 @@ from .plan import PlanSummary, summarize, take_snapshot, write_plan_csv
 from .progress import Tracker, show_progress
 from .ratelimit import RateLimiter
 from .report import write_report
-from .runner import FatalBox, StopSignal, pump, watch_signals, write_items
+from .retry import GaveUp
+from .runner import FatalBox, StopSignal, gave_up_error, pump, watch_signals, write_items
 
 log = logging.getLogger("bulkops")
 
@@ -179,9 +180,10 @@ async def run_job(
     if dry_run:
         return await plan_job(request, settings, api_key, output=plan_output)
     started = time.monotonic()
+    client = make_client(settings, api_key)  # refuses an unsafe base URL before anything is written
     journal, created = await _open_or_create(request, settings)
     try:
-        async with make_client(settings, api_key) as client:
+        async with client:
             try:
                 await _load(journal, request, settings, client, created)
             except BaseException:
@@ -192,6 +194,8 @@ async def run_job(
                 await freeze_migrations(journal, 1, client)
             return await execute(journal, 1, client, settings, interactive=interactive,
                                  confirm=confirm, started=started)
+    except GaveUp as exc:
+        raise gave_up_error(exc) from None
     finally:
         await journal.close()
 
@@ -201,12 +205,13 @@ async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,
     """Read the current state of every number and say what a run would do; write nothing."""
     started = time.monotonic()
     output = output or request.csv_path.with_name(request.csv_path.stem + ".plan.csv")
+    client = make_client(settings, api_key)
     with tempfile.TemporaryDirectory(prefix="bulkops-plan-") as tmp:
         scratch = JobRequest(request.kind, request.csv_path, Path(tmp) / "plan.db", request.name,
                              request.job_file, request.profile_id)
         journal, _ = await _open_or_create(scratch, settings)
         try:
-            async with make_client(settings, api_key) as client:
+            async with client:
                 await _load(journal, scratch, settings, client, True)
                 if request.kind is Kind.MIGRATE:
                     await freeze_migrations(journal, 1, client)
@@ -215,6 +220,8 @@ async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,
                 job = await journal.job(1)
                 counts = await journal.counts(1)
                 stats = client.stats.as_dict()
+        except GaveUp as exc:
+            raise gave_up_error(exc) from None
         finally:
             await journal.close()
     return JobResult(request.journal_path, job, counts, plan=summary, plan_path=output,

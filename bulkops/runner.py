@@ -23,7 +23,7 @@ import anyio
 from anyio import CancelScope
 
 from .client import TelnyxClient
-from .errors import BulkOpsError
+from .errors import ApiError, BulkOpsError
 from .journal import Item, ItemUpdate, Journal
 from .models import UNASSIGNED, ApiErrorInfo, ItemState
 from .progress import Tracker
@@ -63,6 +63,17 @@ async def watch_signals(stop: StopSignal) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             stop.request(signal.Signals(signum).name)
+
+
+def gave_up_error(exc: GaveUp) -> ApiError:
+    """A read the job cannot go on without (profile check, listing, snapshot) failed for good."""
+    info = exc.info
+    return ApiError(
+        f"the API kept failing after {exc.attempts} attempt(s) ({info.describe()}); no further "
+        "request was sent. Check --base-url, the network and the API's status page, then run the "
+        "same command again: the journal resumes where it stopped.",
+        status=info.status, code=info.code, title=info.title, detail=info.detail,
+    )
 
 
 @dataclass
@@ -108,9 +119,9 @@ async def pump(
     async def guarded(fn: Callable[[], Awaitable[None]], group: CancelScope) -> None:
         try:
             await fn()
-        except BulkOpsError as exc:
+        except (BulkOpsError, GaveUp) as exc:
             if fatal.error is None:
-                fatal.error = exc
+                fatal.error = gave_up_error(exc) if isinstance(exc, GaveUp) else exc
             group.cancel()
 
     async def grace_timer(group: CancelScope) -> None:

@@ -131,7 +131,7 @@ def test_cli_flags_map_onto_the_config() -> None:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     defaults = config_from_args(parser.parse_args([]))
-    assert (defaults.port, defaults.numbers, defaults.profiles, defaults.api_key) == (8787, 10_000, 5, "sandbox-key")
+    assert (defaults.port, defaults.numbers, defaults.profiles, defaults.api_key) == (8787, 1000, 5, "sandbox-key")
     args = parser.parse_args(
         ["--port", "0", "--rate", "10", "--window", "2", "--retry-after", "http-date", "--error-rate", "0.1",
          "--drop-rate", "0.2", "--slow-ms", "500", "--bulk-max", "50", "--ignore-writes", "--control",
