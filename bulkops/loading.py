@@ -54,7 +54,8 @@ def problems_message(path: Path, problems: Sequence[Problem], total: int, *, ski
     lines = [f"{path} has {total} error{'s' if total != 1 else ''}; nothing was sent."]
     lines += [f"  {p}" for p in problems]
     if total > len(problems):
-        lines.append(f"  ... and {total - len(problems)} more (bulkops validate lists them all)")
+        lines.append(f"  ... and {total - len(problems)} more; with --skip-invalid every rejected row "
+                     "is listed in the report")
     hint = "Fix the file and run the same command again"
     if skip_hint:
         hint += ", or pass --skip-invalid to journal these rows as rejected and run the rest"

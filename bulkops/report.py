@@ -41,8 +41,13 @@ def item_record(item: Item) -> dict[str, Any]:
         "note": item.note,
     }
     for key, value in item.extra:
-        record.setdefault(key, value)
+        record.setdefault(key, _inert(value))
     return record
+
+
+def _inert(value: str) -> str:
+    """Extra CSV cells are the operator's own text: keep a spreadsheet from running them."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def rejected_record(problem: Problem) -> dict[str, Any]:
