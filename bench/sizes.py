@@ -1,0 +1,56 @@
+"""How big each scenario is, full or ``--quick``: the one place to change a size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SEED = 20_260_701  # seeds the sandbox accounts, their faults and every row choice
+API_KEY = "bench-sandbox-key"  # a sandbox key only: never a real one
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    quick: bool
+    concurrency: int = 32
+    # 1. rate-limit efficiency
+    rate: int = 100  # requests per 1 s window
+    latency_ms: float = 80.0
+    jitter_ms: float = 20.0
+    rate_rows: int = 3_000
+    # The sequential loop's real rows, extrapolated to rate_rows: one PATCH after another is
+    # linear in the rows, and all 3,000 would take ~4 minutes of the full run's ~20.
+    sequential_rows: int = 1_000
+    # 2. overhead
+    overhead_rows: int = 20_000
+    # 3. scale
+    scale_rows: int = 1_000_000
+    # 4. resume
+    resume_rows: int = 1_000_000
+    kill_share: float = 0.2  # kill -9 once this share of the outstanding rows was written
+    # 5. faults
+    fault_rows: int = 5_000
+    fault_latency_ms: float = 20.0
+    fault_jitter_ms: float = 5.0
+    error_rate: float = 0.05
+    drop_rate: float = 0.02
+    error_after_write_rate: float = 0.02
+
+    @property
+    def label(self) -> str:
+        return "quick" if self.quick else "full"
+
+
+FULL = Sizes(quick=False)
+QUICK = Sizes(
+    quick=True,
+    rate_rows=1_000,
+    sequential_rows=200,
+    overhead_rows=5_000,
+    scale_rows=200_000,
+    resume_rows=100_000,
+    fault_rows=2_000,
+)
+
+
+def sizes_for(quick: bool) -> Sizes:
+    return QUICK if quick else FULL
