@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,7 @@ from .client import TelnyxClient
 from .config import RunSettings, Secret
 from .csvjobs import file_sha256
 from .errors import ApiError, BulkOpsError, ExitCode, InputError, Interrupted, JournalError
-from .journal import Journal, JobRecord, JobState, SnapshotEntry
+from .journal import Item, Journal, JobRecord, JobState
 from .loading import check_profiles, freeze_migrations, load_rows, migration_profiles
 from .models import Counts, ItemState, Kind
 from .plan import PlanSummary, summarize, take_snapshot, write_plan_csv
@@ -328,12 +328,12 @@ async def verify_done(journal: Journal, job_id: int, client: TelnyxClient) -> li
     """Re-read every number the job changed and list the ones that drifted since."""
     drift: list[tuple[str, str, str | None]] = []
 
-    async def pages() -> Any:
+    async def pages() -> AsyncGenerator[list[list[Item]], None]:
         async with aclosing(journal.iter_items(job_id, {ItemState.DONE}, batch=250)) as items:
             async for page in items:
                 yield [page]
 
-    async def check(page: list[Any]) -> None:
+    async def check(page: list[Item]) -> None:
         found = (await client.get_numbers([item.phone_number for item in page])).value
         for item in page:
             state = found.get(item.phone_number)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 from enum import Enum
@@ -80,7 +80,7 @@ def classify(item: Item) -> Action:
     return Action.FAILED if item.state is ItemState.FAILED else Action.CHANGE
 
 
-async def _batches(journal: Journal, job_id: int) -> AsyncIterator[list[list[str]]]:
+async def _batches(journal: Journal, job_id: int) -> AsyncGenerator[list[list[str]], None]:
     async with aclosing(journal.iter_items(job_id, {ItemState.PENDING}, batch=SNAPSHOT_BATCH)) as pages:
         async for page in pages:
             yield [[item.phone_number for item in page]]

@@ -89,6 +89,9 @@ class GaveUp(Exception):
         self.retryable = retryable  # True: transient or rate limited, the write may have landed
 
 
+_JITTER = random.Random()  # full-jitter draws need no cryptographic quality
+
+
 @dataclass
 class _Tally:
     """What one call has been through, for the stop and wait decisions."""
@@ -108,8 +111,15 @@ async def call_with_retry(
 ) -> Outcome[T]:
     """Call ``fn`` until it succeeds or the policy gives up; ``on_retry(attempt, error, wait)``
     is told before each retry. Raises ``GaveUp``; other exceptions propagate unchanged."""
-    jitter = rng or random.Random()
     started = clock.now()
+    # Hot path: nearly every call succeeds at once, so tenacity is only set up after a failure.
+    try:
+        return Outcome(await fn(), 1)
+    except Permanent as error:
+        raise GaveUp(error.info, 1, retryable=False) from error
+    except (Transient, RateLimited) as error:
+        first_failure: BaseException | None = error
+    jitter = rng or _JITTER
     tally = _Tally()
 
     def failure(state: RetryCallState) -> BaseException:
@@ -150,10 +160,13 @@ async def call_with_retry(
         before_sleep=before_sleep,
         reraise=True,
     )
-    attempts = 0
+    attempts = 1
 
     async def attempt() -> T:  # a coroutine function, as tenacity requires
-        nonlocal attempts
+        nonlocal attempts, first_failure
+        if first_failure is not None:  # replay the first attempt's failure: tallied, waited on
+            replay, first_failure = first_failure, None
+            raise replay
         attempts += 1
         return await fn()
 

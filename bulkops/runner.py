@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -84,41 +86,49 @@ class FatalBox:
 
 
 async def pump(
-    source: AsyncIterator[list[T]],
+    source: AsyncGenerator[list[T], None],
     handle: Callable[[T], Awaitable[None]],
     *,
     concurrency: int,
     stop: StopSignal,
     grace: float = 15.0,
 ) -> FatalBox:
-    """Feed batches from ``source`` to ``concurrency`` handlers until done or stopped.
+    """Hand the items of ``source``'s batches to ``concurrency`` workers until done or stopped.
 
-    Returns the fatal error, if any; the caller raises it after its own cleanup.
+    Workers share one small queue that the first idle worker refills with the source's next
+    batch, so memory holds at most about one batch, and nothing per item but a deque pop (a
+    memory stream per item cost more than the journal). Returns the fatal error, if any; the
+    caller raises it after its own cleanup.
     """
     fatal = FatalBox()
-    send, receive = anyio.create_memory_object_stream[T](max(concurrency * 2, 16))
+    queue: deque[T] = deque()
+    refill = anyio.Lock()
+    exhausted = False
 
-    async def feeder() -> None:
-        async with send:
-            try:
-                async for batch in source:
-                    for thing in batch:
-                        if stop.requested:
-                            return
-                        await send.send(thing)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+    async def next_item() -> T | None:
+        nonlocal exhausted
+        while not queue:
+            if exhausted or stop.requested:
+                return None
+            async with refill:
+                if queue or exhausted:
+                    continue
+                try:
+                    queue.extend(await source.__anext__())
+                except StopAsyncIteration:
+                    exhausted = True
+        return queue.popleft()
+
+    async def worker() -> None:
+        while not stop.requested:
+            item = await next_item()
+            if item is None:
                 return
+            await handle(item)
 
-    async def worker(inbox: anyio.abc.ObjectReceiveStream[T]) -> None:
-        async with inbox:
-            async for thing in inbox:
-                if stop.requested:
-                    return
-                await handle(thing)
-
-    async def guarded(fn: Callable[[], Awaitable[None]], group: CancelScope) -> None:
+    async def guarded(group: CancelScope) -> None:
         try:
-            await fn()
+            await worker()
         except (BulkOpsError, GaveUp) as exc:
             if fatal.error is None:
                 fatal.error = gave_up_error(exc) if isinstance(exc, GaveUp) else exc
@@ -130,10 +140,9 @@ async def pump(
         log.info("stop: grace period of %.0fs is over; cancelling requests in flight", grace)
         group.cancel()
 
-    async with anyio.create_task_group() as tg:
-        stop.hard = tg.cancel_scope
-        tg.start_soon(guarded, feeder, tg.cancel_scope)
-        async with anyio.create_task_group() as workers:
+    async with aclosing(source):
+        async with anyio.create_task_group() as tg:
+            stop.hard = tg.cancel_scope
             timer = anyio.CancelScope()
 
             async def timed() -> None:
@@ -141,12 +150,11 @@ async def pump(
                     await grace_timer(tg.cancel_scope)
 
             tg.start_soon(timed)
-            with receive:
+            async with anyio.create_task_group() as workers:
                 for _ in range(concurrency):
-                    inbox = receive.clone()
-                    workers.start_soon(guarded, lambda ib=inbox: worker(ib), tg.cancel_scope)
-        timer.cancel()
-    stop.hard = None
+                    workers.start_soon(guarded, tg.cancel_scope)
+            timer.cancel()
+        stop.hard = None
     return fatal
 
 
