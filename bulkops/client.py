@@ -248,6 +248,11 @@ class TelnyxClient:
         request = _Request("GET", f"/messaging_profiles/{_segment(profile_id)}", missing_ok=True)
         return (await self._call(request, _profile)).value
 
+    async def get_number(self, number: str) -> NumberState | None:
+        """One number's state, or None when the account does not have it (404)."""
+        request = _Request("GET", f"/phone_numbers/{_segment(number)}/messaging", missing_ok=True)
+        return (await self._call(request, _maybe_number_state)).value
+
     # --- one call: retries around attempts ------------------------------------------------------
 
     async def _call(self, request: _Request, parse: Callable[[Any], T]) -> Outcome[T]:
@@ -385,6 +390,10 @@ def _number_state(item: Any) -> NumberState:
         raise _BadShape(f"`messaging_profile_id` of {number} is not a string or null")
     # Unassigned numbers come back with null or "": both mean no profile.
     return NumberState(number, profile or None, None if number_id is None else str(number_id))
+
+
+def _maybe_number_state(payload: Any) -> NumberState | None:
+    return None if payload is None else _number_state(_data(payload))
 
 
 def _numbers_page(payload: Any) -> tuple[list[NumberState], int]:

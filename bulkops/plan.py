@@ -11,6 +11,7 @@ being sent again.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -22,7 +23,10 @@ from .client import TelnyxClient
 from .journal import Item, Journal, SnapshotEntry
 from .models import ItemState
 from .progress import Tracker
+from .retry import GaveUp
 from .runner import FatalBox, StopSignal, pump
+
+log = logging.getLogger("bulkops")
 
 SNAPSHOT_BATCH = 250  # the API's page[size] maximum
 SNAPSHOT_CONCURRENCY = 8
@@ -98,8 +102,19 @@ async def take_snapshot(
     """Read the current profile of every PENDING item and record it in the journal."""
 
     async def read(numbers: list[str]) -> None:
-        outcome = await client.get_numbers(numbers)
-        found = outcome.value
+        try:
+            found = (await client.get_numbers(numbers)).value
+        except GaveUp as exc:
+            if exc.retryable:
+                raise
+            # A server that refuses the comma-separated filter: read the batch one by one.
+            log.info("snapshot: the list filter was refused (%s); reading %d numbers one by one",
+                     exc.info.describe(), len(numbers))
+            found = {}
+            for number in numbers:
+                state = await client.get_number(number)
+                if state is not None:
+                    found[number] = state
         entries = [
             SnapshotEntry(n, found[n].profile_or_unassigned if n in found else None) for n in numbers
         ]

@@ -246,3 +246,44 @@ async def test_second_process_on_the_same_journal_refuses_to_start(
         async with await Journal.open(tmp_path / "a.db"):
             async with await Journal.open(tmp_path / "a.db"):
                 pass
+
+
+async def test_snapshot_falls_back_to_one_read_per_number_when_the_list_filter_is_refused(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    from aiohttp import web
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        if request.path.endswith("/phone_numbers/messaging") and request.method == "GET":
+            body = {"errors": [{"code": "10015", "title": "Invalid filter", "detail": "unsupported"}]}
+            return web.json_response(body, status=400)
+        async with aiohttp.ClientSession() as session:
+            async with session.request(
+                request.method, sandbox.base_url[: -len("/v2")] + request.rel_url.raw_path_qs,
+                headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
+                data=await request.read(),
+            ) as answer:
+                return web.Response(status=answer.status, body=await answer.read(),
+                                    content_type=answer.content_type)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        numbers = sandbox.numbers()[:6]
+        in_place = numbers[0]
+        rows = [(n, other_profile(sandbox, sandbox.profile_of(n))) for n in numbers[1:]]
+        rows.append((in_place, sandbox.profile_of(in_place) or sandbox.profile_ids()[0]))
+        sandbox.set_profile(in_place, rows[-1][1])
+        csv_path = write_csv(tmp_path / "a.csv", ["phone_number", "messaging_profile_id"], rows)
+
+        result = await run(sandbox, Kind.ASSIGN, csv_path, tmp_path / "a.db",
+                           base_url=f"http://127.0.0.1:{port}/v2")
+    finally:
+        await runner.cleanup()
+
+    assert result.counts.get(ItemState.DONE) == 5 and result.counts.get(ItemState.SKIPPED) == 1
+    assert sandbox.stats.count(route="GET /v2/phone_numbers/{id}/messaging") == 6
