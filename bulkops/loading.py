@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio
+
 from .client import TelnyxClient
 from .csvjobs import read_rows
 from .errors import InputError
@@ -141,12 +143,28 @@ async def check_profiles(
     client: TelnyxClient, csv_path: Path, uses: dict[str, list[int]]
 ) -> None:
     """Each distinct target profile must exist on the account before any write."""
-    missing: list[str] = []
-    for profile_id, lines in sorted(uses.items()):
-        if await client.get_profile(profile_id) is None:
-            where = ", ".join(str(n) for n in lines)
-            missing.append(f"  {csv_path}:{lines[0]}: messaging profile {profile_id} does not exist "
-                           f"on this account (used on line(s) {where})")
+    found: dict[str, bool] = {}
+    failures: list[BaseException] = []
+    limit = anyio.Semaphore(8)
+
+    async def check(profile_id: str, group: anyio.CancelScope) -> None:
+        async with limit:
+            try:
+                found[profile_id] = await client.get_profile(profile_id) is not None
+            except Exception as exc:  # re-raised below as itself, never as an exception group
+                failures.append(exc)
+                group.cancel()
+
+    async with anyio.create_task_group() as tg:  # a few reads at once: they share the limiter
+        for profile_id in uses:
+            tg.start_soon(check, profile_id, tg.cancel_scope)
+    if failures:
+        raise failures[0]
+    missing = [
+        f"  {csv_path}:{lines[0]}: messaging profile {profile_id} does not exist on this account "
+        f"(used on line(s) {', '.join(str(n) for n in lines)})"
+        for profile_id, lines in sorted(uses.items()) if not found[profile_id]
+    ]
     if missing:
         raise InputError(
             f"{csv_path} names {len(missing)} messaging profile(s) this account does not have; "
