@@ -14,8 +14,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from types import TracebackType
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -48,16 +47,10 @@ class ClientStats:
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready, for the job summary and benchmarks."""
-        return {
-            "requests": self.requests,
-            "responses": {str(status): n for status, n in sorted(self.responses.items())},
-            "retries": self.retries,
-            "rate_limited": self.rate_limited,
-            "transport_errors": self.transport_errors,
-            "holds": self.holds,
-            "held_seconds": round(self.held_seconds, 3),
-            "peak_in_flight": self.peak_in_flight,
-        }
+        data = asdict(self)
+        data["responses"] = {str(status): n for status, n in sorted(self.responses.items())}
+        data["held_seconds"] = round(self.held_seconds, 3)
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +88,8 @@ def _segment(value: str) -> str:
 
 
 def _is_loopback(host: str) -> bool:
-    if host.lower().rstrip(".") == "localhost":
-        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return host.lower().rstrip(".") == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
 
@@ -146,7 +137,9 @@ class TelnyxClient:
         if not key:
             raise ConfigError("No Telnyx API key: set TELNYX_API_KEY to an API v2 key of your account.")
         if not key.isprintable() or any(c.isspace() for c in key):
-            raise ConfigError("The API key contains spaces or control characters; copy it again into TELNYX_API_KEY.")
+            raise ConfigError(
+                "The API key contains spaces or control characters; copy it again into TELNYX_API_KEY."
+            )
         if not timeout > 0 or connections < 1:
             raise ConfigError("The request timeout must be > 0 seconds and connections >= 1.")
         self._base = _base_url(base_url, insecure)
@@ -175,9 +168,7 @@ class TelnyxClient:
         )
         return self
 
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -217,8 +208,10 @@ class TelnyxClient:
             listed, asked = ",".join(chunk), set(chunk)
             page = pages = 1
             while page <= pages:
-                query = (("filter[phone_number]", listed), ("page[number]", str(page)), ("page[size]", str(PAGE_SIZE)))
-                outcome = await self._call(_Request("GET", "/phone_numbers/messaging", query), _numbers_page)
+                query = (("filter[phone_number]", listed), ("page[number]", str(page)),
+                         ("page[size]", str(PAGE_SIZE)))
+                request = _Request("GET", "/phone_numbers/messaging", query)
+                outcome = await self._call(request, _numbers_page)
                 attempts += outcome.attempts
                 states, pages = outcome.value
                 found.update((s.phone_number, s) for s in states if s.phone_number in asked)
@@ -332,10 +325,7 @@ class TelnyxClient:
             raise AuthError(
                 f"The Telnyx API refused the API key ({info.describe()}). Check TELNYX_API_KEY: "
                 "it must be a current API v2 key of this account, allowed to change number settings.",
-                status=status,
-                code=info.code,
-                title=info.title,
-                detail=info.detail,
+                status=status, code=info.code, title=info.title, detail=info.detail,
             )
         if status == 429:
             self._rate_limited += 1
@@ -344,15 +334,14 @@ class TelnyxClient:
             raise Transient(info, message)
         raise Permanent(info, message)
 
-    def _error_info(self, request: _Request, status: int, payload: Any, unusable: str | None) -> ApiErrorInfo:
+    def _error_info(self, request: _Request, status: int, payload: Any, why: str | None) -> ApiErrorInfo:
         """Telnyx's first error, verbatim (minus any echo of the key), else a clear stand-in."""
         errors = payload.get("errors") if isinstance(payload, dict) else None
         first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else None
         if first is None:
-            why = unusable or "no Telnyx error object in the body"
             if 300 <= status < 400:
                 why = "a redirect; check TELNYX_API_BASE_URL"
-            return ApiErrorInfo(status, detail=f"{request.target}: {why}")
+            return ApiErrorInfo(status, detail=f"{request.target}: {why or 'no Telnyx error object'}")
 
         def text(name: str) -> str | None:
             value = first.get(name)

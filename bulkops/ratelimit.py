@@ -7,16 +7,17 @@ A request may start (``async with limiter.slot()``) only when all of these agree
 2. **Slow start**: until a response carries rate-limit headers, one request is in flight, so a
    small limit is learned before the pool bursts into it. A first answer without them means an
    unlimited server: open up.
-3. **GCRA pacing** (virtual scheduling, burst 1): starts are at least ``1/rate`` apart, where
+3. **GCRA pacing** (virtual scheduling, burst 1): starts are ``1/rate`` apart, where
    ``rate = min(ceiling, PACE * limit / window)``; ``window`` is the largest x-ratelimit-reset
-   seen (whole seconds, so the largest is the window). Each pool-wide hold widens the margin.
+   seen twice in a row (whole seconds, so the largest is the window). Each pool-wide hold
+   widens the margin.
 4. **Budget guard**: the server's freshest ``remaining``, minus every request started after the
    one it answered (in flight: the server will count them), minus a reserve for requests the
    server counts out of our start order, must stay >= 1; otherwise wait for the window reset.
-   The reset is learned from the counter jumping back up: the new window began no later than
-   the request that saw it was sent (when it was answered, if the server counts out of order),
-   else x-ratelimit-reset says it. At the estimated reset the budget refills; the next report
-   corrects it.
+   The reset is learned from the counter jumping back up: the new window began by the time
+   the server counted the request that saw it (one start interval after sending it; when it
+   was answered, if the server counts out of order), else x-ratelimit-reset says when. At the
+   estimated reset the budget refills, and the next report corrects it.
 
 Pacing just under the learned rate keeps a fixed-window, sliding-window or token-bucket server
 under its limit without 429s; the guard catches what pacing cannot see (another client on the
@@ -37,10 +38,9 @@ from typing import Protocol
 
 import anyio
 
-PACE = 0.98  # fraction of the learned rate: a 2% margin absorbs scheduling and network jitter
+PACE = 0.985  # of the learned rate: the margin absorbs requests reaching the server late or early
 PACE_STEP, PACE_FLOOR = 0.01, 0.90  # each 429 despite pacing widens the margin, down to the floor
 RESERVE_SHARE = 0.05  # the guard keeps up to this share of the limit for out-of-order counting
-LATE_CREDIT = 1
 _MAX_NAP = 60.0  # the head waiter re-checks at least this often, whatever it waits for
 _EPOCH_LIKE = 1e9  # a "reset" this large is an epoch timestamp, not a delay (GitHub style)
 
@@ -207,8 +207,7 @@ class RateLimiter:
         self._reset_at = math.inf  # estimated end of the window `_remaining` belongs to
         # The freshest server report (seq, its start time, remaining), to spot a window reset.
         self._report: tuple[int, float, int] | None = None
-        self._order: tuple[int, int] | None = None  # (highest remaining + seq, largest drop)
-        self._strays = False  # has the server ever counted out of our start order?
+        self._order: tuple[int, int] | None = None  # this window: (top remaining + seq, largest drop)
 
     @property
     def in_flight(self) -> int:
@@ -260,7 +259,6 @@ class RateLimiter:
         window = self._window or 1.0
         self._reset_at += window * (math.floor((now - self._reset_at) / window) + 1)
         self._remaining, self._anchor = self._limit, self._started - 1
-        self._order = None
 
     async def _nap(self, delay: float) -> None:
         """Sleep for ``delay`` or until a response changes the picture, whichever is first."""
@@ -278,7 +276,7 @@ class RateLimiter:
         # busy) keeps its place on the schedule, or every late wake-up would lower the rate;
         # the margin and the budget guard cover the pair of starts that can come closer.
         # The operator's ceiling keeps no such credit: never more than `ceiling` a second.
-        late_credit = LATE_CREDIT * interval if rate != self._ceiling else 0.0
+        late_credit = interval if rate != self._ceiling else 0.0
         self._tat = max(self._tat, now - late_credit) + interval
         slot = Slot(self, self._started, now)
         self._started += 1
@@ -319,11 +317,14 @@ class RateLimiter:
             return
         candidates = [now + (budget.reset_after if budget.reset_after is not None else window)]
         rose = self._report is not None and self._rose(self._report, report)
+        orderly = self._order is None or self._order[1] <= 2  # at most one pair swapped
         self._note_order(report, new_window=rose)
         if rose:
-            # A new window began, no later than the server counted this request: when it was
-            # sent, if the server counts in our start order; else, to be safe, when it answered.
-            counted_by = now if self._strays else slot.started_at
+            # A new window began, no later than the server counted this request: within one
+            # start interval of sending it if the server counted the last window in our start
+            # order; else, to be safe, by the time it answered.
+            rate = self.rate
+            counted_by = slot.started_at + (1.0 / rate if rate else 0.0) if orderly else now
             candidates.append(counted_by + window)
         elif slot.seq > self._anchor:
             candidates.append(self._reset_at)
@@ -356,7 +357,6 @@ class RateLimiter:
         mark = report[2] + report[0]
         high, drop = (mark, 0) if new_window or self._order is None else self._order
         self._order = (max(high, mark), max(drop, high - mark))
-        self._strays = self._strays or high - mark > 2  # more than one swapped pair
 
     def _rose(self, earlier: tuple[int, float, int], later: tuple[int, float, int]) -> bool:
         """Did the server's counter go back up between two reports, by over half the limit?"""

@@ -9,12 +9,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import socket
+import ssl
+import subprocess
 import time
 import traceback
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +26,7 @@ from aiohttp import web
 
 from bulkops import __version__
 from bulkops.client import PAGE_SIZE, TelnyxClient
-from bulkops.errors import AuthError, ConfigError
+from bulkops.errors import ApiError, AuthError, ConfigError
 from bulkops.models import ApiErrorInfo, NumberState, Profile
 from bulkops.ratelimit import RateLimiter, SystemClock
 from bulkops.retry import GaveUp, Outcome, RetryPolicy
@@ -99,7 +103,12 @@ class FakeTelnyx:
 
 
 def number(phone: str, profile: str | None, number_id: str = "1293384261075731499") -> dict[str, Any]:
-    return {"record_type": "messaging_settings", "id": number_id, "phone_number": phone, "messaging_profile_id": profile}
+    return {
+        "record_type": "messaging_settings",
+        "id": number_id,
+        "phone_number": phone,
+        "messaging_profile_id": profile,
+    }
 
 
 def meta(page: int, pages: int) -> dict[str, int]:
@@ -113,7 +122,9 @@ def reply(status: int, payload: Any = None, headers: dict[str, str] | None = Non
     return respond
 
 
-def telnyx_error(status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None) -> Respond:
+def telnyx_error(
+    status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None
+) -> Respond:
     error = {"code": code, "title": title, "detail": detail, "source": {"pointer": "/messaging_profile_id"}}
     return reply(status, {"errors": [error]}, headers)
 
@@ -173,7 +184,8 @@ def make_client(
 ) -> tuple[TelnyxClient, RateLimiter, Any]:
     clock = clock or SkippingClock()
     limiter = RateLimiter(clock=clock)
-    return TelnyxClient(base_url, KEY, limiter=limiter, policy=policy, timeout=timeout, clock=clock), limiter, clock
+    client = TelnyxClient(base_url, KEY, limiter=limiter, policy=policy, timeout=timeout, clock=clock)
+    return client, limiter, clock
 
 
 # --- configuration --------------------------------------------------------------------------
@@ -192,7 +204,9 @@ def make_client(
         (f"https://user:{KEY}@api.telnyx.com/v2", KEY, False, "no credentials"),
     ],
 )
-def test_unsafe_or_missing_configuration_is_refused(base_url: str, api_key: str, insecure: bool, complaint: str) -> None:
+def test_unsafe_or_missing_configuration_is_refused(
+    base_url: str, api_key: str, insecure: bool, complaint: str
+) -> None:
     with pytest.raises(ConfigError) as caught:
         TelnyxClient(base_url, api_key, limiter=RateLimiter(), policy=FAST, insecure=insecure)
     assert complaint in str(caught.value)
@@ -272,7 +286,8 @@ async def test_get_numbers_sends_plus_as_2b_and_follows_every_page(server: FakeT
     assert first.raw_path == "/v2/phone_numbers/messaging"
     assert "%2B13125550001,%2B13125550002" in first.raw_query
     assert first.query["filter[phone_number]"] == ",".join(wanted)
-    assert (first.query["page[size]"], first.query["page[number]"], second.query["page[number]"]) == ("250", "1", "2")
+    assert (first.query["page[size]"], first.query["page[number]"]) == ("250", "1")
+    assert second.query["page[number]"] == "2"
 
 
 async def test_get_numbers_asks_at_most_250_numbers_per_request(server: FakeTelnyx) -> None:
@@ -288,13 +303,15 @@ async def test_get_numbers_asks_at_most_250_numbers_per_request(server: FakeTeln
 
 async def test_list_profile_numbers_reads_every_page_before_returning(server: FakeTelnyx) -> None:
     pages = [[f"+1312555{p}{n:03d}" for n in range(3)] for p in range(3)]
-    server.then(*(reply(200, {"data": [number(x, PROFILE) for x in page], "meta": meta(i + 1, 3)}) for i, page in enumerate(pages)))
+    for i, page in enumerate(pages):
+        server.then(reply(200, {"data": [number(x, PROFILE) for x in page], "meta": meta(i + 1, 3)}))
     client, _, _ = make_client(server.base_url)
     async with client:
         numbers = await client.list_profile_numbers(PROFILE)
     assert numbers == [x for page in pages for x in page]
     assert [s.raw_path for s in server.seen] == [f"/v2/messaging_profiles/{PROFILE}/phone_numbers"] * 3
-    assert [(s.query["page[number]"], s.query["page[size]"]) for s in server.seen] == [("1", "250"), ("2", "250"), ("3", "250")]
+    assert [s.query["page[number]"] for s in server.seen] == ["1", "2", "3"]
+    assert {s.query["page[size]"] for s in server.seen} == {"250"}
 
 
 async def test_get_profile_answers_none_for_404_and_the_profile_otherwise(server: FakeTelnyx) -> None:
@@ -318,7 +335,8 @@ async def test_a_permanent_422_fails_the_row_with_telnyx_fields_verbatim(server:
     async with client:
         with pytest.raises(GaveUp) as caught:
             await client.update_profile(NUMBER, "not-a-uuid")
-    assert caught.value.info == ApiErrorInfo(422, "10015", "Invalid value", "messaging_profile_id is not a valid UUID")
+    expected = ApiErrorInfo(422, "10015", "Invalid value", "messaging_profile_id is not a valid UUID")
+    assert caught.value.info == expected
     assert caught.value.attempts == 1 and not caught.value.retryable
     assert len(server.seen) == 1
 
@@ -373,7 +391,9 @@ async def test_5xx_exhausting_the_attempts_gives_up_as_retryable(server: FakeTel
     [{"Retry-After": "30"}, {"x-ratelimit-limit": "10", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "30"}],
     ids=["retry-after", "x-ratelimit-reset"],
 )
-async def test_a_429_holds_the_limiter_then_the_call_succeeds(server: FakeTelnyx, headers: dict[str, str]) -> None:
+async def test_a_429_holds_the_limiter_then_the_call_succeeds(
+    server: FakeTelnyx, headers: dict[str, str]
+) -> None:
     server.then(telnyx_error(429, "10011", "Too many requests", "slow down", headers))
     client, limiter, clock = make_client(server.base_url)
     async with client:
@@ -406,7 +426,8 @@ async def test_a_timeout_is_transient_and_retried(server: FakeTelnyx) -> None:
 
 async def test_timeouts_exhausting_the_attempts_give_up_with_no_status(server: FakeTelnyx) -> None:
     server.then(hang(server), hang(server))
-    client, _, _ = make_client(server.base_url, policy=RetryPolicy(max_attempts=2, backoff_base=0.0), timeout=0.2)
+    policy = RetryPolicy(max_attempts=2, backoff_base=0.0)
+    client, _, _ = make_client(server.base_url, policy=policy, timeout=0.2)
     async with client:
         with pytest.raises(GaveUp) as caught:
             await client.update_profile(NUMBER, PROFILE)
@@ -428,13 +449,50 @@ async def test_a_refused_connection_is_transient() -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    client, limiter, _ = make_client(f"http://127.0.0.1:{port}/v2", policy=RetryPolicy(max_attempts=2, backoff_base=0))
+    policy = RetryPolicy(max_attempts=2, backoff_base=0)
+    client, limiter, _ = make_client(f"http://127.0.0.1:{port}/v2", policy=policy)
     async with client:
         with pytest.raises(GaveUp) as caught:
             await client.get_profile(PROFILE)
     assert caught.value.retryable and caught.value.attempts == 2
     assert "could not connect" in str(caught.value)
+    assert KEY not in _everything_said(caught.value)
     assert limiter.in_flight == 0
+
+
+async def test_an_unverifiable_certificate_is_fatal_and_not_retried(tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a self-signed certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    seen: list[str] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        seen.append(request.path)
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
+    await site.start()
+    try:
+        client, limiter, _ = make_client(f"https://localhost:{runner.addresses[0][1]}/v2")
+        async with client:
+            with pytest.raises(ApiError) as caught:
+                await client.get_profile(PROFILE)
+    finally:
+        await runner.cleanup()
+    assert "certificate" in str(caught.value) and "TELNYX_API_BASE_URL" in str(caught.value)
+    assert KEY not in _everything_said(caught.value)
+    assert seen == [] and limiter.stats.sent == 1 and limiter.in_flight == 0
 
 
 @pytest.mark.parametrize(
@@ -505,7 +563,11 @@ def _everything_said(error: BaseException) -> str:
     ],
 )
 async def test_the_api_key_appears_in_no_error_and_no_log(
-    server: FakeTelnyx, caplog: pytest.LogCaptureFixture, kind: str, responses: list[Any], expected: type[BaseException]
+    server: FakeTelnyx,
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+    responses: list[Any],
+    expected: type[BaseException],
 ) -> None:
     caplog.set_level(logging.DEBUG)
     server.then(*[hang(server) if r == "hang" else r for r in responses])

@@ -45,7 +45,9 @@ class Highest(random.Random):
         return b
 
 
-def scripted(results: Iterable[BaseException | str], clock: SteppingClock, took: float = 0.0) -> Callable[[], Awaitable[str]]:
+def scripted(
+    results: Iterable[BaseException | str], clock: SteppingClock, took: float = 0.0
+) -> Callable[[], Awaitable[str]]:
     """An API call that fails or succeeds in the given order; each attempt takes ``took`` s."""
     pending = iter(results)
 
@@ -95,7 +97,8 @@ async def test_transient_failures_are_retried_with_exponential_full_jitter_backo
 async def test_backoff_is_drawn_between_zero_and_a_capped_ceiling() -> None:
     clock = SteppingClock()
     policy = RetryPolicy(max_attempts=30, backoff_base=0.5, backoff_max=3.0, max_elapsed=10_000)
-    await call_with_retry(scripted([transient()] * 29 + ["ok"], clock), policy, clock=clock, rng=random.Random(7))
+    call = scripted([transient()] * 29 + ["ok"], clock)
+    await call_with_retry(call, policy, clock=clock, rng=random.Random(7))
     ceilings = [min(3.0, 0.5 * 2**n) for n in range(29)]
     assert all(0.0 <= wait <= top for wait, top in zip(clock.sleeps, ceilings, strict=True))
     assert len(set(clock.sleeps)) == 29  # jittered: no two waits alike
@@ -106,7 +109,8 @@ async def test_transient_failures_give_up_after_max_attempts_keeping_the_last_er
     clock = SteppingClock()
     last = Transient(ApiErrorInfo(None, detail="PATCH /phone_numbers/%2B1/messaging: connection reset"))
     with pytest.raises(GaveUp) as caught:
-        await call_with_retry(scripted([transient()] * 4 + [last], clock), RetryPolicy(max_attempts=5), clock=clock)
+        call = scripted([transient()] * 4 + [last], clock)
+        await call_with_retry(call, RetryPolicy(max_attempts=5), clock=clock)
     assert caught.value.attempts == 5 and caught.value.retryable
     assert caught.value.info is last.info
     assert len(clock.sleeps) == 4
