@@ -231,8 +231,17 @@ async def write_items(
 ) -> FatalBox:
     """Send every PENDING item of the job; outcomes land in the journal."""
     writer = Writer(journal, client, tracker)
+    flush_failure = FatalBox()
+
+    async def flusher(group: CancelScope) -> None:
+        try:
+            await journal.run_flusher()
+        except BulkOpsError as exc:  # the journal cannot record outcomes: stop sending
+            flush_failure.error = exc
+            group.cancel()
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(journal.run_flusher)
+        tg.start_soon(flusher, tg.cancel_scope)
         fatal = await pump(
             journal.iter_items(job_id, {ItemState.PENDING}, batch=500),
             writer,
@@ -240,5 +249,7 @@ async def write_items(
             stop=stop,
         )
         tg.cancel_scope.cancel()
+    if flush_failure.error is not None:
+        return flush_failure
     await journal.flush()
     return fatal
