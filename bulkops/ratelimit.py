@@ -37,6 +37,7 @@ from enum import Enum
 from typing import Protocol
 
 import anyio
+from multidict import CIMultiDict, CIMultiDictProxy
 
 PACE = 0.985  # of the learned rate: the margin absorbs requests reaching the server late or early
 PACE_STEP, PACE_FLOOR = 0.01, 0.90  # each 429 despite pacing widens the margin, down to the floor
@@ -79,6 +80,7 @@ class ServerBudget:
 _NUMBER = re.compile(r"\s*(-?\d+(?:\.\d+)?)")
 _WINDOW = re.compile(r";\s*w(?:indow)?\s*=\s*(\d+(?:\.\d+)?)")
 _PREFIXES = ("x-ratelimit-", "ratelimit-", "x-rate-limit-")
+_COMBINED = re.compile(r"(limit|remaining|reset)\s*=\s*([\d.]+)")
 
 
 def _number(value: str | None) -> float | None:
@@ -94,19 +96,27 @@ def parse_budget(headers: Mapping[str, str], *, wall_now: float | None = None) -
     ``RateLimit: limit=.., remaining=.., reset=..`` header, and a reset given as an epoch
     timestamp (converted with ``wall_now``; dropped without it).
     """
-    lowered = {key.lower(): value for key, value in headers.items()}
-    combined = dict(re.findall(r"(limit|remaining|reset)\s*=\s*([\d.]+)", lowered.get("ratelimit", "")))
+    # aiohttp's headers look up case-insensitively already: no copy on the hot path.
+    lookup: Mapping[str, str] = (
+        headers if isinstance(headers, (CIMultiDict, CIMultiDictProxy))
+        else {key.lower(): value for key, value in headers.items()}
+    )
+    combined: dict[str, str] | None = None
 
     def field(name: str) -> str | None:
+        nonlocal combined
         for prefix in _PREFIXES:
-            if prefix + name in lowered:
-                return lowered[prefix + name]
+            value = lookup.get(prefix + name)
+            if value is not None:
+                return value
+        if combined is None:
+            combined = dict(_COMBINED.findall(lookup.get("ratelimit", "")))
         return combined.get(name)
 
     limit, remaining, reset = (_number(field(name)) for name in ("limit", "remaining", "reset"))
     if reset is not None and reset >= _EPOCH_LIKE:
         reset = reset - wall_now if wall_now is not None else None
-    stated = _WINDOW.search(field("limit") or "")
+    stated = _WINDOW.search(field("limit") or "") if limit is not None else None
     window = float(stated.group(1)) if stated else None
     return ServerBudget(
         limit=int(limit) if limit is not None and limit >= 0 else None,
