@@ -6,8 +6,7 @@ a typo stops. The file is streamed (memory does not grow with it): whole-file pr
 can list them all or, with --skip-invalid, journal them as rejected.
 
 Decisions worth knowing:
-- Header names are trimmed, case-folded, and spaces/hyphens count as ``_``
-  (``Phone Number`` == ``phone_number``).
+- Header checks (column matching, a first line that is data) live in ``bulkops.csvheader``.
 - A structurally broken CSV (a quote never closed, text after a closing quote, a cell over
   64 KiB, a line over 1 MiB) raises ``InputError``: past that point we cannot tell where rows
   begin, and skipping would silently drop every row the runaway cell swallowed.
@@ -25,15 +24,19 @@ from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import IO, TypeAlias, cast
 
+from bulkops.csvheader import (
+    FROM,
+    PHONE,
+    PROFILE,
+    REQUIRED_COLUMNS,
+    SAVE_AS_UTF8,
+    TO,
+    check_header,
+    expected_columns,
+)
 from bulkops.errors import InputError
 from bulkops.models import UNASSIGNED, Extra, Kind, MigrateRow, NumberRow, Problem, Severity
-from bulkops.phone import (
-    looks_like_phone,
-    normalize_phone,
-    normalize_profile_id,
-    normalize_region,
-    quote_cell,
-)
+from bulkops.phone import normalize_phone, normalize_profile_id, normalize_region
 
 __all__ = [
     "MAX_FIELD_CHARS",
@@ -46,23 +49,11 @@ __all__ = [
     "read_rows",
 ]
 
-PHONE = "phone_number"
-PROFILE = "messaging_profile_id"
-FROM = "from_profile_id"
-TO = "to_profile_id"
-
-REQUIRED_COLUMNS: dict[Kind, tuple[str, ...]] = {
-    Kind.ASSIGN: (PHONE, PROFILE),  # PROFILE may be absent when a default profile is given
-    Kind.UNASSIGN: (PHONE,),
-    Kind.MIGRATE: (FROM, TO),
-}
-
 MAX_FIELD_CHARS = 64 * 1024  # no real cell comes near; a runaway quote hits it quickly
 MAX_LINE_CHARS = 1024 * 1024  # bounds memory for a file with no line breaks
 
 Row: TypeAlias = NumberRow | MigrateRow | Problem
 
-_SAVE_AS_UTF8 = 'save it as UTF-8 (in Excel: "CSV UTF-8 (Comma delimited)")'
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
@@ -128,14 +119,6 @@ def _open_text(path: Path) -> IO[str]:
         raise _open_error(path, err) from None
 
 
-def _a(kind: Kind) -> str:
-    return ("an " if kind.value[0] in "aeiou" else "a ") + kind.value
-
-
-def _header_key(name: str) -> str:
-    return re.sub(r"[\s\-]+", "_", name.strip().lower())
-
-
 def _bad_text(cells: list[str], joined: str) -> tuple[int, int, str] | None:
     """(column, line offset, what) of the first NUL or undecodable byte, else None."""
     if "\x00" not in joined:
@@ -172,8 +155,8 @@ class _Reader:
         self.index: dict[str, int] = {}  # required column name -> 0-based position
         self.phone_at = 0  # index[PHONE], read once per row
         self.profile_at: int | None = None
-        self.headers: list[str] = []  # trimmed header names, for extras and messages
-        self.extra_columns: list[tuple[int, str]] = []  # (position, header) of the others
+        self.headers: tuple[str, ...] = ()  # trimmed header names, for extras and messages
+        self.extra_columns: tuple[tuple[int, str], ...] = ()  # (position, header) of the others
         self.sources: dict[str, tuple[int, str]] = {}  # migrate: source -> (line, target)
         self.targets: dict[str, int] = {}  # migrate: target -> line
 
@@ -241,10 +224,21 @@ class _Reader:
             for cells in reader:
                 start, end = end + 1, self.line_num
                 if any(c.strip() for c in cells):
-                    return self._check_header(cells, start), start
+                    header = check_header(
+                        self.name, cells, start, self.kind, self.default, self.region
+                    )
+                    break
+            else:
+                message = "the file is empty; it needs a header line "
+                raise self._fail(0, message + expected_columns(self.kind, self.default))
         except csv.Error as err:
             raise self._csv_error(err, end + 1) from None
-        raise self._fail(0, f"the file is empty; it needs a header line {self._expected()}")
+        self.index = header.index
+        self.headers = header.headers
+        self.extra_columns = header.extra_columns
+        self.phone_at = self.index.get(PHONE, 0)
+        self.profile_at = self.index.get(PROFILE)
+        return header.width, start
 
     def _body(
         self, reader: Iterator[list[str]], width: int, end: int
@@ -294,7 +288,7 @@ class _Reader:
         return Problem(
             self.name,
             start + offset,
-            f"the line holds {what}; {_SAVE_AS_UTF8}",
+            f"the line holds {what}; {SAVE_AS_UTF8}",
             column=column,
             field=self.headers[column - 1] if column <= width else None,
         )
@@ -314,79 +308,6 @@ class _Reader:
             )
         del cells[width:]
         return None
-
-    def _expected(self) -> str:
-        columns = REQUIRED_COLUMNS[self.kind]
-        if self.kind is Kind.ASSIGN and self.default is not None:
-            columns = (PHONE,)
-        return f"{','.join(columns)} for {_a(self.kind)} job"
-
-    def _check_header(self, header: list[str], line: int) -> int:
-        """Map columns; raise for a data row, a missing or a duplicated column."""
-        for column, cell in enumerate(header, 1):
-            text = cell.strip()
-            if "\x00" in text:
-                raise self._fail(
-                    line,
-                    f"the header holds NUL bytes (a UTF-16 or binary file?); {_SAVE_AS_UTF8}",
-                    column=column,
-                )
-            if any("\udc80" <= c <= "\udcff" for c in text):
-                raise self._fail(
-                    line, f"the header is not UTF-8 text; {_SAVE_AS_UTF8}", column=column
-                )
-            what = None
-            if looks_like_phone(text, self.region):
-                what = "a phone number"
-            else:
-                try:
-                    normalize_profile_id(text)
-                    what = "a profile id"
-                except ValueError:
-                    pass
-            if what:
-                raise self._fail(
-                    line,
-                    f"this looks like data, not a header ({quote_cell(text)} is {what}); "
-                    f"add a first line with the column names {self._expected()}",
-                    column=column,
-                )
-        keys = [_header_key(c) for c in header]
-        self.headers = [c.strip() or f"column{i}" for i, c in enumerate(header, 1)]
-        wanted = REQUIRED_COLUMNS[self.kind]
-        for name in (*wanted, PROFILE):
-            places = [i for i, k in enumerate(keys) if k == name]
-            if len(places) > 1:
-                where = " and ".join(str(i + 1) for i in places)
-                raise self._fail(
-                    line, f"the column {name} appears twice (columns {where}); keep only one"
-                )
-            if places:
-                self.index[name] = places[0]
-        missing = [c for c in wanted if c not in self.index]
-        if self.kind is Kind.ASSIGN and self.default is not None and PROFILE in missing:
-            missing.remove(PROFILE)
-        if missing:
-            found = ",".join(c.strip() for c in header)
-            hint = ""
-            for other, cols in REQUIRED_COLUMNS.items():
-                # Never suggest unassign: "run it as an unassign job" on an assign file
-                # whose profile column is misspelt would take every number off its profile.
-                if other not in (self.kind, Kind.UNASSIGN) and all(c in keys for c in cols):
-                    hint = f"; this looks like {_a(other)} file: run it as {_a(other)} job"
-                    break
-            if self.kind is Kind.ASSIGN and missing == [PROFILE]:
-                hint += "; or give a default profile (--profile-id, or profile_id in the job file)"
-            raise self._fail(
-                line,
-                f"missing column {', '.join(missing)}; the header is {quote_cell(found, 80)} "
-                f"and needs {self._expected()}{hint}",
-            )
-        used = {self.index[c] for c in wanted if c in self.index}
-        self.extra_columns = [(i, h) for i, h in enumerate(self.headers) if i not in used]
-        self.phone_at = self.index.get(PHONE, 0)
-        self.profile_at = self.index.get(PROFILE)
-        return len(header)
 
     def _problem(
         self, line: int, name: str, message: str, severity: Severity = Severity.ERROR

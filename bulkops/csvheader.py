@@ -1,0 +1,168 @@
+"""Reading and checking the header row of a job CSV.
+
+A wrong header is the most common way a job file is wrong, and it must stop the job before
+anything is sent: this module maps the header onto the columns a job kind needs and explains,
+in one message, what is missing, duplicated, or why the first line looks like data.
+
+Decisions worth knowing:
+- Header names are trimmed, case-folded, and spaces/hyphens count as ``_``
+  (``Phone Number`` == ``phone_number``).
+- A first line holding a phone number or a profile id is data, not a header: the file lacks one.
+- A missing column never suggests an unassign job (see ``_kind_hint``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bulkops.errors import InputError
+from bulkops.models import Kind, Problem
+from bulkops.phone import looks_like_phone, normalize_profile_id, quote_cell
+
+__all__ = [
+    "FROM",
+    "PHONE",
+    "PROFILE",
+    "REQUIRED_COLUMNS",
+    "SAVE_AS_UTF8",
+    "TO",
+    "Header",
+    "a_kind",
+    "check_header",
+    "expected_columns",
+    "header_key",
+]
+
+PHONE = "phone_number"
+PROFILE = "messaging_profile_id"
+FROM = "from_profile_id"
+TO = "to_profile_id"
+
+REQUIRED_COLUMNS: dict[Kind, tuple[str, ...]] = {
+    Kind.ASSIGN: (PHONE, PROFILE),  # PROFILE may be absent when a default profile is given
+    Kind.UNASSIGN: (PHONE,),
+    Kind.MIGRATE: (FROM, TO),
+}
+
+SAVE_AS_UTF8 = 'save it as UTF-8 (in Excel: "CSV UTF-8 (Comma delimited)")'
+
+_SEPARATORS = re.compile(r"[\s\-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """An accepted header: where each column is, and what to call each position."""
+
+    width: int  # cells in the header row; data rows are padded or trimmed to it
+    index: dict[str, int]  # required (or PROFILE) column name -> 0-based position
+    headers: tuple[str, ...]  # trimmed header names, ``columnN`` for blank ones
+    extra_columns: tuple[tuple[int, str], ...]  # (position, header) of the other columns
+
+
+def a_kind(kind: Kind) -> str:
+    """``an assign`` / ``a migrate``: the kind with its article, for messages."""
+    return ("an " if kind.value[0] in "aeiou" else "a ") + kind.value
+
+
+def header_key(name: str) -> str:
+    """The comparable form of a header name (trimmed, lower case, ``_`` for spaces/hyphens)."""
+    return _SEPARATORS.sub("_", name.strip().lower())
+
+
+def expected_columns(kind: Kind, default: str | None) -> str:
+    """The columns a ``kind`` job needs, for messages (a default profile drops PROFILE)."""
+    columns = REQUIRED_COLUMNS[kind]
+    if kind is Kind.ASSIGN and default is not None:
+        columns = (PHONE,)
+    return f"{','.join(columns)} for {a_kind(kind)} job"
+
+
+def _fail(name: str, line: int, message: str, column: int | None = None) -> InputError:
+    return InputError(str(Problem(name, line, message, column=column)))
+
+
+def _reject_data_or_bad_text(
+    name: str, header: list[str], line: int, kind: Kind, default: str | None, region: str
+) -> None:
+    """Raise for a header cell with NULs or bad bytes, or that looks like a data value."""
+    for column, cell in enumerate(header, 1):
+        text = cell.strip()
+        if "\x00" in text:
+            raise _fail(
+                name,
+                line,
+                f"the header holds NUL bytes (a UTF-16 or binary file?); {SAVE_AS_UTF8}",
+                column=column,
+            )
+        if any("\udc80" <= c <= "\udcff" for c in text):
+            raise _fail(
+                name, line, f"the header is not UTF-8 text; {SAVE_AS_UTF8}", column=column
+            )
+        what = None
+        if looks_like_phone(text, region):
+            what = "a phone number"
+        else:
+            try:
+                normalize_profile_id(text)
+                what = "a profile id"
+            except ValueError:
+                pass
+        if what:
+            raise _fail(
+                name,
+                line,
+                f"this looks like data, not a header ({quote_cell(text)} is {what}); "
+                f"add a first line with the column names {expected_columns(kind, default)}",
+                column=column,
+            )
+
+
+def _kind_hint(kind: Kind, keys: list[str]) -> str:
+    """A hint naming the job kind whose columns the header does have, if any."""
+    for other, cols in REQUIRED_COLUMNS.items():
+        # Never suggest unassign: "run it as an unassign job" on an assign file
+        # whose profile column is misspelt would take every number off its profile.
+        if other not in (kind, Kind.UNASSIGN) and all(c in keys for c in cols):
+            return f"; this looks like {a_kind(other)} file: run it as {a_kind(other)} job"
+    return ""
+
+
+def check_header(
+    name: str, header: list[str], line: int, kind: Kind, default: str | None, region: str
+) -> Header:
+    """Map the columns of ``header`` (line ``line`` of file ``name``) for a ``kind`` job.
+
+    Raises InputError for a data row, bad text, a missing or a duplicated column.
+    """
+    _reject_data_or_bad_text(name, header, line, kind, default, region)
+    keys = [header_key(c) for c in header]
+    headers = tuple(c.strip() or f"column{i}" for i, c in enumerate(header, 1))
+    wanted = REQUIRED_COLUMNS[kind]
+    index: dict[str, int] = {}
+    for column in (*wanted, PROFILE):
+        places = [i for i, k in enumerate(keys) if k == column]
+        if len(places) > 1:
+            where = " and ".join(str(i + 1) for i in places)
+            raise _fail(
+                name, line, f"the column {column} appears twice (columns {where}); keep only one"
+            )
+        if places:
+            index[column] = places[0]
+    missing = [c for c in wanted if c not in index]
+    if kind is Kind.ASSIGN and default is not None and PROFILE in missing:
+        missing.remove(PROFILE)
+    if missing:
+        found = ",".join(c.strip() for c in header)
+        hint = _kind_hint(kind, keys)
+        if kind is Kind.ASSIGN and missing == [PROFILE]:
+            hint += "; or give a default profile (--profile-id, or profile_id in the job file)"
+        raise _fail(
+            name,
+            line,
+            f"missing column {', '.join(missing)}; the header is {quote_cell(found, 80)} "
+            f"and needs {expected_columns(kind, default)}{hint}",
+        )
+    used = {index[c] for c in wanted if c in index}
+    extra = tuple((i, h) for i, h in enumerate(headers) if i not in used)
+    return Header(len(header), index, headers, extra)
