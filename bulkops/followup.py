@@ -10,9 +10,9 @@ from typing import Any
 
 from .config import RunSettings, Secret
 from .errors import JournalError
-from .jobs import Confirm, JobResult, _snapshot, execute, make_client
+from .jobs import Confirm, JobResult, execute, make_client, snapshot_pending
 from .journal import Journal, JobRecord, JobState
-from .models import Counts, ItemState, Kind
+from .models import Counts, ItemState
 from .report import ReportResult, summary_dict, write_report
 from .runner import StopSignal
 
@@ -91,13 +91,10 @@ async def rollback(journal_path: Path, settings: RunSettings, api_key: Secret, *
                 # Writes of an interrupted run may have landed unrecorded: read them back first
                 # so they count as done and are rolled back too.
                 await journal.reset_in_flight(1)
-                await _snapshot(journal, 1, client, settings, StopSignal())
+                await snapshot_pending(journal, 1, client, settings, StopSignal())
             rollback_id = await journal.create_rollback_job(
                 1, name=f"{parent.name}-rollback", settings=settings.journal_view())
             log.info("rollback job=%d of job=%d force=%s", rollback_id, parent.id, settings.force)
             return await execute(journal, rollback_id, client, settings, interactive=interactive,
                                  confirm=confirm, started=started)
 
-
-__all__ = ["JobStatus", "job_status", "status_dict", "report_job", "retry_failed", "rollback",
-           "Kind"]

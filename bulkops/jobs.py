@@ -215,7 +215,7 @@ async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,
                 await _load(journal, scratch, settings, client, True)
                 if request.kind is Kind.MIGRATE:
                     await freeze_migrations(journal, 1, client)
-                await _snapshot(journal, 1, client, settings, StopSignal())
+                await snapshot_pending(journal, 1, client, settings, StopSignal())
                 summary = await write_plan_csv(journal, 1, output)
                 job = await journal.job(1)
                 counts = await journal.counts(1)
@@ -228,7 +228,7 @@ async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,
                      elapsed=time.monotonic() - started, requests=stats)
 
 
-async def _snapshot(journal: Journal, job_id: int, client: TelnyxClient,
+async def snapshot_pending(journal: Journal, job_id: int, client: TelnyxClient,
                     settings: RunSettings, stop: StopSignal) -> None:
     counts = await journal.counts(job_id)
     log.info("snapshot started numbers=%d", counts.get(ItemState.PENDING))
@@ -274,7 +274,7 @@ async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings
     if recovered:
         log.info("resume: %d row(s) were in flight when the last run stopped; each is read back "
                  "before it is sent again", recovered)
-    await _snapshot(journal, job_id, client, settings, stop)
+    await snapshot_pending(journal, job_id, client, settings, stop)
     if stop.requested:
         await _interrupted(journal, job_id)
     summary = await summarize(journal, job_id)

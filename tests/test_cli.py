@@ -44,6 +44,7 @@ async def test_failed_rows_exit_3_and_status_and_report_describe_them(
                            env=env)
 
     assert run.returncode == ExitCode.FAILED_ROWS, run.stderr
+    assert report.returncode == 0 and "report: " in report.stdout
     assert "row failed line=3 number=+13125550196: HTTP 404, code 10005" in run.stderr
     assert json.loads(status.stdout)["jobs"][0] | {"done": 1, "failed": 1} == json.loads(status.stdout)["jobs"][0]
     rows = list(csv.DictReader((tmp_path / "r.csv").read_text(encoding="utf-8").splitlines()))
