@@ -229,7 +229,8 @@ async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,
 
 
 async def snapshot_pending(journal: Journal, job_id: int, client: TelnyxClient,
-                    settings: RunSettings, stop: StopSignal) -> None:
+                           settings: RunSettings, stop: StopSignal) -> None:
+    """Read back every PENDING row before any write (see plan.take_snapshot)."""
     counts = await journal.counts(job_id)
     log.info("snapshot started numbers=%d", counts.get(ItemState.PENDING))
     _raise_fatal(await take_snapshot(journal, job_id, client, stop=stop, force=settings.force))
