@@ -231,9 +231,17 @@ def _print_result(result: JobResult, json_mode: bool) -> None:
         console.print(f"[red]{len(result.drift)} number(s) drifted since they were written[/]")
 
 
-async def _cmd_run(args: argparse.Namespace, key: Secret) -> int:
+def _key(args: argparse.Namespace) -> Secret:
+    """The API key, resolved after the arguments are known to be usable (input errors first)."""
+    key = resolve_api_key(args.api_key_file)
+    setup_logging(args.verbose, secret=key.reveal())
+    return key
+
+
+async def _cmd_run(args: argparse.Namespace) -> int:
     request, job = _request(args)
     settings = _settings(args, job)
+    key = _key(args)
     result = await run_job(request, settings, key, interactive=_interactive() and not args.json,
                            confirm=_confirm(args.json), dry_run=args.dry_run,
                            plan_output=getattr(args, "plan_output", None))
@@ -241,11 +249,12 @@ async def _cmd_run(args: argparse.Namespace, key: Secret) -> int:
     return int(result.exit_code)
 
 
-async def _cmd_plan(args: argparse.Namespace, key: Secret) -> int:
+async def _cmd_plan(args: argparse.Namespace) -> int:
     from .jobs import plan_job
 
     request, job = _request(args)
-    result = await plan_job(request, _settings(args, job), key, output=args.output)
+    settings = _settings(args, job)
+    result = await plan_job(request, settings, _key(args), output=args.output)
     if not args.json and result.plan is not None:
         _print_plan(result.plan)
     _print_result(result, args.json)
@@ -305,12 +314,12 @@ async def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _cmd_followup(args: argparse.Namespace, key: Secret) -> int:
+async def _cmd_followup(args: argparse.Namespace) -> int:
     from .followup import retry_failed, rollback
 
     settings = _settings(args)
     action = rollback if args.command == "rollback" else retry_failed
-    result = await action(args.journal, settings, key, interactive=_interactive() and not args.json,
+    result = await action(args.journal, settings, _key(args), interactive=_interactive() and not args.json,
                           confirm=_confirm(args.json))
     _print_result(result, args.json)
     return int(result.exit_code)
@@ -350,13 +359,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(lambda: _cmd_report(args))
     if command == "validate":
         return _run(lambda: _cmd_validate(args))
-    key = resolve_api_key(args.api_key_file)
-    setup_logging(args.verbose, secret=key.reveal())
     if command == "run":
-        return _run(lambda: _cmd_run(args, key))
+        return _run(lambda: _cmd_run(args))
     if command == "plan":
-        return _run(lambda: _cmd_plan(args, key))
-    return _run(lambda: _cmd_followup(args, key))
+        return _run(lambda: _cmd_plan(args))
+    return _run(lambda: _cmd_followup(args))
 
 
 if __name__ == "__main__":  # pragma: no cover
