@@ -337,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args)
     except BulkOpsError as exc:
         print(f"Error: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):  # automation reading stdout gets an answer too
+            print(json.dumps({"error": str(exc), "exit_code": int(exc.exit_code)}))
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("Error: interrupted; run the same command again to resume", file=sys.stderr)

@@ -120,3 +120,12 @@ def test_sample_job_files_point_at_existing_csvs() -> None:
 
     for job_file in sorted((REPO / "jobs").glob("*.toml")):
         assert load_job_file(job_file).csv.is_file(), job_file
+
+
+async def test_json_mode_answers_on_stdout_even_when_the_job_cannot_start(tmp_path: Path) -> None:
+    result = await run_cli(["run", "--kind", "unassign", "--csv", tmp_path / "missing.csv", "--json"],
+                           env=cli_env("any-key"))
+
+    assert result.returncode == ExitCode.INPUT
+    assert json.loads(result.stdout) == {"error": result.stderr.strip()[len("Error: "):],
+                                         "exit_code": int(ExitCode.INPUT)}
