@@ -25,7 +25,7 @@ from .errors import ApiError, BulkOpsError, ExitCode, InputError, Interrupted, J
 from .journal import Item, Journal, JobRecord, JobState
 from .loading import check_profiles, freeze_migrations, load_rows, migration_profiles
 from .models import Counts, ItemState, Kind
-from .plan import PlanSummary, summarize, take_snapshot, write_plan_csv
+from .plan import PlanSummary, snapshot_and_write, summarize, take_snapshot, write_plan_csv
 from .progress import Tracker, show_progress
 from .ratelimit import RateLimiter
 from .report import write_report
@@ -275,25 +275,34 @@ async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings
     if recovered:
         log.info("resume: %d row(s) were in flight when the last run stopped; each is read back "
                  "before it is sent again", recovered)
-    await snapshot_pending(journal, job_id, client, settings, stop)
-    if stop.requested:
-        await _interrupted(journal, job_id)
-    summary = await summarize(journal, job_id)
-    log.info("plan: will change=%d already in place=%d not on account=%d left alone=%d",
-             summary.change, summary.in_place, summary.not_on_account, summary.left_alone)
-    needs_ok = summary.writes > settings.confirm_threshold and not settings.assume_yes
-    if needs_ok and confirm is not None and not await confirm(summary):
-        raise Interrupted(f"not confirmed; nothing was sent. The journal {journal.path} is kept: "
-                          "run the same command again to resume, with --yes to skip the question")
+    # Nobody to approve a plan (--yes, cron): read back and write as one pipeline.
+    pipelined = settings.assume_yes or confirm is None
+    summary: PlanSummary | None = None
+    if not pipelined:
+        await snapshot_pending(journal, job_id, client, settings, stop)
+        if stop.requested:
+            await _interrupted(journal, job_id)
+        summary = await summarize(journal, job_id)
+        log.info("plan: will change=%d already in place=%d not on account=%d left alone=%d",
+                 summary.change, summary.in_place, summary.not_on_account, summary.left_alone)
+        if (summary.writes > settings.confirm_threshold and confirm is not None
+                and not await confirm(summary)):
+            raise Interrupted(f"not confirmed; nothing was sent. The journal {journal.path} is "
+                              "kept: run the same command again to resume, with --yes to skip "
+                              "the question")
     await journal.set_job_state(job_id, JobState.RUNNING)
     pending = (await journal.counts(job_id)).get(ItemState.PENDING)
     tracker = Tracker("write", total=pending)
-    log.info("writes started rows=%d concurrency=%d rate=%s", pending, settings.concurrency,
-             settings.rate or "server-paced")
+    log.info("writes started rows=%d concurrency=%d rate=%s%s", pending, settings.concurrency,
+             settings.rate or "server-paced", " (each batch read back first)" if pipelined else "")
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: show_progress(tracker, interactive=interactive))
-        fatal = await write_items(journal, job_id, client, tracker,
-                                  concurrency=settings.concurrency, stop=stop)
+        if pipelined:
+            fatal = await snapshot_and_write(journal, job_id, client, tracker, stop=stop,
+                                             concurrency=settings.concurrency, force=settings.force)
+        else:
+            fatal = await write_items(journal, job_id, client, tracker,
+                                      concurrency=settings.concurrency, stop=stop)
         tg.cancel_scope.cancel()
     _raise_fatal(fatal)
     if stop.requested:

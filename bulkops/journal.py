@@ -392,6 +392,14 @@ class Journal:
                                   "error_detail = NULL, note = NULL, updated_at = ? "
                                   "WHERE job_id = ? AND state = 'failed'", (now(), job_id))
 
+    async def pending_among(self, job_id: int, numbers: Sequence[str]) -> list[Item]:
+        """Which of ``numbers`` (one snapshot batch, <= 250) are still PENDING, in rowid order."""
+        marks = ",".join("?" * len(numbers))
+        rows = await self._fetch("reading items", f"SELECT {ITEM_COLUMNS} FROM items WHERE job_id = ? "
+                                 f"AND state = 'pending' AND phone_number IN ({marks}) ORDER BY id",
+                                 (job_id, *numbers))
+        return [item_from_row(r) for r in rows]
+
     async def counts(self, job_id: int) -> Counts:
         await self.flush()
         rows = await self._fetch("counting rows", "SELECT state, COUNT(*) FROM items WHERE "

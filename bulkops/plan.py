@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+import anyio
+
 from .client import TelnyxClient
 from .journal import Item, Journal, SnapshotEntry
 from .models import ItemState
 from .progress import Tracker
 from .retry import GaveUp
-from .runner import FatalBox, StopSignal, pump
+from .runner import FatalBox, StopSignal, Writer, pump, write_from
 
 log = logging.getLogger("bulkops")
 
@@ -90,6 +92,24 @@ async def _batches(journal: Journal, job_id: int) -> AsyncGenerator[list[list[st
             yield [[item.phone_number for item in page]]
 
 
+async def read_states(client: TelnyxClient, numbers: list[str]) -> list[SnapshotEntry]:
+    """The current profile of each number (None: not on the account), 250 per request."""
+    try:
+        found = (await client.get_numbers(numbers)).value
+    except GaveUp as exc:
+        if exc.retryable:
+            raise
+        # A server that refuses the comma-separated filter: read the batch one by one.
+        log.info("snapshot: the list filter was refused (%s); reading %d numbers one by one",
+                 exc.info.describe(), len(numbers))
+        found = {}
+        for number in numbers:
+            state = await client.get_number(number)
+            if state is not None:
+                found[number] = state
+    return [SnapshotEntry(n, found[n].profile_or_unassigned if n in found else None) for n in numbers]
+
+
 async def take_snapshot(
     journal: Journal,
     job_id: int,
@@ -97,32 +117,65 @@ async def take_snapshot(
     *,
     stop: StopSignal,
     force: bool = False,
-    tracker: Tracker | None = None,
 ) -> FatalBox:
     """Read the current profile of every PENDING item and record it in the journal."""
 
     async def read(numbers: list[str]) -> None:
-        try:
-            found = (await client.get_numbers(numbers)).value
-        except GaveUp as exc:
-            if exc.retryable:
-                raise
-            # A server that refuses the comma-separated filter: read the batch one by one.
-            log.info("snapshot: the list filter was refused (%s); reading %d numbers one by one",
-                     exc.info.describe(), len(numbers))
-            found = {}
-            for number in numbers:
-                state = await client.get_number(number)
-                if state is not None:
-                    found[number] = state
-        entries = [
-            SnapshotEntry(n, found[n].profile_or_unassigned if n in found else None) for n in numbers
-        ]
-        await journal.apply_snapshot(job_id, entries, force=force)
-        if tracker is not None:
-            tracker.done += len(numbers)
+        await journal.apply_snapshot(job_id, await read_states(client, numbers), force=force)
 
     return await pump(_batches(journal, job_id), read, concurrency=SNAPSHOT_CONCURRENCY, stop=stop)
+
+
+async def snapshot_and_write(
+    journal: Journal,
+    job_id: int,
+    client: TelnyxClient,
+    tracker: Tracker,
+    *,
+    concurrency: int,
+    stop: StopSignal,
+    force: bool = False,
+) -> FatalBox:
+    """Snapshot and write as one pipeline: each batch of 250 is read back, then written.
+
+    Used when nobody has to approve a plan first (--yes, cron): the server answers the
+    next batches' reads while the workers write the first ones, instead of every read
+    waiting for the last one. Each row is still read back before it is written.
+    """
+    send, receive = anyio.create_memory_object_stream[list[Item]](SNAPSHOT_CONCURRENCY * 2)
+
+    async def read(numbers: list[str]) -> None:
+        await journal.apply_snapshot(job_id, await read_states(client, numbers), force=force)
+        still = await journal.pending_among(job_id, numbers)
+        tracker.skipped += len(numbers) - len(still)
+        try:
+            await send.send(still)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass  # the writers stopped (signal or fatal error): these rows stay pending
+
+    async def snapshots() -> FatalBox:
+        async with send:
+            return await pump(_batches(journal, job_id), read, concurrency=SNAPSHOT_CONCURRENCY,
+                              stop=stop)
+
+    async def snapshotted() -> AsyncGenerator[list[Item], None]:
+        async with receive:
+            async for page in receive:
+                yield page
+
+    reading = FatalBox()
+
+    async def run_reads(group: anyio.CancelScope) -> None:
+        reading.error = (await snapshots()).error
+        if reading.error is not None:
+            group.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_reads, tg.cancel_scope)
+        writing = await write_from(journal, snapshotted(), Writer(journal, client, tracker),
+                                   concurrency=concurrency, stop=stop)
+        tg.cancel_scope.cancel()  # writers gone (done, stopped or fatal): no reader may block
+    return reading if reading.error is not None else writing
 
 
 async def summarize(journal: Journal, job_id: int) -> PlanSummary:

@@ -29,8 +29,8 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import Enum
@@ -84,8 +84,13 @@ _COMBINED = re.compile(r"(limit|remaining|reset)\s*=\s*([\d.]+)")
 
 
 def _number(value: str | None) -> float | None:
-    match = _NUMBER.match(value) if value else None
-    number = float(match.group(1)) if match else None
+    if not value:
+        return None
+    try:
+        number: float | None = float(value)  # the common case: a plain number
+    except ValueError:
+        match = _NUMBER.match(value)
+        number = float(match.group(1)) if match else None
     return number if number is not None and math.isfinite(number) else None
 
 
@@ -147,6 +152,24 @@ class LimiterStats:
     holds: int = 0  # pool-wide holds started by a 429
     held_seconds: float = 0.0  # total time the pool was held
     rate_limited: int = 0  # 429 responses seen
+
+
+class _Gate:
+    """The context manager ``RateLimiter.slot()`` returns (a class: it runs per request)."""
+
+    __slots__ = ("_limiter", "_slot")
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self._limiter = limiter
+        self._slot: Slot | None = None
+
+    async def __aenter__(self) -> Slot:
+        self._slot = await self._limiter._acquire()
+        return self._slot
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._slot is not None:
+            self._slot.failed()  # no-op when the caller already observed a response
 
 
 class _Mode(str, Enum):
@@ -233,18 +256,16 @@ class RateLimiter:
 
     def slot(self) -> AbstractAsyncContextManager[Slot]:
         """``async with limiter.slot() as slot:`` waits until a request may start."""
-        return self._slot()
+        return _Gate(self)
 
-    @asynccontextmanager
-    async def _slot(self) -> AsyncIterator[Slot]:
+    async def _acquire(self) -> Slot:
+        now = self._clock.now()
+        if not self._lock.locked() and self._delay(now) <= 0:
+            return self._grant(now)  # nobody queued and nothing to wait for: no lock round trip
         async with self._lock:
             while (delay := self._delay(self._clock.now())) > 0:
                 await self._nap(delay)
-            slot = self._grant(self._clock.now())
-        try:
-            yield slot
-        finally:
-            slot.failed()  # no-op when the caller already observed a response
+            return self._grant(self._clock.now())
 
     def _delay(self, now: float) -> float:
         if now < self._hold_until:

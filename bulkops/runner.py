@@ -44,7 +44,7 @@ class StopSignal:
     def __init__(self) -> None:
         self.event = anyio.Event()
         self.signals = 0
-        self.hard: CancelScope | None = None
+        self.hard: set[CancelScope] = set()  # the pools running now (a pipeline runs two)
 
     @property
     def requested(self) -> bool:
@@ -55,9 +55,10 @@ class StopSignal:
         if self.signals == 1:
             log.info("stop requested (%s): finishing requests in flight; send again to stop now", reason)
             self.event.set()
-        elif self.hard is not None:
+        elif self.hard:
             log.info("stop requested again (%s): cancelling requests in flight", reason)
-            self.hard.cancel()
+            for scope in self.hard:
+                scope.cancel()
 
 
 async def watch_signals(stop: StopSignal) -> None:
@@ -142,7 +143,7 @@ async def pump(
 
     async with aclosing(source):
         async with anyio.create_task_group() as tg:
-            stop.hard = tg.cancel_scope
+            stop.hard.add(tg.cancel_scope)
             timer = anyio.CancelScope()
 
             async def timed() -> None:
@@ -154,7 +155,7 @@ async def pump(
                 for _ in range(concurrency):
                     workers.start_soon(guarded, tg.cancel_scope)
             timer.cancel()
-        stop.hard = None
+        stop.hard.discard(tg.cancel_scope)
     return fatal
 
 
@@ -230,7 +231,19 @@ async def write_items(
     stop: StopSignal,
 ) -> FatalBox:
     """Send every PENDING item of the job; outcomes land in the journal."""
-    writer = Writer(journal, client, tracker)
+    return await write_from(journal, journal.iter_items(job_id, {ItemState.PENDING}, batch=500),
+                            Writer(journal, client, tracker), concurrency=concurrency, stop=stop)
+
+
+async def write_from(
+    journal: Journal,
+    source: AsyncGenerator[list[Item], None],
+    writer: Writer,
+    *,
+    concurrency: int,
+    stop: StopSignal,
+) -> FatalBox:
+    """Write the items ``source`` yields, with the journal's flusher running alongside."""
     flush_failure = FatalBox()
 
     async def flusher(group: CancelScope) -> None:
@@ -242,12 +255,7 @@ async def write_items(
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(flusher, tg.cancel_scope)
-        fatal = await pump(
-            journal.iter_items(job_id, {ItemState.PENDING}, batch=500),
-            writer,
-            concurrency=concurrency,
-            stop=stop,
-        )
+        fatal = await pump(source, writer, concurrency=concurrency, stop=stop)
         tg.cancel_scope.cancel()
     if flush_failure.error is not None:
         return flush_failure
