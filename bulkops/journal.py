@@ -11,6 +11,7 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,7 +28,7 @@ from .journal_schema import (
 from .models import Counts, ItemState, Kind, MigrateRow, NumberRow, Problem
 
 __all__ = ["SCHEMA_VERSION", "JobState", "TRANSITIONS", "JobRecord", "Item", "ItemUpdate",
-           "Conflict", "StagingResult", "SnapshotEntry", "Journal"]
+           "Conflict", "StagingResult", "SnapshotEntry", "Journal", "coalesce"]
 
 T = TypeVar("T")
 Db = aiosqlite.Connection
@@ -49,6 +50,24 @@ async def _abandon(path: Path, conn: Db | None, lock: int | None, err: BaseExcep
     if lock is not None:
         os.close(lock)
     return translate(path, err, doing) if isinstance(err, sqlite3.Error) else err
+
+
+def coalesce(updates: Sequence[ItemUpdate]) -> list[ItemUpdate]:
+    """One UPDATE per row per flush: a bare "went in flight" followed, within the same flush,
+    by that request's outcome is written as the outcome alone (same final row, half the work)."""
+    merged: list[ItemUpdate] = []
+    opened: dict[tuple[int, str], int] = {}  # row -> index in merged of its bare IN_FLIGHT
+    for update in updates:
+        key = (update.job_id, update.phone_number)
+        at = opened.pop(key, None)
+        if at is not None and update.from_state is ItemState.IN_FLIGHT:
+            merged[at] = replace(update, from_state=merged[at].from_state)
+            continue
+        if update.to_state is ItemState.IN_FLIGHT and update == replace(
+                update, attempts=None, http_status=None, error=None, note=None):
+            opened[key] = len(merged)
+        merged.append(update)
+    return merged
 
 
 class Journal:
@@ -361,14 +380,15 @@ class Journal:
         if not self._buffer:
             return
         updates, self._buffer = self._buffer, []
+        rows = coalesce(updates)
         try:
             applied = await self._change("saving progress", FLUSH_SQL,
-                                         flush_params(updates, now()), many=True)
+                                         flush_params(rows, now()), many=True)
         except JournalError:
             self._buffer[:0] = updates  # rolled back: kept for the next try (close flushes)
             raise
-        if applied != len(updates):
-            raise bug(f"{len(updates) - applied} of {len(updates)} item updates did not match the "
+        if applied != len(rows):
+            raise bug(f"{len(rows) - applied} of {len(rows)} item updates did not match the "
                       f"state in {self.path} and were not applied (the others were saved)")
 
     async def run_flusher(self, interval: float = 0.25) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from bulkops.errors import JournalError, JournalLockedError
 from bulkops.journal import (
-    TRANSITIONS, Conflict, Item, ItemUpdate, Journal, JobState, SnapshotEntry,
+    TRANSITIONS, Conflict, Item, ItemUpdate, Journal, JobState, SnapshotEntry, coalesce,
 )
 from bulkops.models import ApiErrorInfo, ItemState, Kind, MigrateRow, NumberRow, Problem
 
@@ -497,6 +497,19 @@ async def test_snapshot_after_interruption_confirms_a_landed_write_as_done(journ
     assert (items[num(1)].state, items[num(1)].note, items[num(1)].prior) == (
         DONE, "confirmed by read-back", P_B)
     assert (items[num(2)].state, items[num(2)].prior) == (PENDING, P_B)
+
+
+async def test_a_request_that_lands_within_one_flush_is_written_once_with_its_outcome(
+        journal: Journal) -> None:
+    journal.record(upd(1, PENDING, IN_FLIGHT))
+    journal.record(upd(2, PENDING, IN_FLIGHT))
+    journal.record(ItemUpdate(1, num(1), IN_FLIGHT, DONE, attempts=1, http_status=200))
+    assert [(u.phone_number, u.from_state, u.to_state) for u in coalesce(journal._buffer)] == [
+        (num(1), PENDING, DONE), (num(2), PENDING, IN_FLIGHT)]
+    await journal.flush()
+    items = await all_items(journal)
+    assert (items[num(1)].state, items[num(1)].attempts, items[num(1)].http_status) == (DONE, 1, 200)
+    assert items[num(2)].state is IN_FLIGHT
 
 
 # --- rollback -------------------------------------------------------------------------------
