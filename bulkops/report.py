@@ -119,17 +119,17 @@ async def write_report(
 
 
 async def _write_csv(handle: IO[str], records: Any) -> int:
-    writer: csv.DictWriter[str] | None = None
+    writer = csv.writer(handle)
+    columns: list[str] | None = None
     rows = 0
     async for record in records:
-        if writer is None:
-            extra = [k for k in record if k not in REPORT_COLUMNS]
-            writer = csv.DictWriter(handle, fieldnames=REPORT_COLUMNS + extra, extrasaction="ignore")
-            writer.writeheader()
-        writer.writerow({k: ("" if v is None else v) for k, v in record.items()})
+        if columns is None:  # the extra CSV columns of the first row name the rest
+            columns = REPORT_COLUMNS + [k for k in record if k not in REPORT_COLUMNS]
+            writer.writerow(columns)
+        writer.writerow(["" if (v := record.get(k)) is None else v for k in columns])
         rows += 1
-    if writer is None:
-        csv.writer(handle).writerow(REPORT_COLUMNS)
+    if columns is None:
+        writer.writerow(REPORT_COLUMNS)
     return rows
 
 
