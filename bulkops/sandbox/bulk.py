@@ -17,11 +17,11 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from .params import as_uuid, json_type, read_object
+from .params import json_type, read_object
 from .problems import dumps, invalid, not_found
 from .state import SandboxState
 from .stats import SandboxStats
-from .validation import require
+from .validation import profile_target, require
 
 
 class BulkOrder:
@@ -118,27 +118,6 @@ class BulkOrders:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _profile_target(state: SandboxState, value: object) -> str | None:
-    pointer = "/messaging_profile_id"
-    if not isinstance(value, str):
-        raise invalid(
-            f"{pointer} must be a string: a profile UUID, or \"\" to unassign (got {json_type(value)}).",
-            pointer=pointer,
-        )
-    if value == "":
-        return None
-    profile_id = as_uuid(value)
-    if profile_id is None:
-        raise invalid(f"{pointer} must be a messaging profile UUID or \"\"; got {value[:40]!r}.", pointer=pointer)
-    if not state.has_profile(profile_id):
-        raise invalid(
-            f"Messaging profile {profile_id} does not exist on this account; "
-            "list them with GET /v2/messaging_profiles.",
-            pointer=pointer,
-        )
-    return profile_id
-
-
 def _numbers(value: object, bulk_max: int) -> tuple[str, ...]:
     pointer = "/numbers"
     if not isinstance(value, list):
@@ -159,7 +138,7 @@ def _numbers(value: object, bulk_max: int) -> tuple[str, ...]:
 async def create_order(request: web.Request, state: SandboxState, orders: BulkOrders, bulk_max: int) -> web.Response:
     body = await read_object(request)
     require(body, "messaging_profile_id", "numbers")
-    target = _profile_target(state, body["messaging_profile_id"])
+    target = profile_target(state, body["messaging_profile_id"])
     numbers = _numbers(body["numbers"], bulk_max)
     assign_only = body.get("assign_only")
     if assign_only is not None and not isinstance(assign_only, bool):

@@ -14,10 +14,11 @@ from aiohttp import web
 
 from .context import CTX, SandboxContext
 from .faults import FaultKind
-from .params import as_uuid, choice, json_type, parse_page, phone_list, read_object, restore_plus, uuid_param
+from .params import choice, parse_page, phone_list, read_object, restore_plus, uuid_param
 from .problems import dumps, invalid, not_found
 from .records import NumberQuery, NumberRecord
 from .shapes import eligible_products, number_json, page_meta, page_slice
+from .validation import profile_target
 
 _KEEP = object()  # the field was absent or null: leave the value as it is
 
@@ -48,29 +49,8 @@ def resolve(ctx: SandboxContext, raw_id: str) -> NumberRecord:
 
 
 def _profile_change(ctx: SandboxContext, value: object) -> object:
-    pointer = "/messaging_profile_id"
-    if value is None:
-        return _KEEP
-    if not isinstance(value, str):
-        raise invalid(
-            f"{pointer} must be a string: a profile UUID, or \"\" to unassign (got {json_type(value)}).",
-            pointer=pointer,
-        )
-    if value == "":
-        return None
-    profile_id = as_uuid(value)
-    if profile_id is None:
-        raise invalid(
-            f"{pointer} must be a messaging profile UUID, or \"\" to unassign; got {value[:40]!r}.",
-            pointer=pointer,
-        )
-    if not ctx.state.has_profile(profile_id):
-        raise invalid(
-            f"Messaging profile {profile_id} does not exist on this account; "
-            "list them with GET /v2/messaging_profiles.",
-            pointer=pointer,
-        )
-    return profile_id
+    # Telnyx quirk (API-NOTES): null, like an absent field, keeps the current profile.
+    return _KEEP if value is None else profile_target(ctx.state, value)
 
 
 def parse_change(ctx: SandboxContext, record: NumberRecord, body: dict[str, object]) -> NumberChange:

@@ -12,11 +12,14 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from .params import json_type
+from .params import as_uuid, json_type
 from .problems import invalid
 from .records import SettingValue, Settings
+
+if TYPE_CHECKING:
+    from .state import SandboxState
 
 Kind = Literal["string", "boolean", "countries", "pool", "shortener"]
 
@@ -160,3 +163,28 @@ def require(body: Mapping[str, object], *names: str) -> None:
     for name in names:
         if name not in body:
             raise invalid(f"/{name} is required.", pointer=f"/{name}")
+
+
+def profile_target(state: SandboxState, value: object) -> str | None:
+    """A ``messaging_profile_id`` to set: a UUID of this account's, or "" (None: unassign)."""
+    pointer = "/messaging_profile_id"
+    if not isinstance(value, str):
+        raise invalid(
+            f"{pointer} must be a string: a profile UUID, or \"\" to unassign (got {json_type(value)}).",
+            pointer=pointer,
+        )
+    if value == "":
+        return None
+    profile_id = as_uuid(value)
+    if profile_id is None:
+        raise invalid(
+            f"{pointer} must be a messaging profile UUID, or \"\" to unassign; got {value[:40]!r}.",
+            pointer=pointer,
+        )
+    if not state.has_profile(profile_id):
+        raise invalid(
+            f"Messaging profile {profile_id} does not exist on this account; "
+            "list them with GET /v2/messaging_profiles.",
+            pointer=pointer,
+        )
+    return profile_id
