@@ -142,9 +142,11 @@ def _settings(args: argparse.Namespace, job: JobFile | None = None) -> RunSettin
             return getattr(job, name)
         return default
 
-    policy = RetryPolicy(max_attempts=pick("max_attempts", 5), max_elapsed=pick("max_retry_seconds", 300.0))
-    if policy.max_attempts < 1:
-        raise InputError("--max-attempts must be at least 1")
+    attempts, seconds = pick("max_attempts", 5), pick("max_retry_seconds", 300.0)
+    if attempts < 1 or seconds < 0:
+        raise InputError(f"--max-attempts must be at least 1 (got {attempts}) and --max-retry-seconds "
+                         f"at least 0 (got {seconds:g})")
+    policy = RetryPolicy(max_attempts=attempts, max_elapsed=seconds)
     return RunSettings(
         base_url=resolve_base_url(getattr(args, "base_url", None)),
         concurrency=pick("concurrency", 32),

@@ -292,7 +292,7 @@ async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings
                               "the question")
     await journal.set_job_state(job_id, JobState.RUNNING)
     pending = (await journal.counts(job_id)).get(ItemState.PENDING)
-    tracker = Tracker("write", total=pending)
+    tracker = Tracker("write", total=pending, retries=lambda: client.stats.retries)
     log.info("writes started rows=%d concurrency=%d rate=%s%s", pending, settings.concurrency,
              settings.rate or "server-paced", " (each batch read back first)" if pipelined else "")
     async with anyio.create_task_group() as tg:

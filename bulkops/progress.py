@@ -1,6 +1,6 @@
 """Progress for people and for cron, and the ledger log.
 
-On a terminal a live bar (done / failed / retrying, rate, ETA); off a terminal
+On a terminal a live bar (done / failed / retries, rate, ETA); off a terminal
 (cron, systemd) one plain line every few seconds. Notable events go to the
 ``bulkops`` logger as one line each with fixed wording, so a log reads like a
 ledger and can be grepped.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -69,7 +70,7 @@ class Tracker:
     done: int = 0
     failed: int = 0
     skipped: int = 0
-    retrying: int = 0
+    retries: Callable[[], int] = lambda: 0  # retries so far (the client counts them)
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -90,7 +91,7 @@ class Tracker:
         eta_text = f"{eta:.0f}s" if eta is not None else "?"
         return (
             f"progress {self.label}: {self.finished}/{self.total} done={self.done} "
-            f"failed={self.failed} skipped={self.skipped} retrying={self.retrying} "
+            f"failed={self.failed} skipped={self.skipped} retries={self.retries()} "
             f"rate={self.rate():.1f}/s eta={eta_text}"
         )
 
@@ -108,11 +109,11 @@ async def show_progress(tracker: Tracker, *, interactive: bool, plain_every: flo
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TextColumn("[green]done {task.fields[done]}[/] [red]failed {task.fields[failed]}[/] "
-                   "[yellow]retrying {task.fields[retrying]}[/] {task.fields[rate]:.0f}/s"),
+                   "[yellow]retries {task.fields[retries]}[/] {task.fields[rate]:.0f}/s"),
         TimeRemainingColumn(),
     )
     with Progress(*columns, transient=False, redirect_stderr=True) as bar:
-        task = bar.add_task(tracker.label, total=tracker.total, done=0, failed=0, retrying=0, rate=0.0)
+        task = bar.add_task(tracker.label, total=tracker.total, done=0, failed=0, retries=0, rate=0.0)
         try:
             while True:
                 bar.update(
@@ -120,10 +121,10 @@ async def show_progress(tracker: Tracker, *, interactive: bool, plain_every: flo
                     completed=tracker.finished,
                     done=tracker.done,
                     failed=tracker.failed,
-                    retrying=tracker.retrying,
+                    retries=tracker.retries(),
                     rate=tracker.rate(),
                 )
                 await anyio.sleep(0.2)
         finally:
             bar.update(task, completed=tracker.finished, done=tracker.done,
-                       failed=tracker.failed, retrying=tracker.retrying, rate=tracker.rate())
+                       failed=tracker.failed, retries=tracker.retries(), rate=tracker.rate())

@@ -129,3 +129,13 @@ async def test_json_mode_answers_on_stdout_even_when_the_job_cannot_start(tmp_pa
     assert result.returncode == ExitCode.INPUT
     assert json.loads(result.stdout) == {"error": result.stderr.strip()[len("Error: "):],
                                          "exit_code": int(ExitCode.INPUT)}
+
+
+async def test_an_out_of_range_retry_flag_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
+    csv_path = write_csv(tmp_path / "a.csv", ["phone_number"], [("+13125550101",)])
+
+    result = await run_cli(["run", "--kind", "unassign", "--csv", csv_path, "--max-attempts", "0"],
+                           env=cli_env("any-key"))
+
+    assert result.returncode == ExitCode.INPUT
+    assert result.stderr.startswith("Error: --max-attempts must be at least 1") and "Traceback" not in result.stderr
