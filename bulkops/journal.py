@@ -11,7 +11,6 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,16 +18,16 @@ import aiosqlite
 
 from .errors import JournalError
 from .journal_schema import (
-    COLLAPSED_LINES, CONFLICTS, DISTINCT_DESIRED, DUPLICATE_COUNTS, FLUSH_SQL, ITEM_COLUMNS,
+    COLLAPSED_LINES, CONFLICTS, DISTINCT_DESIRED, DUPLICATE_COUNTS, ITEM_COLUMNS,
     JOB_COLUMNS, ROLLBACK_ITEMS, SCHEMA_VERSION, SNAPSHOT_SQL, STAGE_TO_ITEMS, TRANSITIONS,
     Conflict, Item, ItemUpdate, JobRecord, JobState, SnapshotEntry, StagingResult, bug,
-    check_header, connect, dump_extra, dump_settings, flush_params, initialize, item_from_row,
+    check_header, connect, dump_extra, dump_settings, flush_statements, initialize, item_from_row,
     job_from_row, load_extra, lock_file, now, sidecar, snapshot_params, translate, validate,
 )
 from .models import Counts, ItemState, Kind, MigrateRow, NumberRow, Problem
 
 __all__ = ["SCHEMA_VERSION", "JobState", "TRANSITIONS", "JobRecord", "Item", "ItemUpdate",
-           "Conflict", "StagingResult", "SnapshotEntry", "Journal", "coalesce"]
+           "Conflict", "StagingResult", "SnapshotEntry", "Journal"]
 
 T = TypeVar("T")
 Db = aiosqlite.Connection
@@ -52,24 +51,6 @@ async def _abandon(path: Path, conn: Db | None, lock: int | None, err: BaseExcep
     return translate(path, err, doing) if isinstance(err, sqlite3.Error) else err
 
 
-def coalesce(updates: Sequence[ItemUpdate]) -> list[ItemUpdate]:
-    """One UPDATE per row per flush: a bare "went in flight" followed, within the same flush,
-    by that request's outcome is written as the outcome alone (same final row, half the work)."""
-    merged: list[ItemUpdate] = []
-    opened: dict[tuple[int, str], int] = {}  # row -> index in merged of its bare IN_FLIGHT
-    for update in updates:
-        key = (update.job_id, update.phone_number)
-        at = opened.pop(key, None)
-        if at is not None and update.from_state is ItemState.IN_FLIGHT:
-            merged[at] = replace(update, from_state=merged[at].from_state)
-            continue
-        if update.to_state is ItemState.IN_FLIGHT and update == replace(
-                update, attempts=None, http_status=None, error=None, note=None):
-            opened[key] = len(merged)
-        merged.append(update)
-    return merged
-
-
 class Journal:
     """One journal file; one instance per process. All methods but ``record()`` are async."""
 
@@ -81,6 +62,7 @@ class Journal:
         self._created = created
         self._mutex = asyncio.Lock()
         self._buffer: list[ItemUpdate] = []
+        self._opened: dict[tuple[int, str], int] = {}  # row -> buffer index of its bare IN_FLIGHT
 
     @classmethod
     async def create(cls, path: Path, *, kind: Kind, name: str, job_file: str | None,
@@ -353,6 +335,19 @@ class Journal:
             if len(rows) < batch:
                 return
 
+    async def iter_rows(self, job_id: int, columns: str,
+                        batch: int = 5000) -> AsyncGenerator[list[tuple[Any, ...]], None]:
+        """Pages of raw ``columns`` (a fixed list, never user text) of every item, in rowid
+        order: for exports that would only take an Item apart again."""
+        sql = (f"SELECT {columns}, id FROM items NOT INDEXED WHERE job_id = ? AND id > ? "
+               "ORDER BY id LIMIT ?")
+        after = 0
+        while rows := await self._fetch("reading items", sql, (job_id, after, batch)):
+            after = rows[-1][-1]
+            yield rows
+            if len(rows) < batch:
+                return
+
     async def iter_rejected(self, job_id: int,
                             batch: int = 1000) -> AsyncGenerator[list[Problem], None]:
         after = 0
@@ -364,11 +359,25 @@ class Journal:
             yield [Problem(r[1], r[2], r[3], column=r[4], field=r[5]) for r in rows]
 
     def record(self, update: ItemUpdate) -> None:
-        """Buffer one outcome (no I/O); an illegal transition is a bug and raises."""
+        """Buffer one outcome (no I/O); an illegal transition is a bug and raises.
+
+        A bare "went in flight" whose outcome arrives before the next flush is replaced by
+        that outcome (one UPDATE per row per flush, the same final row): on a crash both are
+        lost together, and resume sends an unrecorded row again, which PATCH allows."""
         if update.to_state not in TRANSITIONS[update.from_state] or self._conn is None:
             raise bug(f"illegal journal transition {update.from_state.value} -> "
                       f"{update.to_state.value} for {update.phone_number} in job "
                       f"{update.job_id}" + (" (journal closed)" * (self._conn is None)))
+        key = (update.job_id, update.phone_number)
+        if update.from_state is ItemState.IN_FLIGHT and (at := self._opened.pop(key, None)) is not None:
+            self._buffer[at] = ItemUpdate(update.job_id, update.phone_number,
+                                          self._buffer[at].from_state, update.to_state,
+                                          update.attempts, update.http_status, update.error,
+                                          update.note)
+            return
+        if update.to_state is ItemState.IN_FLIGHT and update.attempts is None and \
+                update.http_status is None and update.error is None and update.note is None:
+            self._opened[key] = len(self._buffer)
         self._buffer.append(update)
 
     @property
@@ -376,19 +385,26 @@ class Journal:
         return len(self._buffer)
 
     async def flush(self) -> None:
-        """Write every buffered update in one transaction (one executemany)."""
+        """Write every buffered update in one transaction."""
         if not self._buffer:
             return
-        updates, self._buffer = self._buffer, []
-        rows = coalesce(updates)
+        updates, self._buffer, self._opened = self._buffer, [], {}
+        stamp = now()
+
+        async def op(db: Db) -> int:
+            applied = 0
+            for sql, params in flush_statements(updates, stamp):
+                applied += (await db.executemany(sql, params)).rowcount
+            return applied
+
         try:
-            applied = await self._change("saving progress", FLUSH_SQL,
-                                         flush_params(rows, now()), many=True)
+            applied = await self._run("saving progress", op)
         except JournalError:
             self._buffer[:0] = updates  # rolled back: kept for the next try (close flushes)
+            self._opened = {}  # indices moved; later outcomes are simply written after these
             raise
-        if applied != len(rows):
-            raise bug(f"{len(rows) - applied} of {len(rows)} item updates did not match the "
+        if applied != len(updates):
+            raise bug(f"{len(updates) - applied} of {len(updates)} item updates did not match the "
                       f"state in {self.path} and were not applied (the others were saved)")
 
     async def run_flusher(self, interval: float = 0.25) -> None:
@@ -412,13 +428,13 @@ class Journal:
                                   "error_detail = NULL, note = NULL, updated_at = ? "
                                   "WHERE job_id = ? AND state = 'failed'", (now(), job_id))
 
-    async def pending_among(self, job_id: int, numbers: Sequence[str]) -> list[Item]:
-        """Which of ``numbers`` (one snapshot batch, <= 250) are still PENDING, in rowid order."""
+    async def pending_among(self, job_id: int, numbers: Sequence[str]) -> set[str]:
+        """Which of ``numbers`` (one snapshot batch, <= 250) are still PENDING."""
         marks = ",".join("?" * len(numbers))
-        rows = await self._fetch("reading items", f"SELECT {ITEM_COLUMNS} FROM items WHERE job_id = ? "
-                                 f"AND state = 'pending' AND phone_number IN ({marks}) ORDER BY id",
+        rows = await self._fetch("reading items", f"SELECT phone_number FROM items WHERE job_id = ? "
+                                 f"AND state = 'pending' AND phone_number IN ({marks})",
                                  (job_id, *numbers))
-        return [item_from_row(r) for r in rows]
+        return {r[0] for r in rows}
 
     async def counts(self, job_id: int) -> Counts:
         await self.flush()

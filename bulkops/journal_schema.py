@@ -172,17 +172,36 @@ FLUSH_SQL = """UPDATE items SET state = :to, attempts = COALESCE(:attempts, atte
  updated_at = :now WHERE job_id = :job AND phone_number = :number AND state = :from"""
 
 
-def flush_params(updates: Sequence[ItemUpdate], stamp: str) -> list[dict[str, object]]:
-    params: list[dict[str, object]] = []
-    for u in updates:
-        err, retry = u.error, u.from_state is _F and u.to_state is _P
-        params.append({
-            "to": u.to_state.value, "from": u.from_state.value, "job": u.job_id, "now": stamp,
+# The common outcome (a write that landed) in a statement with no CASE and positional
+# parameters: about a third of FLUSH_SQL's cost per row. Same effect as FLUSH_SQL for it.
+DONE_SQL = ("UPDATE items SET state = 'done', attempts = ?, http_status = ?, error_code = NULL, "
+            "error_title = NULL, error_detail = NULL, updated_at = ? "
+            "WHERE job_id = ? AND phone_number = ? AND state = ?")
+
+
+def _general(u: ItemUpdate, stamp: str) -> dict[str, object]:
+    err, retry = u.error, u.from_state is _F and u.to_state is _P
+    return {"to": u.to_state.value, "from": u.from_state.value, "job": u.job_id, "now": stamp,
             "number": u.phone_number, "attempts": u.attempts, "note": u.note, "retry": retry,
             "http": u.http_status if u.http_status is not None or err is None else err.status,
             "err": err is not None, "code": err and err.code, "title": err and err.title,
-            "detail": err and err.detail, "fresh": retry or u.to_state is _D})
-    return params
+            "detail": err and err.detail, "fresh": retry or u.to_state is _D}
+
+
+def flush_statements(updates: Sequence[ItemUpdate],
+                     stamp: str) -> list[tuple[str, list[Any]]]:
+    """``updates`` as (SQL, parameter rows) for executemany, in order: a row's later update
+    may depend on its earlier one (``state = :from``), so only consecutive runs are grouped."""
+    runs: list[tuple[str, list[Any]]] = []
+    for u in updates:
+        plain = (u.to_state is _D and u.error is None and u.note is None
+                 and u.attempts is not None and u.http_status is not None)
+        sql = DONE_SQL if plain else FLUSH_SQL
+        if not runs or runs[-1][0] is not sql:
+            runs.append((sql, []))
+        runs[-1][1].append((u.attempts, u.http_status, stamp, u.job_id, u.phone_number,
+                            u.from_state.value) if plain else _general(u, stamp))
+    return runs
 
 
 # A known prior is never overwritten: it is what rollback restores. It is recorded by the
@@ -190,24 +209,24 @@ def flush_params(updates: Sequence[ItemUpdate], stamp: str) -> list[dict[str, ob
 # its target although its prior was elsewhere sees a write of ours that landed but was
 # never recorded: that row is done, confirmed by read-back, and is not sent again.
 # Rollback items (expected set) whose number moved since the job are left alone unless :force.
-_CHANGED = "expected IS NOT NULL AND NOT :force AND :cur IS NOT expected"
+# Parameters by number (?1 job, ?2 number, ?3 current profile, ?4 force, ?5 on the account,
+# ?6 now, ?7 why): a tuple per row binds in about half the time of a dict of names.
+_CHANGED = "expected IS NOT NULL AND NOT ?4 AND ?3 IS NOT expected"
 _LANDED = "prior IS NOT NULL AND prior <> desired"
-SNAPSHOT_SQL = f"""UPDATE items SET prior = COALESCE(prior, :cur), on_account = :on,
- state = CASE WHEN :cur = desired THEN (CASE WHEN {_LANDED} THEN 'done' ELSE 'skipped' END)
+SNAPSHOT_SQL = f"""UPDATE items SET prior = COALESCE(prior, ?3), on_account = ?5,
+ state = CASE WHEN ?3 = desired THEN (CASE WHEN {_LANDED} THEN 'done' ELSE 'skipped' END)
   WHEN {_CHANGED} THEN 'skipped' ELSE state END,
- note = CASE WHEN :cur = desired THEN (CASE WHEN {_LANDED} THEN 'confirmed by read-back'
-  ELSE 'already in place' END) WHEN {_CHANGED} THEN :why ELSE note END,
- updated_at = :now WHERE job_id = :job AND phone_number = :number AND state = 'pending'"""
+ note = CASE WHEN ?3 = desired THEN (CASE WHEN {_LANDED} THEN 'confirmed by read-back'
+  ELSE 'already in place' END) WHEN {_CHANGED} THEN ?7 ELSE note END,
+ updated_at = ?6 WHERE job_id = ?1 AND phone_number = ?2 AND state = 'pending'"""
 
 
 def snapshot_params(job_id: int, entries: Sequence[SnapshotEntry], force: bool,
-                    stamp: str) -> list[dict[str, object]]:
-    return [{
-        "job": job_id, "number": e.phone_number, "cur": e.current, "force": force,
-        "on": e.current is not None, "now": stamp,
-        "why": "changed since the job: now " + (
-            "not on this account" if e.current is None else e.current or "unassigned"),
-    } for e in entries]
+                    stamp: str) -> list[tuple[object, ...]]:
+    return [(job_id, e.phone_number, e.current, force, e.current is not None, stamp,
+             "changed since the job: now " + (
+                 "not on this account" if e.current is None else e.current or "unassigned"))
+            for e in entries]
 
 
 # Staged rows are scanned in line order, so of duplicate lines the first one becomes the item.

@@ -86,10 +86,10 @@ def classify(item: Item) -> Action:
     return Action.FAILED if item.state is ItemState.FAILED else Action.CHANGE
 
 
-async def _batches(journal: Journal, job_id: int) -> AsyncGenerator[list[list[str]], None]:
+async def _batches(journal: Journal, job_id: int) -> AsyncGenerator[list[list[Item]], None]:
     async with aclosing(journal.iter_items(job_id, {ItemState.PENDING}, batch=SNAPSHOT_BATCH)) as pages:
         async for page in pages:
-            yield [[item.phone_number for item in page]]
+            yield [page]
 
 
 async def read_states(client: TelnyxClient, numbers: list[str]) -> list[SnapshotEntry]:
@@ -120,7 +120,8 @@ async def take_snapshot(
 ) -> FatalBox:
     """Read the current profile of every PENDING item and record it in the journal."""
 
-    async def read(numbers: list[str]) -> None:
+    async def read(page: list[Item]) -> None:
+        numbers = [item.phone_number for item in page]
         await journal.apply_snapshot(job_id, await read_states(client, numbers), force=force)
 
     return await pump(_batches(journal, job_id), read, concurrency=SNAPSHOT_CONCURRENCY, stop=stop)
@@ -144,10 +145,13 @@ async def snapshot_and_write(
     """
     send, receive = anyio.create_memory_object_stream[list[Item]](SNAPSHOT_CONCURRENCY * 2)
 
-    async def read(numbers: list[str]) -> None:
+    async def read(page: list[Item]) -> None:
+        numbers = [item.phone_number for item in page]
         await journal.apply_snapshot(job_id, await read_states(client, numbers), force=force)
-        still = await journal.pending_among(job_id, numbers)
-        tracker.skipped += len(numbers) - len(still)
+        pending = await journal.pending_among(job_id, numbers)
+        # The page's items as read before the snapshot: it changes no field a write uses.
+        still = [item for item in page if item.phone_number in pending]
+        tracker.skipped += len(page) - len(still)
         try:
             await send.send(still)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):

@@ -106,6 +106,13 @@ def parse_budget(headers: Mapping[str, str], *, wall_now: float | None = None) -
         headers if isinstance(headers, (CIMultiDict, CIMultiDictProxy))
         else {key.lower(): value for key, value in headers.items()}
     )
+    # Hot path, once per response: Telnyx's three headers as plain whole numbers.
+    limit_s, remaining_s, reset_s = (lookup.get("x-ratelimit-limit"),
+                                     lookup.get("x-ratelimit-remaining"),
+                                     lookup.get("x-ratelimit-reset"))
+    if limit_s and remaining_s and reset_s and limit_s.isdecimal() and remaining_s.isdecimal() \
+            and reset_s.isdecimal() and (reset_n := int(reset_s)) < _EPOCH_LIKE:
+        return ServerBudget(int(limit_s), int(remaining_s), float(reset_n))
     combined: dict[str, str] | None = None
 
     def field(name: str) -> str | None:

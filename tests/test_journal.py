@@ -18,8 +18,9 @@ import pytest
 
 from bulkops.errors import JournalError, JournalLockedError
 from bulkops.journal import (
-    TRANSITIONS, Conflict, Item, ItemUpdate, Journal, JobState, SnapshotEntry, coalesce,
+    TRANSITIONS, Conflict, Item, ItemUpdate, Journal, JobState, SnapshotEntry,
 )
+from bulkops.journal_schema import DONE_SQL, FLUSH_SQL, _general, flush_statements
 from bulkops.models import ApiErrorInfo, ItemState, Kind, MigrateRow, NumberRow, Problem
 
 P_A = "4001767e-ce0f-4cae-9d5f-0d5e636e7809"
@@ -288,7 +289,7 @@ async def test_flush_writes_the_whole_buffer_in_one_transaction(tmp_path: Path) 
         for i in range(300):
             j.record(upd(i, PENDING, IN_FLIGHT))
             j.record(upd(i, IN_FLIGHT, DONE, attempts=1, http_status=200))
-        assert j.pending_updates == 600
+        assert j.pending_updates == 300  # each outcome replaced its bare "in flight"
         statements: list[str] = []
         assert j._conn is not None
         await j._conn.set_trace_callback(statements.append)
@@ -300,6 +301,41 @@ async def test_flush_writes_the_whole_buffer_in_one_transaction(tmp_path: Path) 
     async with await Journal.open(path) as j:
         assert (await j.counts(1)).get(DONE) == 300
         assert {(i.attempts, i.http_status) for i in (await all_items(j)).values()} == {(1, 200)}
+
+
+async def test_a_plain_done_ends_the_row_exactly_as_the_general_statement_would(
+        journal: Journal) -> None:
+    err = ApiErrorInfo(503, "10007", "Unavailable", "try later")
+    for n in (1, 2):  # the same history: a retried request with an error and a note
+        journal.record(upd(n, PENDING, IN_FLIGHT))
+    await journal.flush()
+    for n in (1, 2):
+        journal.record(upd(n, IN_FLIGHT, PENDING, attempts=2, error=err, note="retrying"))
+    await journal.flush()
+    done = [upd(n, PENDING, DONE, attempts=3, http_status=200) for n in (1, 2)]
+    runs = flush_statements(done[:1], "2026-01-01T00:00:00Z")
+    assert [sql for sql, _ in runs] == [DONE_SQL]
+    journal.record(done[0])  # the short statement
+    await journal.flush()
+    assert journal._conn is not None
+    async with journal._mutex:  # row 2 through the general statement, as before the short one
+        await journal._conn.execute(FLUSH_SQL, _general(done[1], "2026-01-01T00:00:00Z"))
+    items = await all_items(journal)
+
+    def outcome(item: Item) -> tuple[object, ...]:
+        return (item.state, item.attempts, item.http_status, item.error_code, item.error_title,
+                item.error_detail, item.note)
+
+    assert outcome(items[num(1)]) == outcome(items[num(2)]) == (
+        DONE, 3, 200, None, None, None, "retrying")
+
+
+def test_flush_statements_keep_the_order_of_a_rows_updates() -> None:
+    updates = [upd(1, PENDING, DONE, attempts=1, http_status=200),
+               upd(2, PENDING, IN_FLIGHT), upd(3, PENDING, DONE, attempts=1, http_status=200),
+               upd(4, PENDING, DONE, attempts=1, http_status=200)]
+    runs = flush_statements(updates, "2026-01-01T00:00:00Z")
+    assert [(sql, len(rows)) for sql, rows in runs] == [(DONE_SQL, 1), (FLUSH_SQL, 1), (DONE_SQL, 2)]
 
 
 async def test_outcome_fields_are_kept_and_the_error_clears_on_success(journal: Journal) -> None:
@@ -504,7 +540,8 @@ async def test_a_request_that_lands_within_one_flush_is_written_once_with_its_ou
     journal.record(upd(1, PENDING, IN_FLIGHT))
     journal.record(upd(2, PENDING, IN_FLIGHT))
     journal.record(ItemUpdate(1, num(1), IN_FLIGHT, DONE, attempts=1, http_status=200))
-    assert [(u.phone_number, u.from_state, u.to_state) for u in coalesce(journal._buffer)] == [
+    assert journal.pending_updates == 2  # merged as it was recorded
+    assert [(u.phone_number, u.from_state, u.to_state) for u in journal._buffer] == [
         (num(1), PENDING, DONE), (num(2), PENDING, IN_FLIGHT)]
     await journal.flush()
     items = await all_items(journal)
