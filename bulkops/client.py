@@ -15,10 +15,12 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
+import orjson
 from yarl import URL
 
 from bulkops import __version__
@@ -32,6 +34,8 @@ log = logging.getLogger("bulkops.client")
 
 PAGE_SIZE = 250  # the API's largest page[size]; also the most numbers one filter lists
 USER_AGENT = f"bulkops/{__version__} aiohttp/{aiohttp.__version__}"
+_JSON_BODY = {"Content-Type": "application/json"}
+_BODY_CACHE = 1024  # request bodies kept by profile id
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,10 @@ class _Answer:
     status: int
     headers: Mapping[str, str]
     body: bytes
-    content_type: str
+
+    @property
+    def content_type(self) -> str:  # only an error message needs it
+        return self.headers.get("Content-Type", "").partition(";")[0].strip()
 
 
 _CERTIFICATE = "the server's TLS certificate could not be verified"
@@ -84,6 +91,8 @@ class _BadShape(ValueError):
 
 def _segment(value: str) -> str:
     """One path segment, fully percent-encoded: ``+13125550001`` -> ``%2B13125550001``."""
+    if value[:1] == "+" and value[1:].isascii() and value[1:].isdigit():  # E.164: once a row
+        return "%2B" + value[1:]
     return quote(value, safe="")
 
 
@@ -143,6 +152,8 @@ class TelnyxClient:
         if not timeout > 0 or connections < 1:
             raise ConfigError("The request timeout must be > 0 seconds and connections >= 1.")
         self._base = _base_url(base_url, insecure)
+        self._base_url = URL(self._base, encoded=True)
+        self._base_path = self._base_url.raw_path.rstrip("/")
         self.__key = key
         self._limiter = limiter
         self._policy = policy
@@ -152,6 +163,7 @@ class TelnyxClient:
         self._session: aiohttp.ClientSession | None = None
         self._requests = self._retries = self._rate_limited = self._transport_errors = 0
         self._responses: Counter[int] = Counter()
+        self._bodies: dict[str, bytes] = {}
 
     def __repr__(self) -> str:
         return f"TelnyxClient({self._base!r})"
@@ -191,12 +203,16 @@ class TelnyxClient:
 
     async def update_profile(self, number: str, profile_id: str) -> Outcome[NumberState]:
         """Assign ``number`` to ``profile_id``; ``""`` unassigns. Raises GaveUp or AuthError."""
-        if not isinstance(profile_id, str):
-            # Telnyx quirk (API-NOTES): null keeps the current profile and still answers 200.
-            raise TypeError("profile_id must be a str: a profile UUID, or '' to unassign (never None)")
-        body = json.dumps({"messaging_profile_id": profile_id}).encode()
+        body = self._bodies.get(profile_id)
+        if body is None:
+            if not isinstance(profile_id, str):
+                # Telnyx quirk (API-NOTES): null keeps the current profile and still answers 200.
+                raise TypeError("profile_id must be a str: a profile UUID, or '' to unassign (never None)")
+            body = json.dumps({"messaging_profile_id": profile_id}).encode()
+            if len(self._bodies) < _BODY_CACHE:  # a job names a handful of profiles
+                self._bodies[profile_id] = body
         request = _Request("PATCH", f"/phone_numbers/{_segment(number)}/messaging", body=body)
-        return await self._call(request, lambda payload: _number_state(_data(payload)))
+        return await self._call(request, _updated_number)
 
     async def get_numbers(self, numbers: Sequence[str]) -> Outcome[dict[str, NumberState]]:
         """The current state of each number; numbers the account lacks are absent."""
@@ -249,72 +265,75 @@ class TelnyxClient:
     # --- one call: retries around attempts ------------------------------------------------------
 
     async def _call(self, request: _Request, parse: Callable[[Any], T]) -> Outcome[T]:
-        async def attempt() -> T:
-            status, payload = await self._exchange(request)
-            try:
-                return parse(payload)
-            except _BadShape as problem:
-                detail = f"{request.target}: HTTP {status} answer unusable: {problem}"
-                raise Permanent(ApiErrorInfo(status, detail=detail), detail) from None
-
-        return await call_with_retry(attempt, self._policy, clock=self._clock, on_retry=self._retried)
+        return await call_with_retry(partial(self._attempt, request, parse), self._policy,
+                                     clock=self._clock, on_retry=self._retried)
 
     def _retried(self, attempt: int, error: BaseException, wait: float) -> None:
         self._retries += 1
         log.debug("retry %d in %.2f s after %s", attempt, wait, error)
 
-    async def _exchange(self, request: _Request) -> tuple[int, Any]:
-        """One HTTP attempt through the limiter: (status, JSON) of a usable answer, or raise."""
-        if self._session is None:
+    async def _attempt(self, request: _Request, parse: Callable[[Any], T]) -> T:
+        """One HTTP attempt through the limiter: the parsed answer, or raise.
+
+        One coroutine from the limiter to the parsed value: every await a request makes
+        resumes each frame above it, and this runs once per row."""
+        session = self._session
+        if session is None:
             raise RuntimeError("use the client inside `async with TelnyxClient(...)`")
-        query = "&".join(f"{quote(k, safe='')}={quote(v, safe=',')}" for k, v in request.query)
-        # encoded=True: the path and query are percent-encoded already and must reach the
-        # server as they are (a "+" re-quoted or decoded would become a space).
-        url = URL(self._base + request.path + (f"?{query}" if query else ""), encoded=True)
+        url = self._url(request)
+        headers = _JSON_BODY if request.body is not None else None
+        answer: _Answer | str
         wait: float | None = None
         async with self._limiter.slot() as slot:
             self._requests += 1
-            answer = await self._send(self._session, request, url)
+            try:
+                async with session.request(request.method, url, data=request.body, headers=headers,
+                                           allow_redirects=False) as response:
+                    body = await response.read()
+                    answer = _Answer(response.status, response.headers, body)
+            except aiohttp.ClientConnectorCertificateError:
+                answer = _CERTIFICATE
+            except aiohttp.ServerDisconnectedError:
+                answer = "the server closed the connection without answering"
+            except TimeoutError:
+                answer = f"no answer within {self._timeout:g} s"
+            except aiohttp.ClientConnectorError:
+                answer = "could not connect to the server"
+            except aiohttp.ClientError as error:
+                answer = f"the connection failed ({type(error).__name__})"
             if isinstance(answer, str):
                 slot.failed()
             else:
                 wait = slot.observe(answer.status, answer.headers)
         # Raised out here, in no except block, so no aiohttp exception rides along as context.
-        if answer is _CERTIFICATE:
-            raise ApiError(
-                f"The TLS certificate of {URL(self._base).host} could not be verified; "
-                "check TELNYX_API_BASE_URL and the system's CA certificates."
-            )
         if isinstance(answer, str):
+            if answer is _CERTIFICATE:
+                raise ApiError(
+                    f"The TLS certificate of {URL(self._base).host} could not be verified; "
+                    "check TELNYX_API_BASE_URL and the system's CA certificates."
+                )
             self._transport_errors += 1
             detail = f"{request.target}: {answer}"
             raise Transient(ApiErrorInfo(None, detail=detail), detail)
-        return answer.status, self._classify(request, answer, wait)
-
-    async def _send(self, session: aiohttp.ClientSession, request: _Request, url: URL) -> _Answer | str:
-        """The raw answer, or why there is none; no aiohttp exception gets out of here."""
-        headers = {"Content-Type": "application/json"} if request.body is not None else None
+        payload = self._classify(request, answer, wait)
         try:
-            async with session.request(
-                request.method, url, data=request.body, headers=headers, allow_redirects=False
-            ) as response:
-                body = await response.read()
-                return _Answer(response.status, response.headers, body, response.content_type)
-        except aiohttp.ClientConnectorCertificateError:
-            return _CERTIFICATE
-        except aiohttp.ServerDisconnectedError:
-            return "the server closed the connection without answering"
-        except TimeoutError:
-            return f"no answer within {self._timeout:g} s"
-        except aiohttp.ClientConnectorError:
-            return "could not connect to the server"
-        except aiohttp.ClientError as error:
-            return f"the connection failed ({type(error).__name__})"
+            return parse(payload)
+        except _BadShape as problem:
+            detail = f"{request.target}: HTTP {answer.status} answer unusable: {problem}"
+            raise Permanent(ApiErrorInfo(answer.status, detail=detail), detail) from None
+
+    def _url(self, request: _Request) -> URL:
+        # encoded=True: the path is percent-encoded already and must reach the server as it
+        # is (a "+" re-quoted or decoded would become a space).
+        if not request.query:
+            return self._base_url.with_path(self._base_path + request.path, encoded=True)
+        query = "&".join(f"{quote(k, safe='')}={quote(v, safe=',')}" for k, v in request.query)
+        return URL(f"{self._base}{request.path}?{query}", encoded=True)
 
     def _classify(self, request: _Request, answer: _Answer, wait: float | None) -> Any:
         status = answer.status
         self._responses[status] += 1
-        payload, unusable = _decode(answer.body, answer.content_type)
+        payload, unusable = _decode(answer)
         if 200 <= status < 300 or (status == 404 and request.missing_ok):
             if unusable and status != 404:
                 raise Permanent(ApiErrorInfo(status, detail=f"{request.target}: {unusable}"))
@@ -353,14 +372,17 @@ class TelnyxClient:
         return text.replace(self.__key, "[redacted]")
 
 
-def _decode(raw: bytes, content_type: str) -> tuple[Any, str | None]:
+def _decode(answer: _Answer) -> tuple[Any, str | None]:
     """The JSON body, or why there is none usable."""
+    raw = answer.body
     if not raw:
         return None, "an empty body"
     try:
-        return json.loads(raw), None
+        # orjson: a read-back decodes a whole number object per row (and a snapshot page of
+        # 250 of them), about 3x faster than json.loads.
+        return orjson.loads(raw), None
     except ValueError:
-        return None, f"a body that is not JSON ({content_type or 'no content type'}, {len(raw)} bytes)"
+        return None, f"a body that is not JSON ({answer.content_type or 'no content type'}, {len(raw)} bytes)"
 
 
 def _data(payload: Any) -> Any:
@@ -379,6 +401,10 @@ def _number_state(item: Any) -> NumberState:
         raise _BadShape(f"`messaging_profile_id` of {number} is not a string or null")
     # Unassigned numbers come back with null or "": both mean no profile.
     return NumberState(number, profile or None, None if number_id is None else str(number_id))
+
+
+def _updated_number(payload: Any) -> NumberState:
+    return _number_state(_data(payload))
 
 
 def _maybe_number_state(payload: Any) -> NumberState | None:

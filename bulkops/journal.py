@@ -51,6 +51,13 @@ async def _abandon(path: Path, conn: Db | None, lock: int | None, err: BaseExcep
     return translate(path, err, doing) if isinstance(err, sqlite3.Error) else err
 
 
+def pending_among_sql(count: int) -> str:
+    # "+state": not an index term, so SQLite looks each number up in the unique index; on
+    # (job_id, state) it would scan every pending row of the job for each batch (quadratic).
+    return ("SELECT phone_number FROM items WHERE job_id = ? AND +state = 'pending' AND "
+            f"phone_number IN ({','.join('?' * count)})")
+
+
 class Journal:
     """One journal file; one instance per process. All methods but ``record()`` are async."""
 
@@ -323,7 +330,10 @@ class Journal:
         wanted = None if states is None else sorted({ItemState(s).value for s in states})
         if wanted is None:  # NOT INDEXED: a rowid range; the planner would sort the whole job
             sql = f"{select} NOT INDEXED WHERE job_id = :job AND id > :after ORDER BY id LIMIT :n"
-        else:  # one index range per state on (job_id, state, rowid), merged: never a full sort
+        elif len(wanted) == 1:  # one index range on (job_id, state, rowid), already in order
+            sql = (f"{select} INDEXED BY items_job_state WHERE job_id = :job AND "
+                   f"state = '{wanted[0]}' AND id > :after ORDER BY id LIMIT :n")
+        else:  # one index range per state, merged: never a full sort
             sql = "SELECT * FROM ({}) ORDER BY 17 LIMIT :n".format(" UNION ALL ".join(
                 f"SELECT * FROM ({select} INDEXED BY items_job_state WHERE job_id = :job AND "
                 f"state = '{s}' AND id > :after ORDER BY id LIMIT :n)" for s in wanted))
@@ -430,9 +440,7 @@ class Journal:
 
     async def pending_among(self, job_id: int, numbers: Sequence[str]) -> set[str]:
         """Which of ``numbers`` (one snapshot batch, <= 250) are still PENDING."""
-        marks = ",".join("?" * len(numbers))
-        rows = await self._fetch("reading items", f"SELECT phone_number FROM items WHERE job_id = ? "
-                                 f"AND state = 'pending' AND phone_number IN ({marks})",
+        rows = await self._fetch("reading items", pending_among_sql(len(numbers)),
                                  (job_id, *numbers))
         return {r[0] for r in rows}
 

@@ -18,9 +18,9 @@ import pytest
 
 from bulkops.errors import JournalError, JournalLockedError
 from bulkops.journal import (
-    TRANSITIONS, Conflict, Item, ItemUpdate, Journal, JobState, SnapshotEntry,
+    TRANSITIONS, Conflict, Item, ItemUpdate, Journal, JobState, SnapshotEntry, pending_among_sql,
 )
-from bulkops.journal_schema import DONE_SQL, FLUSH_SQL, _general, flush_statements
+from bulkops.journal_schema import DONE_SQL, FLUSH_SQL, SNAPSHOT_SQL, _general, flush_statements
 from bulkops.models import ApiErrorInfo, ItemState, Kind, MigrateRow, NumberRow, Problem
 
 P_A = "4001767e-ce0f-4cae-9d5f-0d5e636e7809"
@@ -328,6 +328,23 @@ async def test_a_plain_done_ends_the_row_exactly_as_the_general_statement_would(
 
     assert outcome(items[num(1)]) == outcome(items[num(2)]) == (
         DONE, 3, 200, None, None, None, "retrying")
+
+
+@pytest.mark.parametrize("sql, params", [
+    (pending_among_sql(3), (1, num(1), num(2), num(3))),
+    (SNAPSHOT_SQL, (1, num(1), P_A, False, True, "t", "why")),
+    (DONE_SQL, (1, 200, "t", 1, num(1), "pending")),
+    (FLUSH_SQL, {"to": "done", "from": "pending", "job": 1, "now": "t", "number": num(1),
+                 "attempts": 1, "note": None, "retry": False, "http": 200, "err": False,
+                 "code": None, "title": None, "detail": None, "fresh": True}),
+], ids=["pending_among", "snapshot", "done", "flush"])
+async def test_per_row_statements_find_rows_by_number_never_by_scanning_the_job(
+        tmp_path: Path, sql: str, params: object) -> None:
+    async with await loaded(tmp_path / "job.db", 50) as journal:
+        assert journal._conn is not None
+        plan = [row[3] for row in await journal._conn.execute_fetchall(
+            "EXPLAIN QUERY PLAN " + sql, params)]  # type: ignore[arg-type]
+    assert plan == ["SEARCH items USING INDEX sqlite_autoindex_items_1 (job_id=? AND phone_number=?)"]
 
 
 def test_flush_statements_keep_the_order_of_a_rows_updates() -> None:
