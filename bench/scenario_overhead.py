@@ -20,7 +20,7 @@ from .results import Check, ScenarioResult, Table, count, percent, seconds
 from .sizes import API_KEY, Sizes
 
 TARGET = 0.70
-ROUNDS = 2
+ROUNDS = 3
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,6 +94,18 @@ def _number(value: str | None) -> float | None:
     return number if number is not None and math.isfinite(number) else None
 
 
+def _plain_budget(headers: Mapping[str, str]) -> ServerBudget | None:
+    """The hot path, once per response: Telnyx's three headers as plain whole numbers (and
+    a reset too small to be an epoch timestamp); None for anything else."""
+    get = headers.get
+    limit, remaining, reset = (get("x-ratelimit-limit"), get("x-ratelimit-remaining"),
+                               get("x-ratelimit-reset"))
+    if limit and remaining and reset and limit.isdecimal() and remaining.isdecimal() \
+            and reset.isdecimal() and (reset_n := int(reset)) < _EPOCH_LIKE:
+        return ServerBudget(int(limit), int(remaining), float(reset_n))
+    return None
+
+
 def parse_budget(headers: Mapping[str, str], *, wall_now: float | None = None) -> ServerBudget:
     """Read x-ratelimit-limit/-remaining/-reset, tolerating other spellings and junk values.
 
@@ -106,13 +118,8 @@ def parse_budget(headers: Mapping[str, str], *, wall_now: float | None = None) -
         headers if isinstance(headers, (CIMultiDict, CIMultiDictProxy))
         else {key.lower(): value for key, value in headers.items()}
     )
-    # Hot path, once per response: Telnyx's three headers as plain whole numbers.
-    limit_s, remaining_s, reset_s = (lookup.get("x-ratelimit-limit"),
-                                     lookup.get("x-ratelimit-remaining"),
-                                     lookup.get("x-ratelimit-reset"))
-    if limit_s and remaining_s and reset_s and limit_s.isdecimal() and remaining_s.isdecimal() \
-            and reset_s.isdecimal() and (reset_n := int(reset_s)) < _EPOCH_LIKE:
-        return ServerBudget(int(limit_s), int(remaining_s), float(reset_n))
+    if (plain := _plain_budget(lookup)) is not None:
+        return plain
     combined: dict[str, str] | None = None
 
     def field(name: str) -> str | None:
@@ -256,10 +263,11 @@ class RateLimiter:
     @property
     def rate(self) -> float | None:
         """Starts per second currently allowed; None = unpaced."""
-        rates = [self._ceiling] if self._ceiling else []
-        if self._mode is _Mode.LIMITED and self._limit:
-            rates.append(self._pace * self._limit / (self._window or 1.0))
-        return min(rates) if rates else None
+        ceiling = self._ceiling
+        if self._mode is not _Mode.LIMITED or not self._limit:
+            return ceiling or None
+        learned = self._pace * self._limit / (self._window or 1.0)
+        return min(ceiling, learned) if ceiling else learned
 
     def slot(self) -> AbstractAsyncContextManager[Slot]:
         """``async with limiter.slot() as slot:`` waits until a request may start."""
@@ -319,8 +327,10 @@ class RateLimiter:
         slot = Slot(self, self._started, now)
         self._started += 1
         self._in_flight += 1
-        self.stats.sent += 1
-        self.stats.peak_in_flight = max(self.stats.peak_in_flight, self._in_flight)
+        stats = self.stats
+        stats.sent += 1
+        if self._in_flight > stats.peak_in_flight:
+            stats.peak_in_flight = self._in_flight
         return slot
 
     def _settle(self) -> None:
@@ -330,7 +340,7 @@ class RateLimiter:
 
     def _observe(self, slot: Slot, status: int, headers: Mapping[str, str]) -> float | None:
         now = self._clock.now()
-        budget = parse_budget(headers, wall_now=self._clock.wall())
+        budget = _plain_budget(headers) or parse_budget(headers, wall_now=self._clock.wall())
         if budget.limit is not None or budget.remaining is not None:
             self._mode = _Mode.LIMITED
             self._learn(slot, budget, now)
