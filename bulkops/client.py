@@ -25,6 +25,9 @@ from yarl import URL
 
 from bulkops import __version__
 from bulkops.errors import ApiError, AuthError, ConfigError
+from bulkops.client_shapes import (
+    BadShape, maybe_number_state, numbers_page, profile, updated_number,
+)
 from bulkops.models import ApiErrorInfo, NumberState, Profile
 from bulkops.ratelimit import Clock, RateLimiter, SystemClock
 from bulkops.retry import Outcome, Permanent, RateLimited, RetryPolicy, Transient, call_with_retry
@@ -83,10 +86,6 @@ class _Answer:
 
 
 _CERTIFICATE = "the server's TLS certificate could not be verified"
-
-
-class _BadShape(ValueError):
-    """A 2xx answer without the fields the spec promises."""
 
 
 def _segment(value: str) -> str:
@@ -212,7 +211,7 @@ class TelnyxClient:
             if len(self._bodies) < _BODY_CACHE:  # a job names a handful of profiles
                 self._bodies[profile_id] = body
         request = _Request("PATCH", f"/phone_numbers/{_segment(number)}/messaging", body=body)
-        return await self._call(request, _updated_number)
+        return await self._call(request, updated_number)
 
     async def get_numbers(self, numbers: Sequence[str]) -> Outcome[dict[str, NumberState]]:
         """The current state of each number; numbers the account lacks are absent."""
@@ -227,7 +226,7 @@ class TelnyxClient:
                 query = (("filter[phone_number]", listed), ("page[number]", str(page)),
                          ("page[size]", str(PAGE_SIZE)))
                 request = _Request("GET", "/phone_numbers/messaging", query)
-                outcome = await self._call(request, _numbers_page)
+                outcome = await self._call(request, numbers_page)
                 attempts += outcome.attempts
                 states, pages = outcome.value
                 found.update((s.phone_number, s) for s in states if s.phone_number in asked)
@@ -245,7 +244,7 @@ class TelnyxClient:
         page = pages = 1
         while page <= pages:
             query = (("page[number]", str(page)), ("page[size]", str(PAGE_SIZE)))
-            states, pages = (await self._call(_Request("GET", path, query), _numbers_page)).value
+            states, pages = (await self._call(_Request("GET", path, query), numbers_page)).value
             if not states:
                 break
             numbers.update(dict.fromkeys(s.phone_number for s in states))
@@ -255,12 +254,12 @@ class TelnyxClient:
     async def get_profile(self, profile_id: str) -> Profile | None:
         """The profile, or None when the account has no such profile (404)."""
         request = _Request("GET", f"/messaging_profiles/{_segment(profile_id)}", missing_ok=True)
-        return (await self._call(request, _profile)).value
+        return (await self._call(request, profile)).value
 
     async def get_number(self, number: str) -> NumberState | None:
         """One number's state, or None when the account does not have it (404)."""
         request = _Request("GET", f"/phone_numbers/{_segment(number)}/messaging", missing_ok=True)
-        return (await self._call(request, _maybe_number_state)).value
+        return (await self._call(request, maybe_number_state)).value
 
     # --- one call: retries around attempts ------------------------------------------------------
 
@@ -318,7 +317,7 @@ class TelnyxClient:
         payload = self._classify(request, answer, wait)
         try:
             return parse(payload)
-        except _BadShape as problem:
+        except BadShape as problem:
             detail = f"{request.target}: HTTP {answer.status} answer unusable: {problem}"
             raise Permanent(ApiErrorInfo(answer.status, detail=detail), detail) from None
 
@@ -383,51 +382,3 @@ def _decode(answer: _Answer) -> tuple[Any, str | None]:
         return orjson.loads(raw), None
     except ValueError:
         return None, f"a body that is not JSON ({answer.content_type or 'no content type'}, {len(raw)} bytes)"
-
-
-def _data(payload: Any) -> Any:
-    if not isinstance(payload, dict) or "data" not in payload:
-        raise _BadShape("no `data` member")
-    return payload["data"]
-
-
-def _number_state(item: Any) -> NumberState:
-    if not isinstance(item, dict):
-        raise _BadShape("a number is not a JSON object")
-    number, profile, number_id = item.get("phone_number"), item.get("messaging_profile_id"), item.get("id")
-    if not isinstance(number, str) or not number:
-        raise _BadShape("a number has no `phone_number`")
-    if profile is not None and not isinstance(profile, str):
-        raise _BadShape(f"`messaging_profile_id` of {number} is not a string or null")
-    # Unassigned numbers come back with null or "": both mean no profile.
-    return NumberState(number, profile or None, None if number_id is None else str(number_id))
-
-
-def _updated_number(payload: Any) -> NumberState:
-    return _number_state(_data(payload))
-
-
-def _maybe_number_state(payload: Any) -> NumberState | None:
-    return None if payload is None else _number_state(_data(payload))
-
-
-def _numbers_page(payload: Any) -> tuple[list[NumberState], int]:
-    """One page of numbers and the total page count (1 when ``meta`` is missing)."""
-    items = _data(payload)
-    if not isinstance(items, list):
-        raise _BadShape("`data` is not a list")
-    meta = payload.get("meta")
-    pages = meta.get("total_pages") if isinstance(meta, dict) else 1
-    if not isinstance(pages, int) or isinstance(pages, bool) or pages < 0:
-        raise _BadShape("`meta.total_pages` is not a whole number")
-    return [_number_state(item) for item in items], pages
-
-
-def _profile(payload: Any) -> Profile | None:
-    if payload is None:
-        return None  # 404
-    data = _data(payload)
-    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-        raise _BadShape("the profile has no `id`")
-    name = data.get("name")
-    return Profile(data["id"], name if isinstance(name, str) else "")

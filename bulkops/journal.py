@@ -18,11 +18,14 @@ import aiosqlite
 
 from .errors import JournalError
 from .journal_schema import (
-    COLLAPSED_LINES, CONFLICTS, DISTINCT_DESIRED, DUPLICATE_COUNTS, ITEM_COLUMNS,
-    JOB_COLUMNS, ROLLBACK_ITEMS, SCHEMA_VERSION, SNAPSHOT_SQL, STAGE_TO_ITEMS, TRANSITIONS,
+    ITEM_COLUMNS, JOB_COLUMNS, SCHEMA_VERSION, TRANSITIONS,
     Conflict, Item, ItemUpdate, JobRecord, JobState, SnapshotEntry, StagingResult, bug,
-    check_header, connect, dump_extra, dump_settings, flush_statements, initialize, item_from_row,
-    job_from_row, load_extra, lock_file, now, sidecar, snapshot_params, translate, validate,
+    check_header, connect, dump_extra, dump_settings, initialize, item_from_row,
+    job_from_row, load_extra, lock_file, now, sidecar, translate, validate,
+)
+from .journal_sql import (
+    COLLAPSED_LINES, CONFLICTS, DISTINCT_DESIRED, DUPLICATE_COUNTS, ROLLBACK_ITEMS, SNAPSHOT_SQL,
+    STAGE_TO_ITEMS, flush_statements, pending_among_sql, snapshot_params,
 )
 from .models import Counts, ItemState, Kind, MigrateRow, NumberRow, Problem
 
@@ -49,13 +52,6 @@ async def _abandon(path: Path, conn: Db | None, lock: int | None, err: BaseExcep
     if lock is not None:
         os.close(lock)
     return translate(path, err, doing) if isinstance(err, sqlite3.Error) else err
-
-
-def pending_among_sql(count: int) -> str:
-    # "+state": not an index term, so SQLite looks each number up in the unique index; on
-    # (job_id, state) it would scan every pending row of the job for each batch (quadratic).
-    return ("SELECT phone_number FROM items WHERE job_id = ? AND +state = 'pending' AND "
-            f"phone_number IN ({','.join('?' * count)})")
 
 
 class Journal:

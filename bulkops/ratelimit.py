@@ -27,23 +27,25 @@ same key, a limit lowered mid-run). Time is read only through the injected ``Clo
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from enum import Enum
 from typing import Protocol
 
 import anyio
-from multidict import CIMultiDict, CIMultiDictProxy
+
+from .ratelimit_headers import ServerBudget, _plain_budget, parse_budget, parse_retry_after
+
+__all__ = ["PACE", "PACE_STEP", "PACE_FLOOR", "RESERVE_SHARE", "Clock", "SystemClock",
+           "ServerBudget", "parse_budget", "parse_retry_after", "LimiterStats", "Slot",
+           "RateLimiter"]
 
 PACE = 0.985  # of the learned rate: the margin absorbs requests reaching the server late or early
 PACE_STEP, PACE_FLOOR = 0.01, 0.90  # each 429 despite pacing widens the margin, down to the floor
 RESERVE_SHARE = 0.05  # the guard keeps up to this share of the limit for out-of-order counting
 _MAX_NAP = 60.0  # the head waiter re-checks at least this often, whatever it waits for
-_EPOCH_LIKE = 1e9  # a "reset" this large is an epoch timestamp, not a delay (GitHub style)
 
 
 class Clock(Protocol):
@@ -65,98 +67,6 @@ class SystemClock:
 
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(seconds)
-
-
-@dataclass(frozen=True, slots=True)
-class ServerBudget:
-    """What one response says about the account's rate limit; None = not said (or junk)."""
-
-    limit: int | None
-    remaining: int | None
-    reset_after: float | None  # seconds until the window resets
-    window: float | None = None  # window length, when the server states it ("100;w=1")
-
-
-_NUMBER = re.compile(r"\s*(-?\d+(?:\.\d+)?)")
-_WINDOW = re.compile(r";\s*w(?:indow)?\s*=\s*(\d+(?:\.\d+)?)")
-_PREFIXES = ("x-ratelimit-", "ratelimit-", "x-rate-limit-")
-_COMBINED = re.compile(r"(limit|remaining|reset)\s*=\s*([\d.]+)")
-
-
-def _number(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        number: float | None = float(value)  # the common case: a plain number
-    except ValueError:
-        match = _NUMBER.match(value)
-        number = float(match.group(1)) if match else None
-    return number if number is not None and math.isfinite(number) else None
-
-
-def _plain_budget(headers: Mapping[str, str]) -> ServerBudget | None:
-    """The hot path, once per response: Telnyx's three headers as plain whole numbers (and
-    a reset too small to be an epoch timestamp); None for anything else."""
-    get = headers.get
-    limit, remaining, reset = (get("x-ratelimit-limit"), get("x-ratelimit-remaining"),
-                               get("x-ratelimit-reset"))
-    if limit and remaining and reset and limit.isdecimal() and remaining.isdecimal() \
-            and reset.isdecimal() and (reset_n := int(reset)) < _EPOCH_LIKE:
-        return ServerBudget(int(limit), int(remaining), float(reset_n))
-    return None
-
-
-def parse_budget(headers: Mapping[str, str], *, wall_now: float | None = None) -> ServerBudget:
-    """Read x-ratelimit-limit/-remaining/-reset, tolerating other spellings and junk values.
-
-    Also accepts ``RateLimit-*`` and ``X-Rate-Limit-*`` names, the combined IETF-draft
-    ``RateLimit: limit=.., remaining=.., reset=..`` header, and a reset given as an epoch
-    timestamp (converted with ``wall_now``; dropped without it).
-    """
-    # aiohttp's headers look up case-insensitively already: no copy on the hot path.
-    lookup: Mapping[str, str] = (
-        headers if isinstance(headers, (CIMultiDict, CIMultiDictProxy))
-        else {key.lower(): value for key, value in headers.items()}
-    )
-    if (plain := _plain_budget(lookup)) is not None:
-        return plain
-    combined: dict[str, str] | None = None
-
-    def field(name: str) -> str | None:
-        nonlocal combined
-        for prefix in _PREFIXES:
-            value = lookup.get(prefix + name)
-            if value is not None:
-                return value
-        if combined is None:
-            combined = dict(_COMBINED.findall(lookup.get("ratelimit", "")))
-        return combined.get(name)
-
-    limit, remaining, reset = (_number(field(name)) for name in ("limit", "remaining", "reset"))
-    if reset is not None and reset >= _EPOCH_LIKE:
-        reset = reset - wall_now if wall_now is not None else None
-    stated = _WINDOW.search(field("limit") or "") if limit is not None else None
-    window = float(stated.group(1)) if stated else None
-    return ServerBudget(
-        limit=int(limit) if limit is not None and limit >= 0 else None,
-        remaining=max(0, int(remaining)) if remaining is not None else None,
-        reset_after=max(0.0, reset) if reset is not None else None,
-        window=window if window else None,
-    )
-
-
-def parse_retry_after(value: str | None, *, wall_now: float) -> float | None:
-    """Retry-After as delta-seconds (fractions tolerated) or an HTTP date -> seconds >= 0."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    if re.fullmatch(r"-?\d+(?:\.\d+)?", text):
-        return max(0.0, float(text))
-    try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, moment.timestamp() - wall_now)
 
 
 @dataclass(slots=True)

@@ -18,9 +18,10 @@ import pytest
 
 from bulkops.errors import JournalError, JournalLockedError
 from bulkops.journal import (
-    TRANSITIONS, Conflict, Item, ItemUpdate, Journal, JobState, SnapshotEntry, pending_among_sql,
+    TRANSITIONS, Conflict, Item, ItemUpdate, Journal, JobState, SnapshotEntry,
 )
-from bulkops.journal_schema import DONE_SQL, FLUSH_SQL, SNAPSHOT_SQL, _general, flush_statements
+from bulkops.journal_sql import (DONE_SQL, FLUSH_SQL, SNAPSHOT_SQL, _general, flush_statements,
+                                 pending_among_sql)
 from bulkops.models import ApiErrorInfo, ItemState, Kind, MigrateRow, NumberRow, Problem
 
 P_A = "4001767e-ce0f-4cae-9d5f-0d5e636e7809"

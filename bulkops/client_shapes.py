@@ -1,0 +1,61 @@
+"""The spec's answer shapes, read into typed records: anything missing is a ``BadShape``.
+
+The client turns a ``BadShape`` into a permanent failure of that request, with the reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bulkops.models import NumberState, Profile
+
+
+class BadShape(ValueError):
+    """A 2xx answer without the fields the spec promises."""
+
+
+def _data(payload: Any) -> Any:
+    if not isinstance(payload, dict) or "data" not in payload:
+        raise BadShape("no `data` member")
+    return payload["data"]
+
+
+def _number_state(item: Any) -> NumberState:
+    if not isinstance(item, dict):
+        raise BadShape("a number is not a JSON object")
+    number, profile, number_id = item.get("phone_number"), item.get("messaging_profile_id"), item.get("id")
+    if not isinstance(number, str) or not number:
+        raise BadShape("a number has no `phone_number`")
+    if profile is not None and not isinstance(profile, str):
+        raise BadShape(f"`messaging_profile_id` of {number} is not a string or null")
+    # Unassigned numbers come back with null or "": both mean no profile.
+    return NumberState(number, profile or None, None if number_id is None else str(number_id))
+
+
+def updated_number(payload: Any) -> NumberState:
+    return _number_state(_data(payload))
+
+
+def maybe_number_state(payload: Any) -> NumberState | None:
+    return None if payload is None else _number_state(_data(payload))
+
+
+def numbers_page(payload: Any) -> tuple[list[NumberState], int]:
+    """One page of numbers and the total page count (1 when ``meta`` is missing)."""
+    items = _data(payload)
+    if not isinstance(items, list):
+        raise BadShape("`data` is not a list")
+    meta = payload.get("meta")
+    pages = meta.get("total_pages") if isinstance(meta, dict) else 1
+    if not isinstance(pages, int) or isinstance(pages, bool) or pages < 0:
+        raise BadShape("`meta.total_pages` is not a whole number")
+    return [_number_state(item) for item in items], pages
+
+
+def profile(payload: Any) -> Profile | None:
+    if payload is None:
+        return None  # 404
+    data = _data(payload)
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise BadShape("the profile has no `id`")
+    name = data.get("name")
+    return Profile(data["id"], name if isinstance(name, str) else "")
