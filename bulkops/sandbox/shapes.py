@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 from .records import NumberType, NumberView, ProfileRecord, Settings
 
@@ -24,16 +24,25 @@ def eligible_products(kind: NumberType) -> tuple[str, ...]:
 
 
 def iso(ts: float) -> str:
-    """ISO 8601 in UTC with milliseconds and a Z, as Telnyx writes timestamps."""
-    moment = datetime.fromtimestamp(ts, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """ISO 8601 in UTC with milliseconds and a Z, as Telnyx writes timestamps.
+
+    The same rounding as ``datetime.fromtimestamp`` (to the microsecond, half to even) at a
+    fifth of its cost: every number object carries two of these, and a page has 250."""
+    frac, whole = math.modf(ts)
+    micros = round(frac * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{micros // 1000:03d}Z"
 
 
 def now() -> float:
     return time.time()
 
 
-def _health(index: int) -> JsonObject:
+@lru_cache(maxsize=1 << 16)
+def _health(index: int) -> Mapping[str, object]:  # read-only: shared between answers
     h = (index * 2_654_435_761 + 12_345) & 0xFFFF_FFFF
     return {
         "message_count": h % 5_000,
