@@ -79,6 +79,9 @@ def _run_one(key: str, sizes: Sizes, workdir: Path) -> ScenarioResult:
     started = time.perf_counter()
     try:
         folder = workdir / f"scenario-{key}"
+        # Fresh every time: a journal left by an earlier run (--workdir) would be resumed,
+        # and a finished job resumed sends nothing: a PASS that measured nothing.
+        shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)
         return scenario(sizes, folder)
     except Exception as exc:  # a scenario that cannot finish is reported, the others still run

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import date
@@ -23,7 +24,7 @@ from .jobfile import JobFile, load_job_file, render_journal_path
 from .jobs import JobRequest, JobResult, run_job
 from .models import Kind
 from .plan import PlanSummary
-from .progress import setup_logging
+from .progress import add_secret_filter, setup_logging
 from .retry import RetryPolicy
 
 T = TypeVar("T")
@@ -236,7 +237,7 @@ def _print_result(result: JobResult, json_mode: bool) -> None:
 def _key(args: argparse.Namespace) -> Secret:
     """The API key, resolved after the arguments are known to be usable (input errors first)."""
     key = resolve_api_key(args.api_key_file)
-    setup_logging(args.verbose, secret=key.reveal())
+    add_secret_filter(key.reveal())
     return key
 
 
@@ -288,10 +289,11 @@ async def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _maybe_key(args: argparse.Namespace) -> Secret | None:
-    try:
-        return resolve_api_key(args.api_key_file)
-    except BulkOpsError:
+    """The key if there is one: no key means an offline check, but a key file named and
+    unreadable is an error (the check the operator asked for would silently not run)."""
+    if args.api_key_file is None and not os.environ.get("TELNYX_API_KEY", "").strip():
         return None
+    return _key(args)
 
 
 async def _cmd_status(args: argparse.Namespace) -> int:

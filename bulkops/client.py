@@ -160,7 +160,7 @@ class TelnyxClient:
         self._connections = connections
         self._clock: Clock = clock or SystemClock()
         self._session: aiohttp.ClientSession | None = None
-        self._requests = self._retries = self._rate_limited = self._transport_errors = 0
+        self._retries = self._transport_errors = 0
         self._responses: Counter[int] = Counter()
         self._bodies: dict[str, bytes] = {}
 
@@ -188,10 +188,10 @@ class TelnyxClient:
     def stats(self) -> ClientStats:
         limiter = self._limiter.stats
         return ClientStats(
-            requests=self._requests,
+            requests=limiter.sent,  # the limiter counts every start and every 429 already
             responses=dict(self._responses),
             retries=self._retries,
-            rate_limited=self._rate_limited,
+            rate_limited=limiter.rate_limited,
             transport_errors=self._transport_errors,
             holds=limiter.holds,
             held_seconds=limiter.held_seconds,
@@ -284,7 +284,6 @@ class TelnyxClient:
         answer: _Answer | str
         wait: float | None = None
         async with self._limiter.slot() as slot:
-            self._requests += 1
             try:
                 async with session.request(request.method, url, data=request.body, headers=headers,
                                            allow_redirects=False) as response:
@@ -300,15 +299,13 @@ class TelnyxClient:
                 answer = "could not connect to the server"
             except aiohttp.ClientError as error:
                 answer = f"the connection failed ({type(error).__name__})"
-            if isinstance(answer, str):
-                slot.failed()
-            else:
+            if not isinstance(answer, str):  # no answer: the gate's exit frees the slot
                 wait = slot.observe(answer.status, answer.headers)
         # Raised out here, in no except block, so no aiohttp exception rides along as context.
         if isinstance(answer, str):
             if answer is _CERTIFICATE:
                 raise ApiError(
-                    f"The TLS certificate of {URL(self._base).host} could not be verified; "
+                    f"The TLS certificate of {self._base_url.host} could not be verified; "
                     "check TELNYX_API_BASE_URL and the system's CA certificates."
                 )
             self._transport_errors += 1
@@ -346,7 +343,6 @@ class TelnyxClient:
                 status=status, code=info.code, title=info.title, detail=info.detail,
             )
         if status == 429:
-            self._rate_limited += 1
             raise RateLimited(info, wait or 0.0, message)
         if status == 408 or status >= 500:
             raise Transient(info, message)

@@ -49,6 +49,11 @@ def resolve_api_key(api_key_file: Path | None = None, env: dict[str, str] | None
                 f"cannot read the API key file {api_key_file}: {exc.strerror}; "
                 "check the path and its permissions"
             ) from None
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"the API key file {api_key_file} is not UTF-8 text; save it as plain text with "
+                "the key on its first line"
+            ) from None
         if not text:
             raise ConfigError(f"the API key file {api_key_file} is empty; put the key on its first line")
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -99,6 +104,8 @@ class RunSettings:
             raise ConfigError(f"--rate must be a positive number of requests per second, not {self.rate}")
         if self.timeout <= 0:
             raise ConfigError(f"--timeout must be positive, not {self.timeout}")
+        if self.max_server_wait < 0:
+            raise ConfigError(f"--max-server-wait must be 0 or more seconds, not {self.max_server_wait}")
 
     def journal_view(self) -> dict[str, object]:
         """What a journal records about how the job was run."""

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .config import RunSettings, Secret
+from .errors import ExitCode, InputError
 from .followup import rollback
 from .jobs import JobRequest, JobResult, run_job
 from .models import ItemState, Kind
@@ -27,7 +28,11 @@ async def run_demo(workdir: Path | None = None) -> int:
     console = Console(stderr=True)
     with tempfile.TemporaryDirectory(prefix="bulkops-demo-") as tmp:
         folder = workdir or Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputError(f"--workdir {folder}: cannot use it as a folder ({err.strerror}); "
+                             "give a folder path") from None
         data = demo_data(DEMO_CONFIG)
         csvs = {p.name: p for p in write_sample_csvs(folder / "sample_csv", data)}
         async with running_sandbox(DEMO_CONFIG) as sandbox:
@@ -63,8 +68,7 @@ async def run_demo(workdir: Path | None = None) -> int:
             console.print("journals and reports were in a temporary folder; keep them with --workdir DIR")
         else:
             console.print(f"journals and reports are in {folder}")
-    failed = any(r.counts.get(ItemState.FAILED) or r.drift for r in results)
-    return 3 if failed else 0
+    return int(max((r.exit_code for r in results), default=ExitCode.OK))
 
 
 def _summary(console: Console, results: list[JobResult], stats: dict[str, object]) -> None:

@@ -8,10 +8,10 @@ these, and prints. They never print themselves (the ledger goes to the
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from contextlib import aclosing
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,12 @@ from .config import RunSettings, Secret
 from .csvjobs import file_sha256
 from .errors import ApiError, BulkOpsError, ExitCode, InputError, Interrupted, JournalError
 from .journal import Item, Journal, JobRecord, JobState
-from .loading import check_profiles, freeze_migrations, load_rows, migration_profiles
+from .loading import check_profiles, freeze_migrations, load_rows, profiles_in_use
 from .models import Counts, ItemState, Kind
-from .plan import PlanSummary, snapshot_and_write, summarize, take_snapshot, write_plan_csv
+from .plan import (
+    SNAPSHOT_CONCURRENCY, PlanSummary, item_batches, open_private, read_states,
+    snapshot_and_write, summarize, take_snapshot, write_plan_csv,
+)
 from .progress import Tracker, show_progress
 from .ratelimit import RateLimiter
 from .report import write_report
@@ -113,14 +116,15 @@ async def _open_or_create(request: JobRequest, settings: RunSettings) -> tuple[J
             raise
         log.info("journal resumed path=%s state=%s", path, job.state.value)
         return journal, False
-    if not request.csv_path.is_file():
+    if not request.csv_path.exists():
         raise InputError(f"{request.csv_path}: no such CSV file; check the path (it is relative to "
                          "the current folder, or to the job file)")
+    csv_sha256 = file_sha256(request.csv_path)  # a folder or an unreadable file: said here
     path.parent.mkdir(parents=True, exist_ok=True)
     journal = await Journal.create(
         path, kind=request.kind, name=request.name,
         job_file=None if request.job_file is None else str(request.job_file),
-        csv_path=str(request.csv_path.resolve()), csv_sha256=file_sha256(request.csv_path),
+        csv_path=str(request.csv_path.resolve()), csv_sha256=csv_sha256,
         default_profile_id=request.profile_id, settings=settings.journal_view(),
     )
     log.info("journal created path=%s kind=%s csv=%s", path, request.kind.value, request.csv_path)
@@ -158,9 +162,8 @@ async def _load(journal: Journal, request: JobRequest, settings: RunSettings,
         journal, 1, request.kind, request.csv_path, default_profile_id=request.profile_id,
         default_region=settings.default_region, skip_invalid=settings.skip_invalid,
     )
-    uses = (migration_profiles(report.migrations) if request.kind is Kind.MIGRATE
-            else await journal.distinct_desired(1))
-    await check_profiles(client, request.csv_path, uses)
+    await check_profiles(client, request.csv_path,
+                         await profiles_in_use(journal, 1, request.kind, report))
     await journal.set_job_state(1, JobState.READY)
     log.info("csv validated rows=%d rejected=%d collapsed=%d warnings=%d", report.rows,
              report.rejected, report.collapsed, report.warning_count)
@@ -205,6 +208,7 @@ async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,
     """Read the current state of every number and say what a run would do; write nothing."""
     started = time.monotonic()
     output = output or request.csv_path.with_name(request.csv_path.stem + ".plan.csv")
+    os.close(open_private(output, "plan", "--output / --plan-output"))  # before any request
     client = make_client(settings, api_key)
     with tempfile.TemporaryDirectory(prefix="bulkops-plan-") as tmp:
         scratch = JobRequest(request.kind, request.csv_path, Path(tmp) / "plan.db", request.name,
@@ -307,7 +311,9 @@ async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings
     _raise_fatal(fatal)
     if stop.requested:
         await _interrupted(journal, job_id)
-    drift = await verify_done(journal, job_id, client) if settings.verify else []
+    drift = await verify_done(journal, job_id, client, stop) if settings.verify else []
+    if stop.requested:  # Ctrl-C during the verify: the writes are kept, the job resumes
+        await _interrupted(journal, job_id)
     await journal.set_job_state(job_id, JobState.FINISHED)
     report = await write_report(journal, job_id, report_path_for(journal.path, job_id))
     job = await journal.job(job_id)
@@ -334,24 +340,19 @@ async def _interrupted(journal: Journal, job_id: int) -> None:
     )
 
 
-async def verify_done(journal: Journal, job_id: int, client: TelnyxClient) -> list[tuple[str, str, str | None]]:
+async def verify_done(journal: Journal, job_id: int, client: TelnyxClient,
+                      stop: StopSignal) -> list[tuple[str, str, str | None]]:
     """Re-read every number the job changed and list the ones that drifted since."""
     drift: list[tuple[str, str, str | None]] = []
 
-    async def pages() -> AsyncGenerator[list[list[Item]], None]:
-        async with aclosing(journal.iter_items(job_id, {ItemState.DONE}, batch=250)) as items:
-            async for page in items:
-                yield [page]
-
     async def check(page: list[Item]) -> None:
-        found = (await client.get_numbers([item.phone_number for item in page])).value
-        for item in page:
-            state = found.get(item.phone_number)
-            current = None if state is None else state.profile_or_unassigned
-            if current != item.desired:
-                drift.append((item.phone_number, item.desired, current))
+        # read_states: the same reads as the snapshot, one-by-one fallback included.
+        entries = await read_states(client, [item.phone_number for item in page])
+        drift.extend((item.phone_number, item.desired, entry.current)
+                     for item, entry in zip(page, entries) if entry.current != item.desired)
 
-    _raise_fatal(await pump(pages(), check, concurrency=8, stop=StopSignal()))
+    _raise_fatal(await pump(item_batches(journal, job_id, ItemState.DONE), check,
+                            concurrency=SNAPSHOT_CONCURRENCY, stop=stop))
     for number, desired, current in drift[:20]:
         log.info("verify drift number=%s desired=%s current=%s", number, desired or "unassigned",
                  "not found" if current is None else current or "unassigned")

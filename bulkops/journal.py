@@ -300,8 +300,6 @@ class Journal:
                                 "from_profile_id = ?", key)
             if not found or found[0][0]:
                 raise bug(f"the migration of line {m.line} is not in job {job_id} or was listed")
-            await db.execute("DELETE FROM items WHERE job_id = ? AND prior = ? AND desired = ? "
-                             "AND line = ?", (*key, m.to_profile_id, m.line))
             # A number listed under two sources (it moved between listings) keeps its first item.
             cur = await db.executemany(
                 "INSERT INTO items (job_id, phone_number, line, desired, prior, state, attempts, "

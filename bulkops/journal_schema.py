@@ -239,8 +239,12 @@ def translate(path: Path, err: sqlite3.Error, doing: str) -> JournalError:
 
 def check_header(path: Path) -> None:
     """Refuse, before SQLite opens it, a file that is no SQLite database at all."""
-    with path.open("rb") as handle:
-        header = handle.read(16)
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(16)
+    except OSError as err:
+        raise JournalError(f"cannot read the journal {path} ({err.strerror}): check its owner and "
+                           "permissions, or choose another --journal") from None
     if header != b"SQLite format 3\x00":
         raise JournalError(f"{path} is not a bulkops journal (" + ("it is empty: a run may have "
                            "been stopped while creating it" if not header else "not an SQLite "

@@ -52,16 +52,14 @@ class LoadReport:
                 self.errors.append(problem)
 
 
-def problems_message(path: Path, problems: Sequence[Problem], total: int, *, skip_hint: bool) -> str:
+def problems_message(path: Path, problems: Sequence[Problem], total: int) -> str:
     lines = [f"{path} has {total} error{'s' if total != 1 else ''}; nothing was sent."]
     lines += [f"  {p}" for p in problems]
     if total > len(problems):
         lines.append(f"  ... and {total - len(problems)} more; with --skip-invalid every rejected row "
                      "is listed in the report")
-    hint = "Fix the file and run the same command again"
-    if skip_hint:
-        hint += ", or pass --skip-invalid to journal these rows as rejected and run the rest"
-    lines.append(hint + ".")
+    lines.append("Fix the file and run the same command again, or pass --skip-invalid to journal "
+                 "these rows as rejected and run the rest.")
     return "\n".join(lines)
 
 
@@ -106,7 +104,7 @@ async def load_rows(
     for warning in report.warnings:
         log.warning("warning %s", warning)
     if report.error_count and not skip_invalid:
-        raise InputError(problems_message(csv_path, report.errors, report.error_count, skip_hint=True))
+        raise InputError(problems_message(csv_path, report.errors, report.error_count))
     if kind is Kind.MIGRATE:
         await journal.add_migrations(job_id, report.migrations)
         return report
@@ -199,6 +197,14 @@ async def freeze_migrations(journal: Journal, job_id: int, client: TelnyxClient)
     return listed
 
 
+async def profiles_in_use(journal: Journal, job_id: int, kind: Kind,
+                          report: LoadReport) -> dict[str, list[int]]:
+    """The profiles a loaded job names (with a few lines each), for ``check_profiles``."""
+    if kind is Kind.MIGRATE:
+        return migration_profiles(report.migrations)
+    return await journal.distinct_desired(job_id)
+
+
 async def validate_file(
     kind: Kind,
     csv_path: Path,
@@ -213,23 +219,19 @@ async def validate_file(
     """
     import tempfile
 
-    from .csvjobs import file_sha256
-
-    if not csv_path.is_file():
-        raise InputError(f"{csv_path}: no such CSV file; check the path")
     with tempfile.TemporaryDirectory(prefix="bulkops-validate-") as tmp:
+        # A scratch journal: no hash of the CSV (nothing will resume it); read_rows says
+        # what is wrong with a missing, unreadable or folder path.
         journal = await Journal.create(
             Path(tmp) / "validate.db", kind=kind, name=csv_path.stem, job_file=None,
-            csv_path=str(csv_path), csv_sha256=file_sha256(csv_path),
+            csv_path=str(csv_path), csv_sha256=None,
             default_profile_id=default_profile_id, settings={},
         )
         try:
             report = await load_rows(journal, 1, kind, csv_path, default_profile_id=default_profile_id,
                                      default_region=default_region, skip_invalid=False)
             if client is not None:
-                uses = (migration_profiles(report.migrations) if kind is Kind.MIGRATE
-                        else await journal.distinct_desired(1))
-                await check_profiles(client, csv_path, uses)
+                await check_profiles(client, csv_path, await profiles_in_use(journal, 1, kind, report))
         finally:
             await journal.close()
     return report

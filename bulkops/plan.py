@@ -22,6 +22,7 @@ from pathlib import Path
 import anyio
 
 from .client import TelnyxClient
+from .errors import InputError
 from .journal import Item, Journal, SnapshotEntry
 from .models import ItemState
 from .progress import Tracker
@@ -86,8 +87,10 @@ def classify(item: Item) -> Action:
     return Action.FAILED if item.state is ItemState.FAILED else Action.CHANGE
 
 
-async def _batches(journal: Journal, job_id: int) -> AsyncGenerator[list[list[Item]], None]:
-    async with aclosing(journal.iter_items(job_id, {ItemState.PENDING}, batch=SNAPSHOT_BATCH)) as pages:
+async def item_batches(journal: Journal, job_id: int, state: ItemState = ItemState.PENDING,
+                       ) -> AsyncGenerator[list[list[Item]], None]:
+    """Pages of one read-back request each, for ``pump`` (one page is one work item)."""
+    async with aclosing(journal.iter_items(job_id, {state}, batch=SNAPSHOT_BATCH)) as pages:
         async for page in pages:
             yield [page]
 
@@ -124,7 +127,7 @@ async def take_snapshot(
         numbers = [item.phone_number for item in page]
         await journal.apply_snapshot(job_id, await read_states(client, numbers), force=force)
 
-    return await pump(_batches(journal, job_id), read, concurrency=SNAPSHOT_CONCURRENCY, stop=stop)
+    return await pump(item_batches(journal, job_id), read, concurrency=SNAPSHOT_CONCURRENCY, stop=stop)
 
 
 async def snapshot_and_write(
@@ -159,7 +162,7 @@ async def snapshot_and_write(
 
     async def snapshots() -> FatalBox:
         async with send:
-            return await pump(_batches(journal, job_id), read, concurrency=SNAPSHOT_CONCURRENCY,
+            return await pump(item_batches(journal, job_id), read, concurrency=SNAPSHOT_CONCURRENCY,
                               stop=stop)
 
     async def snapshotted() -> AsyncGenerator[list[Item], None]:
@@ -194,16 +197,21 @@ async def summarize(journal: Journal, job_id: int) -> PlanSummary:
 PLAN_COLUMNS = ["line", "phone_number", "current_profile_id", "desired_profile_id", "action", "note"]
 
 
-def open_private(path: Path) -> int:
+def open_private(path: Path, what: str = "report", option: str = "--output") -> int:
     """A file readable by its owner only (reports and plans name every number)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise InputError(f"cannot write the {what} {path}: {exc.strerror}; choose another "
+                         f"{option}") from None
     os.fchmod(fd, 0o600)
     return fd
 
 
 async def write_plan_csv(journal: Journal, job_id: int, output: Path) -> PlanSummary:
     summary = PlanSummary()
-    with os.fdopen(open_private(output), "w", newline="", encoding="utf-8") as handle:
+    with os.fdopen(open_private(output, "plan", "--output / --plan-output"), "w", newline="",
+                   encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(PLAN_COLUMNS)
         async with aclosing(journal.iter_items(job_id, None, batch=5000)) as pages:

@@ -36,7 +36,7 @@ from typing import Protocol
 
 import anyio
 
-from .ratelimit_headers import ServerBudget, _plain_budget, parse_budget, parse_retry_after
+from .ratelimit_headers import ServerBudget, plain_budget, parse_budget, parse_retry_after
 
 __all__ = ["PACE", "PACE_STEP", "PACE_FLOOR", "RESERVE_SHARE", "Clock", "SystemClock",
            "ServerBudget", "parse_budget", "parse_retry_after", "LimiterStats", "Slot",
@@ -125,10 +125,6 @@ class Slot:
         if not self._done:
             self._done = True
             self._limiter._settle()
-
-    @property
-    def stats(self) -> LimiterStats:
-        return self._limiter.stats
 
 
 class RateLimiter:
@@ -250,7 +246,7 @@ class RateLimiter:
 
     def _observe(self, slot: Slot, status: int, headers: Mapping[str, str]) -> float | None:
         now = self._clock.now()
-        budget = _plain_budget(headers) or parse_budget(headers, wall_now=self._clock.wall())
+        budget = plain_budget(headers) or parse_budget(headers, wall_now=self._clock.wall())
         if budget.limit is not None or budget.remaining is not None:
             self._mode = _Mode.LIMITED
             self._learn(slot, budget, now)

@@ -44,7 +44,7 @@ def _number(value: str | None) -> float | None:
     return number if number is not None and math.isfinite(number) else None
 
 
-def _plain_budget(headers: Mapping[str, str]) -> ServerBudget | None:
+def plain_budget(headers: Mapping[str, str]) -> ServerBudget | None:
     """The hot path, once per response: Telnyx's three headers as plain whole numbers (and
     a reset too small to be an epoch timestamp); None for anything else."""
     get = headers.get
@@ -68,8 +68,6 @@ def parse_budget(headers: Mapping[str, str], *, wall_now: float | None = None) -
         headers if isinstance(headers, (CIMultiDict, CIMultiDictProxy))
         else {key.lower(): value for key, value in headers.items()}
     )
-    if (plain := _plain_budget(lookup)) is not None:
-        return plain
     combined: dict[str, str] | None = None
 
     def field(name: str) -> str | None:

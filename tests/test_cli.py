@@ -139,3 +139,53 @@ async def test_an_out_of_range_retry_flag_is_a_usage_error_not_a_traceback(tmp_p
 
     assert result.returncode == ExitCode.INPUT
     assert result.stderr.startswith("Error: --max-attempts must be at least 1") and "Traceback" not in result.stderr
+
+
+async def test_a_key_file_that_is_not_text_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
+    csv_path = write_csv(tmp_path / "a.csv", ["phone_number"], [("+13125550101",)])
+    key_file = tmp_path / "key"
+    key_file.write_bytes(b"\xff\xfeKEY\n")
+    key_file.chmod(0o600)
+
+    result = await run_cli(["run", "--kind", "unassign", "--csv", csv_path, "--api-key-file", key_file],
+                           env=cli_env(None))
+
+    assert result.returncode == ExitCode.INPUT
+    assert result.stderr.startswith(f"Error: the API key file {key_file} is not UTF-8 text")
+    assert "Traceback" not in result.stderr
+
+
+async def test_validate_with_an_unreadable_key_file_fails_instead_of_checking_offline(
+        tmp_path: Path) -> None:
+    csv_path = write_csv(tmp_path / "a.csv", ["phone_number"], [("+13125550101",)])
+
+    result = await run_cli(["validate", "--kind", "unassign", "--csv", csv_path,
+                            "--api-key-file", tmp_path / "missing-key"], env=cli_env(None))
+
+    assert result.returncode == ExitCode.INPUT
+    assert result.stderr.startswith(f"Error: cannot read the API key file {tmp_path / 'missing-key'}")
+
+
+async def test_plan_into_a_missing_folder_fails_before_any_request(sandbox: Sandbox, tmp_path: Path) -> None:
+    numbers = sandbox.numbers()[:3]
+    csv_path = write_csv(tmp_path / "a.csv", ["phone_number", "messaging_profile_id"],
+                         [(n, other_profile(sandbox, sandbox.profile_of(n))) for n in numbers])
+    before = sandbox.stats.total_requests
+
+    result = await run_cli(["plan", "--kind", "assign", "--csv", csv_path, "--output",
+                            tmp_path / "no-such-folder" / "p.csv", "--base-url", sandbox.base_url],
+                           env=cli_env(sandbox.api_key))
+
+    assert result.returncode == ExitCode.INPUT, result.stderr
+    assert result.stderr.startswith("Error: cannot write the plan") and "Traceback" not in result.stderr
+    assert sandbox.stats.total_requests == before
+
+
+async def test_demo_workdir_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+
+    result = await run_cli(["demo", "--workdir", not_a_folder], env=cli_env(None))
+
+    assert result.returncode == ExitCode.INPUT
+    assert result.stderr.startswith(f"Error: --workdir {not_a_folder}: cannot use it as a folder")

@@ -128,9 +128,10 @@ class FaultInjector:
     on counts and effects, never on which request was hit.
     """
 
+    config: FaultConfig
+    _rng: random.Random
+
     def __init__(self, config: FaultConfig) -> None:
-        self.config = config
-        self._rng = random.Random()
         self.configure(config)
 
     def configure(self, config: FaultConfig) -> None:

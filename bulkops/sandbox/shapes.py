@@ -37,10 +37,6 @@ def iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{micros // 1000:03d}Z"
 
 
-def now() -> float:
-    return time.time()
-
-
 @lru_cache(maxsize=1 << 16)
 def _health(index: int) -> Mapping[str, object]:  # read-only: shared between answers
     h = (index * 2_654_435_761 + 12_345) & 0xFFFF_FFFF
