@@ -21,9 +21,10 @@ from pathlib import Path
 
 
 async def load_with_bulkops(csv_path: Path, journal_path: Path) -> int:
-    from bulkops.csvjobs import file_sha256
-    from bulkops.journal import Journal, JobState
-    from bulkops.loading import load_rows
+    from bulkops.input.rows import file_sha256
+    from bulkops.journal.states import JobState
+    from bulkops.journal.store import Journal
+    from bulkops.input.loading import load_rows
     from bulkops.models import Kind
 
     journal = await Journal.create(

@@ -117,9 +117,10 @@ def run(sizes: Sizes, workdir: Path) -> ScenarioResult:
 async def _half_done_journal(csv_path: Path, journal_path: Path, base_url: str, half: int) -> None:
     """What ``bulkops run`` leaves after writing the first half, built without sending."""
     from bulkops.config import RunSettings
-    from bulkops.csvjobs import file_sha256
-    from bulkops.journal import Journal, JobState
-    from bulkops.loading import load_rows
+    from bulkops.input.rows import file_sha256
+    from bulkops.journal.states import JobState
+    from bulkops.journal.store import Journal
+    from bulkops.input.loading import load_rows
     from bulkops.models import Kind
 
     journal = await Journal.create(

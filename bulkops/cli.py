@@ -17,15 +17,17 @@ from typing import Any, NoReturn, TypeVar
 
 import anyio
 
+from bulkops.config import RunSettings, Secret, resolve_api_key, resolve_base_url
+from bulkops.errors import BulkOpsError, ExitCode, InputError
+from bulkops.execute import JobResult
+from bulkops.input.jobfile import JobFile, load_job_file, render_journal_path
+from bulkops.jobs import JobRequest, run_job
+from bulkops.models import Kind
+from bulkops.plan import PlanSummary
+from bulkops.progress import add_secret_filter, setup_logging
+from bulkops.telnyx.retry import RetryPolicy
+
 from . import __version__
-from .config import RunSettings, Secret, resolve_api_key, resolve_base_url
-from .errors import BulkOpsError, ExitCode, InputError
-from .jobfile import JobFile, load_job_file, render_journal_path
-from .jobs import JobRequest, JobResult, run_job
-from .models import Kind
-from .plan import PlanSummary
-from .progress import add_secret_filter, setup_logging
-from .retry import RetryPolicy
 
 T = TypeVar("T")
 
@@ -253,7 +255,7 @@ async def _cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _cmd_plan(args: argparse.Namespace) -> int:
-    from .jobs import plan_job
+    from bulkops.jobs import plan_job
 
     request, job = _request(args)
     settings = _settings(args, job)
@@ -265,8 +267,8 @@ async def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 async def _cmd_validate(args: argparse.Namespace) -> int:
-    from .jobs import make_client
-    from .loading import validate_file
+    from bulkops.execute import make_client
+    from bulkops.jobs import validate_file
 
     request, job = _request(args)
     settings = _settings(args, job)
@@ -297,8 +299,8 @@ def _maybe_key(args: argparse.Namespace) -> Secret | None:
 
 
 async def _cmd_status(args: argparse.Namespace) -> int:
-    from .followup import job_status, status_dict
-    from .report import summary_lines
+    from bulkops.jobs import job_status, status_dict
+    from bulkops.report import summary_lines
 
     statuses = await job_status(args.journal)
     if args.json:
@@ -311,7 +313,7 @@ async def _cmd_status(args: argparse.Namespace) -> int:
 
 
 async def _cmd_report(args: argparse.Namespace) -> int:
-    from .followup import report_job
+    from bulkops.jobs import report_job
 
     result = await report_job(args.journal, args.output, args.format, args.job)
     print(f"report: {result.path} ({result.rows} rows)")
@@ -319,7 +321,7 @@ async def _cmd_report(args: argparse.Namespace) -> int:
 
 
 async def _cmd_followup(args: argparse.Namespace) -> int:
-    from .followup import retry_failed, rollback
+    from bulkops.jobs import retry_failed, rollback
 
     settings = _settings(args)
     action = rollback if args.command == "rollback" else retry_failed
@@ -356,7 +358,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return sandbox_main(args)
     if command == "demo":
-        from .demo import run_demo
+        from bulkops.demo import run_demo
 
         return _run(lambda: run_demo(args.workdir))
     if command == "status":

@@ -12,8 +12,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
-from .retry import RetryPolicy
+from bulkops.errors import ConfigError
+from bulkops.telnyx.retry import RetryPolicy
 
 DEFAULT_BASE_URL = "https://api.telnyx.com/v2"
 API_KEY_ENV = "TELNYX_API_KEY"

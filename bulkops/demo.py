@@ -14,11 +14,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .config import RunSettings, Secret
-from .errors import ExitCode, InputError
-from .followup import rollback
-from .jobs import JobRequest, JobResult, run_job
-from .models import ItemState, Kind
+from bulkops.config import RunSettings, Secret
+from bulkops.errors import ExitCode, InputError
+from bulkops.execute import JobResult
+from bulkops.jobs import JobRequest, rollback, run_job
+from bulkops.journal.states import ItemState
+from bulkops.models import Kind
+
 from .sandbox import FaultConfig, SandboxConfig, demo_data, running_sandbox, write_sample_csvs
 
 DEMO_CONFIG = SandboxConfig(rate=50, window=1.0, faults=FaultConfig(latency_ms=20, jitter_ms=10))

@@ -1,8 +1,9 @@
-"""The library entry points: one async function per CLI command.
+"""The library's entry points: every operation the CLI offers, as one async function each.
 
-Each one can be called from Python; the CLI only parses options, calls one of
-these, and prints. They never print themselves (the ledger goes to the
-``bulkops`` logger) and raise only the ``BulkOpsError`` tree.
+``run_job``, ``plan_job`` and ``validate_file`` start from a CSV; ``job_status``,
+``report_job``, ``retry_failed`` and ``rollback`` work on a journal after (or while) its job
+ran. They never print (the ledger goes to the ``bulkops`` logger) and raise only the
+``BulkOpsError`` tree; ``bulkops/__init__.py`` exports them.
 """
 
 from __future__ import annotations
@@ -11,34 +12,108 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
-
-from .client import TelnyxClient
-from .config import RunSettings, Secret
-from .csvjobs import file_sha256
-from .errors import ApiError, BulkOpsError, ExitCode, InputError, Interrupted, JournalError
-from .journal import Item, Journal, JobRecord, JobState
-from .loading import check_profiles, freeze_migrations, load_rows, profiles_in_use
-from .models import Counts, ItemState, Kind
-from .plan import (
-    SNAPSHOT_CONCURRENCY, PlanSummary, item_batches, open_private, read_states,
-    snapshot_and_write, summarize, take_snapshot, write_plan_csv,
+from bulkops.config import RunSettings, Secret
+from bulkops.errors import InputError, JournalError
+from bulkops.execute import Confirm, JobResult, execute, make_client, snapshot_pending
+from bulkops.input.loading import (
+    LoadReport, check_profiles, freeze_migrations, load_rows, profiles_in_use,
 )
-from .progress import Tracker, show_progress
-from .ratelimit import RateLimiter
-from .report import write_report
-from .retry import GaveUp
-from .runner import FatalBox, StopSignal, gave_up_error, pump, watch_signals, write_items
+from bulkops.input.rows import file_sha256
+from bulkops.journal.records import JobRecord
+from bulkops.journal.states import ItemState, JobState
+from bulkops.journal.store import Journal
+from bulkops.models import Counts, Kind
+from bulkops.plan import write_plan_csv
+from bulkops.report import ReportResult, open_private, summary_dict, write_report
+from bulkops.runner import StopSignal, gave_up_error
+from bulkops.telnyx.client import TelnyxClient
+from bulkops.telnyx.retry import GaveUp
 
 log = logging.getLogger("bulkops")
 
-Confirm = Callable[[PlanSummary], Awaitable[bool]]
 
+def _require(path: Path) -> None:
+    if not path.exists():
+        raise JournalError(f"{path}: no such journal; check the --journal path")
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job: JobRecord
+    counts: Counts
+
+
+async def job_status(journal_path: Path) -> list[JobStatus]:
+    """Every job in the journal with its counts; works while a run holds the journal."""
+    _require(journal_path)
+    async with await Journal.open(journal_path, lock=False) as journal:
+        return [JobStatus(job, await journal.counts(job.id)) for job in await journal.jobs()]
+
+
+def status_dict(statuses: list[JobStatus]) -> dict[str, Any]:
+    return {"jobs": [summary_dict(s.job, s.counts) | {"id": s.job.id} for s in statuses]}
+
+
+async def report_job(journal_path: Path, output: Path | None, fmt: str = "csv",
+                     job_id: int | None = None) -> ReportResult:
+    _require(journal_path)
+    async with await Journal.open(journal_path, lock=False) as journal:
+        jobs = await journal.jobs()
+        chosen = jobs[-1].id if job_id is None else job_id
+        if chosen not in {j.id for j in jobs}:
+            raise JournalError(f"{journal_path} has no job {chosen}; `bulkops status` lists its jobs")
+        target = output or journal_path.with_name(
+            journal_path.stem + ("" if chosen == 1 else f"-job{chosen}") + f".report.{fmt}")
+        return await write_report(journal, chosen, target, fmt)
+
+
+async def retry_failed(journal_path: Path, settings: RunSettings, api_key: Secret, *,
+                       interactive: bool = False, confirm: Confirm | None = None) -> JobResult:
+    """Run the failed rows of the latest job again (after their cause was fixed)."""
+    _require(journal_path)
+    started = time.monotonic()
+    client = make_client(settings, api_key)
+    async with await Journal.open(journal_path) as journal:
+        job = (await journal.jobs())[-1]
+        if job.state is JobState.LOADING:
+            raise JournalError(f"{journal_path} never finished loading its CSV; run the job first")
+        reset = await journal.reset_failed(job.id)
+        log.info("retry-failed job=%d rows=%d", job.id, reset)
+        async with client:
+            return await execute(journal, job.id, client, settings, interactive=interactive,
+                                 confirm=confirm, started=started)
+
+
+async def rollback(journal_path: Path, settings: RunSettings, api_key: Secret, *,
+                   interactive: bool = False, confirm: Confirm | None = None) -> JobResult:
+    """Put every number the job changed back on its prior profile (journaled, resumable).
+
+    A number whose profile is no longer the one the job set was changed by someone
+    since; it is left alone and reported, unless ``settings.force``.
+    """
+    _require(journal_path)
+    started = time.monotonic()
+    client = make_client(settings, api_key)
+    async with await Journal.open(journal_path) as journal:
+        parent = await journal.job(1)
+        if parent.state is JobState.LOADING:
+            raise JournalError(f"{journal_path}: the job never started writing; nothing to roll back")
+        async with client:
+            counts = await journal.counts(1)
+            if counts.get(ItemState.PENDING) + counts.get(ItemState.IN_FLIGHT):
+                # Writes of an interrupted run may have landed unrecorded: read them back first
+                # so they count as done and are rolled back too.
+                await journal.reset_in_flight(1)
+                await snapshot_pending(journal, 1, client, settings, StopSignal())
+            rollback_id = await journal.create_rollback_job(
+                1, name=f"{parent.name}-rollback", settings=settings.journal_view())
+            log.info("rollback job=%d of job=%d force=%s", rollback_id, parent.id, settings.force)
+            return await execute(journal, rollback_id, client, settings, interactive=interactive,
+                                 confirm=confirm, started=started)
 
 @dataclass(frozen=True)
 class JobRequest:
@@ -50,58 +125,6 @@ class JobRequest:
     name: str
     job_file: Path | None = None
     profile_id: str | None = None
-
-
-@dataclass
-class JobResult:
-    journal_path: Path
-    job: JobRecord
-    counts: Counts
-    plan: PlanSummary | None = None
-    report_path: Path | None = None
-    plan_path: Path | None = None
-    elapsed: float = 0.0
-    requests: dict[str, Any] = field(default_factory=dict)
-    drift: list[tuple[str, str, str | None]] = field(default_factory=list)
-
-    @property
-    def exit_code(self) -> ExitCode:
-        failed = self.counts.get(ItemState.FAILED) + self.counts.rejected + len(self.drift)
-        return ExitCode.FAILED_ROWS if failed else ExitCode.OK
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "journal": str(self.journal_path),
-            "job": self.job.name,
-            "kind": self.job.kind.value,
-            "state": self.job.state.value,
-            "counts": {s.value: self.counts.get(s) for s in ItemState} | {"rejected": self.counts.rejected},
-            "plan": None if self.plan is None else dict(self.plan.rows()),
-            "report": None if self.report_path is None else str(self.report_path),
-            "plan_csv": None if self.plan_path is None else str(self.plan_path),
-            "elapsed_seconds": round(self.elapsed, 3),
-            "requests": self.requests,
-            "drift": [{"phone_number": n, "desired": d, "current": c} for n, d, c in self.drift],
-            "exit_code": int(self.exit_code),
-        }
-
-
-def make_client(settings: RunSettings, api_key: Secret) -> TelnyxClient:
-    limiter = RateLimiter(ceiling=settings.rate, max_server_wait=settings.max_server_wait)
-    return TelnyxClient(
-        settings.base_url, api_key.reveal(), limiter=limiter, policy=settings.policy,
-        timeout=settings.timeout, connections=settings.concurrency + 8, insecure=settings.insecure,
-    )
-
-
-def report_path_for(journal_path: Path, job_id: int = 1) -> Path:
-    suffix = "" if job_id == 1 else f"-job{job_id}"
-    return journal_path.with_name(journal_path.stem + suffix + ".report.csv")
-
-
-def _raise_fatal(fatal: FatalBox) -> None:
-    if fatal.error is not None:
-        raise fatal.error
 
 
 async def _open_or_create(request: JobRequest, settings: RunSettings) -> tuple[Journal, bool]:
@@ -232,129 +255,33 @@ async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,
                      elapsed=time.monotonic() - started, requests=stats)
 
 
-async def snapshot_pending(journal: Journal, job_id: int, client: TelnyxClient,
-                           settings: RunSettings, stop: StopSignal) -> None:
-    """Read back every PENDING row before any write (see plan.take_snapshot)."""
-    counts = await journal.counts(job_id)
-    log.info("snapshot started numbers=%d", counts.get(ItemState.PENDING))
-    _raise_fatal(await take_snapshot(journal, job_id, client, stop=stop, force=settings.force))
-
-
-async def execute(
-    journal: Journal,
-    job_id: int,
-    client: TelnyxClient,
-    settings: RunSettings,
+async def validate_file(
+    kind: Kind,
+    csv_path: Path,
     *,
-    interactive: bool,
-    confirm: Confirm | None,
-    started: float,
-) -> JobResult:
-    """Snapshot, confirm, write and report one job of an open journal."""
-    stop = StopSignal()
-    error: BulkOpsError | None = None
-    async with anyio.create_task_group() as signals:
-        signals.start_soon(watch_signals, stop)
+    default_profile_id: str | None,
+    default_region: str,
+    client: TelnyxClient | None,
+) -> LoadReport:
+    """`bulkops validate`: every check a run makes before writing, in a scratch journal.
+
+    Profiles are checked against the account only when a client is given.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bulkops-validate-") as tmp:
+        # A scratch journal: no hash of the CSV (nothing will resume it); read_rows says
+        # what is wrong with a missing, unreadable or folder path.
+        journal = await Journal.create(
+            Path(tmp) / "validate.db", kind=kind, name=csv_path.stem, job_file=None,
+            csv_path=str(csv_path), csv_sha256=None,
+            default_profile_id=default_profile_id, settings={},
+        )
         try:
-            result = await _execute(journal, job_id, client, settings, stop,
-                                    interactive=interactive, confirm=confirm, started=started)
-        except BulkOpsError as exc:
-            error = exc  # raised outside the group, so callers never see an exception group
+            report = await load_rows(journal, 1, kind, csv_path, default_profile_id=default_profile_id,
+                                     default_region=default_region, skip_invalid=False)
+            if client is not None:
+                await check_profiles(client, csv_path, await profiles_in_use(journal, 1, kind, report))
         finally:
-            signals.cancel_scope.cancel()
-    if isinstance(error, ApiError):
-        await journal.flush()
-        await journal.set_job_state(job_id, JobState.ABORTED)
-        error.message += (f"\nProgress is kept in {journal.path}: fix the cause and run the same "
-                          "command again to resume.")
-    if error is not None:
-        raise error
-    return result
-
-
-async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings: RunSettings,
-                   stop: StopSignal, *, interactive: bool, confirm: Confirm | None,
-                   started: float) -> JobResult:
-    recovered = await journal.reset_in_flight(job_id)
-    if recovered:
-        log.info("resume: %d row(s) were in flight when the last run stopped; each is read back "
-                 "before it is sent again", recovered)
-    # Nobody to approve a plan (--yes, cron): read back and write as one pipeline.
-    pipelined = settings.assume_yes or confirm is None
-    summary: PlanSummary | None = None
-    if not pipelined:
-        await snapshot_pending(journal, job_id, client, settings, stop)
-        if stop.requested:
-            await _interrupted(journal, job_id)
-        summary = await summarize(journal, job_id)
-        log.info("plan: will change=%d already in place=%d not on account=%d left alone=%d",
-                 summary.change, summary.in_place, summary.not_on_account, summary.left_alone)
-        if (summary.writes > settings.confirm_threshold and confirm is not None
-                and not await confirm(summary)):
-            raise Interrupted(f"not confirmed; nothing was sent. The journal {journal.path} is "
-                              "kept: run the same command again to resume, with --yes to skip "
-                              "the question")
-    await journal.set_job_state(job_id, JobState.RUNNING)
-    pending = (await journal.counts(job_id)).get(ItemState.PENDING)
-    tracker = Tracker("write", total=pending, retries=lambda: client.stats.retries)
-    log.info("writes started rows=%d concurrency=%d rate=%s%s", pending, settings.concurrency,
-             settings.rate or "server-paced", " (each batch read back first)" if pipelined else "")
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(lambda: show_progress(tracker, interactive=interactive))
-        if pipelined:
-            fatal = await snapshot_and_write(journal, job_id, client, tracker, stop=stop,
-                                             concurrency=settings.concurrency, force=settings.force)
-        else:
-            fatal = await write_items(journal, job_id, client, tracker,
-                                      concurrency=settings.concurrency, stop=stop)
-        tg.cancel_scope.cancel()
-    _raise_fatal(fatal)
-    if stop.requested:
-        await _interrupted(journal, job_id)
-    drift = await verify_done(journal, job_id, client, stop) if settings.verify else []
-    if stop.requested:  # Ctrl-C during the verify: the writes are kept, the job resumes
-        await _interrupted(journal, job_id)
-    await journal.set_job_state(job_id, JobState.FINISHED)
-    report = await write_report(journal, job_id, report_path_for(journal.path, job_id))
-    job = await journal.job(job_id)
-    result = JobResult(journal.path, job, report.counts, plan=summary, report_path=report.path,
-                       elapsed=time.monotonic() - started, requests=client.stats.as_dict(),
-                       drift=drift)
-    log.info("job finished %s elapsed=%.1fs report=%s", _counts_text(result.counts),
-             result.elapsed, report.path)
-    return result
-
-
-def _counts_text(counts: Counts) -> str:
-    text = " ".join(f"{s.value}={counts.get(s)}" for s in ItemState if counts.get(s))
-    return text + (f" rejected={counts.rejected}" if counts.rejected else "")
-
-
-async def _interrupted(journal: Journal, job_id: int) -> None:
-    await journal.flush()
-    await journal.set_job_state(job_id, JobState.INTERRUPTED)
-    counts = await journal.counts(job_id)
-    raise Interrupted(
-        f"interrupted: {_counts_text(counts)}. Everything so far is in {journal.path}: run the "
-        "same command again to resume."
-    )
-
-
-async def verify_done(journal: Journal, job_id: int, client: TelnyxClient,
-                      stop: StopSignal) -> list[tuple[str, str, str | None]]:
-    """Re-read every number the job changed and list the ones that drifted since."""
-    drift: list[tuple[str, str, str | None]] = []
-
-    async def check(page: list[Item]) -> None:
-        # read_states: the same reads as the snapshot, one-by-one fallback included.
-        entries = await read_states(client, [item.phone_number for item in page])
-        drift.extend((item.phone_number, item.desired, entry.current)
-                     for item, entry in zip(page, entries) if entry.current != item.desired)
-
-    _raise_fatal(await pump(item_batches(journal, job_id, ItemState.DONE), check,
-                            concurrency=SNAPSHOT_CONCURRENCY, stop=stop))
-    for number, desired, current in drift[:20]:
-        log.info("verify drift number=%s desired=%s current=%s", number, desired or "unassigned",
-                 "not found" if current is None else current or "unassigned")
-    log.info("verify finished drifted=%d", len(drift))
-    return drift
+            await journal.close()
+    return report

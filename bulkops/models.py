@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-# Telnyx quirk (API-NOTES): on PATCH /phone_numbers/{id}/messaging the empty string
+from bulkops.journal.states import ItemState
+
+# Telnyx quirk (docs/telnyx/API-NOTES.md): on PATCH /phone_numbers/{id}/messaging the empty string
 # unassigns, while null or an absent field silently keeps the current profile.
 UNASSIGNED = ""
 
@@ -20,20 +22,6 @@ class Kind(str, Enum):
     UNASSIGN = "unassign"
     MIGRATE = "migrate"
     ROLLBACK = "rollback"  # created by `bulkops rollback`, never from a CSV
-
-
-class ItemState(str, Enum):
-    """Journal state of one number in one job; see journal.TRANSITIONS."""
-
-    PENDING = "pending"  # not yet sent (or sent by a process that died before recording it)
-    IN_FLIGHT = "in_flight"  # a PATCH may be on the wire
-    DONE = "done"  # the API confirmed the desired profile
-    FAILED = "failed"  # permanent error, retries exhausted, or not applied
-    SKIPPED = "skipped"  # already in place (snapshot), or left alone by rollback
-
-    @property
-    def terminal(self) -> bool:
-        return self in (ItemState.DONE, ItemState.FAILED, ItemState.SKIPPED)
 
 
 class Severity(str, Enum):

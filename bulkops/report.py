@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import InputError
-from .journal import Item, Journal, JobRecord
-from .journal_schema import load_extra
-from .models import Counts, ItemState, Problem
-from .plan import open_private
+from bulkops.errors import InputError
+from bulkops.journal.records import Item, JobRecord
+from bulkops.journal.sqlite import load_extra
+from bulkops.journal.states import ItemState
+from bulkops.journal.store import Journal
+from bulkops.models import Counts, Problem
 
 REPORT_COLUMNS = [
     "line", "phone_number", "prior_profile_id", "desired_profile_id", "final_state",
@@ -163,3 +164,14 @@ def summary_lines(job: JobRecord, counts: Counts) -> Iterator[str]:
         f"skipped {s['skipped']}, failed {s['failed']}, pending {s['pending']}"
         + (f", rejected {s['rejected']}" if s["rejected"] else "")
     )
+def open_private(path: Path, what: str = "report", option: str = "--output") -> int:
+    """A file readable by its owner only (reports and plans name every number)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise InputError(f"cannot write the {what} {path}: {exc.strerror}; choose another "
+                         f"{option}") from None
+    os.fchmod(fd, 0o600)
+    return fd
+
+

@@ -24,12 +24,14 @@ from typing import TypeVar
 import anyio
 from anyio import CancelScope
 
-from .client import TelnyxClient
-from .errors import ApiError, BulkOpsError
-from .journal import Item, ItemUpdate, Journal
-from .models import UNASSIGNED, ApiErrorInfo, ItemState
-from .progress import Tracker
-from .retry import GaveUp
+from bulkops.errors import ApiError, BulkOpsError
+from bulkops.journal.records import Item, ItemUpdate
+from bulkops.journal.states import ItemState
+from bulkops.journal.store import Journal
+from bulkops.models import UNASSIGNED, ApiErrorInfo
+from bulkops.progress import Tracker
+from bulkops.telnyx.client import TelnyxClient
+from bulkops.telnyx.retry import GaveUp
 
 log = logging.getLogger("bulkops")
 

@@ -19,7 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bulkops.journal import Item, Journal
+from bulkops.journal.records import Item
+from bulkops.journal.store import Journal
 from bulkops.models import Counts
 
 CANARY_KEY = "KEY0SECRET-canary-1234567890"

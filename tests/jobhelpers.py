@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from bulkops.config import RunSettings, Secret
-from bulkops.jobs import JobRequest, JobResult, run_job
-from bulkops.journal import Item, Journal
+from bulkops.execute import JobResult
+from bulkops.jobs import JobRequest, run_job
+from bulkops.journal.records import Item
+from bulkops.journal.store import Journal
 from bulkops.models import Kind
-from bulkops.retry import RetryPolicy
+from bulkops.telnyx.retry import RetryPolicy
 from bulkops.sandbox import Sandbox
 
 PATCH_ROUTE = "PATCH /v2/phone_numbers/{id}/messaging"

@@ -116,7 +116,7 @@ async def test_demo_runs_the_sample_jobs_with_no_account_and_no_network(tmp_path
 
 
 def test_sample_job_files_point_at_existing_csvs() -> None:
-    from bulkops.jobfile import load_job_file
+    from bulkops.input.jobfile import load_job_file
 
     for job_file in sorted((REPO / "jobs").glob("*.toml")):
         assert load_job_file(job_file).csv.is_file(), job_file

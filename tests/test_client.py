@@ -25,11 +25,12 @@ import pytest
 from aiohttp import web
 
 from bulkops import __version__
-from bulkops.client import PAGE_SIZE, TelnyxClient
+from bulkops.telnyx.client import PAGE_SIZE, TelnyxClient
 from bulkops.errors import ApiError, AuthError, ConfigError
 from bulkops.models import ApiErrorInfo, NumberState, Profile
-from bulkops.ratelimit import RateLimiter, SystemClock
-from bulkops.retry import GaveUp, Outcome, RetryPolicy
+from bulkops.telnyx.clock import SystemClock
+from bulkops.telnyx.ratelimit import RateLimiter
+from bulkops.telnyx.retry import GaveUp, Outcome, RetryPolicy
 
 KEY = "KEY0123456789secretSECRETsecret"
 PROFILE = "3fa85f64-5717-4562-b3fc-2c963f66afa6"

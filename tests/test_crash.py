@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from bulkops.models import ItemState
+from bulkops.journal.states import ItemState
 from bulkops.sandbox import FaultConfig, Sandbox
 from tests.conftest import SandboxFactory
 from tests.harness import Deadline, cli_command, cli_env, file_signature, journal_snapshot, write_assign_csv

@@ -16,11 +16,12 @@ from typing import Any
 import phonenumbers
 import pytest
 
-from bulkops import phone
-from bulkops.csvjobs import REQUIRED_COLUMNS, file_sha256, read_rows
+from bulkops.input import phone
+from bulkops.input.header import REQUIRED_COLUMNS
+from bulkops.input.rows import file_sha256, read_rows
 from bulkops.errors import InputError
 from bulkops.models import UNASSIGNED, Kind, MigrateRow, NumberRow, Problem, Severity
-from bulkops.phone import normalize_phone, normalize_profile_id
+from bulkops.input.phone import normalize_phone, normalize_profile_id
 
 # The regex parser behind `re`, to read phonenumbers' patterns (sre_parse is deprecated).
 sre_parse: Any = importlib.import_module("re._parser")

@@ -15,8 +15,9 @@ from pathlib import Path
 from bulkops.config import RunSettings, Secret
 from bulkops.errors import ExitCode
 from bulkops.jobs import JobRequest, run_job
-from bulkops.models import ItemState, Kind
-from bulkops.retry import RetryPolicy
+from bulkops.journal.states import ItemState
+from bulkops.models import Kind
+from bulkops.telnyx.retry import RetryPolicy
 from bulkops.sandbox import FaultConfig, FaultKind
 from bulkops.sandbox.seed import AREA_CODES
 from tests.conftest import SandboxFactory

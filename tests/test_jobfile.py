@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bulkops.errors import InputError
-from bulkops.jobfile import JobFile, load_job_file, render_journal_path
+from bulkops.input.jobfile import JobFile, load_job_file, render_journal_path
 from bulkops.models import Kind
 
 REPO = Path(__file__).resolve().parent.parent

@@ -17,12 +17,14 @@ from pathlib import Path
 import pytest
 
 from bulkops.errors import JournalError, JournalLockedError
-from bulkops.journal import (
-    TRANSITIONS, Conflict, Item, ItemUpdate, Journal, JobState, SnapshotEntry,
+from bulkops.journal.records import Conflict, Item, ItemUpdate, SnapshotEntry
+from bulkops.journal.states import TRANSITIONS, JobState
+from bulkops.journal.store import Journal
+from bulkops.journal.sql import (
+    DONE_SQL, FLUSH_SQL, SNAPSHOT_SQL, _general, flush_statements, pending_among_sql,
 )
-from bulkops.journal_sql import (DONE_SQL, FLUSH_SQL, SNAPSHOT_SQL, _general, flush_statements,
-                                 pending_among_sql)
-from bulkops.models import ApiErrorInfo, ItemState, Kind, MigrateRow, NumberRow, Problem
+from bulkops.journal.states import ItemState
+from bulkops.models import ApiErrorInfo, Kind, MigrateRow, NumberRow, Problem
 
 P_A = "4001767e-ce0f-4cae-9d5f-0d5e636e7809"
 P_B = "5b7a6e2c-0d55-4ad3-9f2a-6c1a3a0f1b22"

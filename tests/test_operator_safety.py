@@ -11,9 +11,10 @@ import pytest
 
 from bulkops.config import Secret
 from bulkops.errors import ExitCode, InputError, Interrupted
-from bulkops.followup import report_job, retry_failed, rollback
+from bulkops.jobs import report_job, retry_failed, rollback
 from bulkops.jobs import JobRequest, plan_job, run_job
-from bulkops.models import ItemState, Kind
+from bulkops.journal.states import ItemState
+from bulkops.models import Kind
 from bulkops.plan import PlanSummary
 from bulkops.sandbox import Sandbox
 from tests.conftest import SandboxFactory

@@ -20,7 +20,8 @@ from typing import Protocol, TypeVar
 import pytest
 from multidict import CIMultiDict
 
-from bulkops.ratelimit import PACE, RateLimiter, ServerBudget, parse_budget, parse_retry_after
+from bulkops.telnyx.headers import ServerBudget, parse_budget, parse_retry_after
+from bulkops.telnyx.ratelimit import PACE, RateLimiter
 
 T = TypeVar("T")
 EPOCH = 1_750_000_000.0  # the virtual wall clock at virtual time 0

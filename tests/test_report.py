@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from bulkops.journal import Journal
+from bulkops.journal.store import Journal
 from bulkops.models import Kind, NumberRow, Problem
 from bulkops.report import REPORT_COLUMNS, write_report
 

@@ -9,14 +9,8 @@ import pytest
 
 from bulkops.errors import AuthError
 from bulkops.models import ApiErrorInfo
-from bulkops.retry import (
-    GaveUp,
-    Outcome,
-    Permanent,
-    RateLimited,
-    RetryPolicy,
-    Transient,
-    call_with_retry,
+from bulkops.telnyx.retry import (
+    GaveUp, Outcome, Permanent, RateLimited, RetryPolicy, Transient, call_with_retry,
 )
 
 

@@ -12,8 +12,10 @@ import anyio
 import pytest
 
 from bulkops.errors import AuthError, ExitCode, JournalError, JournalLockedError
-from bulkops.journal import Journal, JobState
-from bulkops.models import ItemState, Kind
+from bulkops.journal.states import JobState
+from bulkops.journal.store import Journal
+from bulkops.journal.states import ItemState
+from bulkops.models import Kind
 from bulkops.sandbox import FaultConfig, Sandbox
 
 from tests.conftest import SandboxFactory

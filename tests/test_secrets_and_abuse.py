@@ -22,9 +22,9 @@ import pytest
 from bulkops.config import RunSettings, Secret
 from bulkops.errors import AuthError
 from bulkops.jobs import JobRequest, run_job
-from bulkops.journal import Journal
+from bulkops.journal.store import Journal
 from bulkops.models import Kind, NumberRow
-from bulkops.retry import RetryPolicy
+from bulkops.telnyx.retry import RetryPolicy
 from bulkops.sandbox import FaultConfig, FaultKind, Sandbox
 from tests.conftest import SandboxFactory
 from tests.harness import (

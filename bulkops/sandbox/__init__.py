@@ -2,7 +2,7 @@
 
 Every integration test, benchmark and the demo run against it, and operators
 rehearse migrations on it, so it follows the contract in
-``shared/telnyx/messaging-numbers.openapi.yml`` and API-NOTES closely: the
+``docs/telnyx/messaging-numbers.openapi.yml`` and ``docs/telnyx/API-NOTES.md`` closely: the
 unassign-with-"" quirk, Telnyx-shaped errors, rate-limit headers, bulk orders,
 and seeded faults (5xx, 5xx after the write, dropped connections, latency,
 slow answers).

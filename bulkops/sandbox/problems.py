@@ -15,7 +15,7 @@ from aiohttp import web
 
 dumps = partial(json.dumps, separators=(",", ":"), allow_nan=False)
 
-# Telnyx error codes (API-NOTES, "Errors").
+# Telnyx error codes (docs/telnyx/API-NOTES.md, "Errors").
 NOT_FOUND = "10005"
 UNEXPECTED = "10007"
 AUTH_FAILED = "10009"

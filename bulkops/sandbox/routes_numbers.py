@@ -1,6 +1,6 @@
 """Number routes: read, list and PATCH the messaging settings of phone numbers.
 
-The Telnyx quirk this exists to reproduce (API-NOTES): on PATCH
+The Telnyx quirk this exists to reproduce (docs/telnyx/API-NOTES.md): on PATCH
 ``/phone_numbers/{id}/messaging`` the empty string unassigns, while ``null`` or an
 absent ``messaging_profile_id`` keeps the current profile and still answers 200.
 """
@@ -49,7 +49,7 @@ def resolve(ctx: SandboxContext, raw_id: str) -> NumberRecord:
 
 
 def _profile_change(ctx: SandboxContext, value: object) -> object:
-    # Telnyx quirk (API-NOTES): null, like an absent field, keeps the current profile.
+    # Telnyx quirk (docs/telnyx/API-NOTES.md): null, like an absent field, keeps the current profile.
     return _KEEP if value is None else profile_target(ctx.state, value)
 
 

@@ -16,21 +16,18 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from .errors import JournalError
-from .journal_schema import (
-    ITEM_COLUMNS, JOB_COLUMNS, SCHEMA_VERSION, TRANSITIONS,
-    Conflict, Item, ItemUpdate, JobRecord, JobState, SnapshotEntry, StagingResult, bug,
-    check_header, connect, dump_extra, dump_settings, initialize, item_from_row,
-    job_from_row, load_extra, lock_file, now, sidecar, translate, validate,
+from bulkops.errors import JournalError
+from bulkops.journal.records import (
+    Conflict, Item, ItemUpdate, JobRecord, SnapshotEntry, StagingResult,
 )
-from .journal_sql import (
-    COLLAPSED_LINES, CONFLICTS, DISTINCT_DESIRED, DUPLICATE_COUNTS, ROLLBACK_ITEMS, SNAPSHOT_SQL,
-    STAGE_TO_ITEMS, flush_statements, pending_among_sql, snapshot_params,
+from bulkops.journal.sql import (
+    COLLAPSED_LINES, CONFLICTS, DISTINCT_DESIRED, DUPLICATE_COUNTS, ROLLBACK_ITEMS, SNAPSHOT_SQL, STAGE_TO_ITEMS, flush_statements, pending_among_sql, snapshot_params,
 )
-from .models import Counts, ItemState, Kind, MigrateRow, NumberRow, Problem
-
-__all__ = ["SCHEMA_VERSION", "JobState", "TRANSITIONS", "JobRecord", "Item", "ItemUpdate",
-           "Conflict", "StagingResult", "SnapshotEntry", "Journal"]
+from bulkops.journal.sqlite import (
+    ITEM_COLUMNS, JOB_COLUMNS, bug, check_header, connect, dump_extra, dump_settings, initialize, item_from_row, job_from_row, load_extra, lock_file, now, sidecar, translate, validate,
+)
+from bulkops.journal.states import TRANSITIONS, ItemState, JobState
+from bulkops.models import Counts, Kind, MigrateRow, NumberRow, Problem
 
 T = TypeVar("T")
 Db = aiosqlite.Connection

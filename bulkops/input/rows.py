@@ -6,7 +6,7 @@ a typo stops. The file is streamed (memory does not grow with it): whole-file pr
 can list them all or, with --skip-invalid, journal them as rejected.
 
 Decisions worth knowing:
-- Header checks (column matching, a first line that is data) live in ``bulkops.csvheader``.
+- Header checks (column matching, a first line that is data) live in ``bulkops.input.header``.
 - A structurally broken CSV (a quote never closed, text after a closing quote, a cell over
   64 KiB, a line over 1 MiB) raises ``InputError``: past that point we cannot tell where rows
   begin, and skipping would silently drop every row the runaway cell swallowed.
@@ -24,30 +24,12 @@ from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import IO, TypeAlias, cast
 
-from bulkops.csvheader import (
-    FROM,
-    PHONE,
-    PROFILE,
-    REQUIRED_COLUMNS,
-    SAVE_AS_UTF8,
-    TO,
-    check_header,
-    expected_columns,
-)
 from bulkops.errors import InputError
+from bulkops.input.header import (
+    FROM, PHONE, PROFILE, REQUIRED_COLUMNS, SAVE_AS_UTF8, TO, check_header, expected_columns,
+)
+from bulkops.input.phone import normalize_phone, normalize_profile_id, normalize_region
 from bulkops.models import UNASSIGNED, Extra, Kind, MigrateRow, NumberRow, Problem, Severity
-from bulkops.phone import normalize_phone, normalize_profile_id, normalize_region
-
-__all__ = [
-    "MAX_FIELD_CHARS",
-    "MAX_LINE_CHARS",
-    "REQUIRED_COLUMNS",
-    "Row",
-    "file_sha256",
-    "normalize_phone",
-    "normalize_profile_id",
-    "read_rows",
-]
 
 MAX_FIELD_CHARS = 64 * 1024  # no real cell comes near; a runaway quote hits it quickly
 MAX_LINE_CHARS = 1024 * 1024  # bounds memory for a file with no line breaks

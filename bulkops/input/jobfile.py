@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from bulkops.errors import InputError
+from bulkops.input.phone import normalize_profile_id, normalize_region
 from bulkops.models import Kind
-from bulkops.phone import normalize_profile_id, normalize_region
 
 TOP_KEYS = (
     "name", "kind", "csv", "profile_id", "journal", "default_region", "verify", "skip_invalid"

@@ -1,6 +1,4 @@
-"""The journal's on-disk format: typed records, item state machine, DDL, file checks, lock.
-
-``bulkops.journal`` re-exports the public names; import them from there."""
+"""The journal's SQLite file: schema (DDL, version), connections, row codecs, file checks, lock."""
 
 from __future__ import annotations
 
@@ -9,9 +7,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from enum import Enum
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -19,106 +15,13 @@ from urllib.parse import quote
 
 import aiosqlite
 
-from .errors import JournalError, JournalLockedError
-from .models import ApiErrorInfo, Extra, ItemState, Kind
+from bulkops.errors import JournalError, JournalLockedError
+from bulkops.journal.records import Item, JobRecord
+from bulkops.journal.states import ItemState, JobState
+from bulkops.models import Extra, Kind
 
 SCHEMA_VERSION = 1
 APP = "bulkops"
-
-
-class JobState(str, Enum):
-    """Life of one job; the runner moves it, the journal only stores it."""
-
-    LOADING = "loading"  # the CSV is being streamed in; restarted from scratch if it dies here
-    READY = "ready"  # items exist and were validated; nothing sent yet
-    RUNNING = "running"
-    FINISHED = "finished"
-    ABORTED = "aborted"  # a fatal API error (auth...) stopped it; resumable
-    INTERRUPTED = "interrupted"  # Ctrl-C / SIGTERM; resumable
-
-
-_P, _I, _D, _F, _S = (ItemState.PENDING, ItemState.IN_FLIGHT, ItemState.DONE, ItemState.FAILED,
-                      ItemState.SKIPPED)
-TRANSITIONS: Mapping[ItemState, frozenset[ItemState]] = MappingProxyType({
-    _P: frozenset({_I, _S, _F, _D}),  # DONE/FAILED directly: outcome known without a request
-    _I: frozenset({_D, _F, _P}),  # PENDING: interrupted, so it may be re-sent (PATCH is idempotent)
-    _F: frozenset({_P}),  # retry-failed
-    _D: frozenset(), _S: frozenset(),
-})
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    id: int
-    kind: Kind
-    name: str
-    state: JobState
-    created_at: str
-    updated_at: str
-    job_file: str | None
-    csv_path: str | None
-    csv_sha256: str | None
-    default_profile_id: str | None
-    parent_id: int | None  # a rollback job points at the job it undoes
-    settings: Mapping[str, object]  # JSON-able run settings; never the API key
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    job_id: int
-    phone_number: str
-    line: int
-    desired: str  # "" = unassigned
-    prior: str | None  # profile before the job: None = unknown yet, "" = had none
-    expected: str | None  # rollback only: the profile the original job set
-    state: ItemState
-    attempts: int
-    http_status: int | None
-    error_code: str | None
-    error_title: str | None
-    error_detail: str | None
-    note: str | None
-    on_account: bool | None  # None = not checked; False = the API does not know the number
-    extra: Extra
-    updated_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class ItemUpdate:
-    """One state change of one item; ``None`` fields keep their journaled value."""
-
-    job_id: int
-    phone_number: str
-    from_state: ItemState
-    to_state: ItemState
-    attempts: int | None = None
-    http_status: int | None = None
-    error: ApiErrorInfo | None = None
-    note: str | None = None
-
-
-@dataclass(frozen=True)
-class Conflict:  # one number sent to two different profiles by two lines of the CSV
-    phone_number: str
-    line_a: int  # the first line naming the number
-    desired_a: str
-    line_b: int  # a later line naming another target
-    desired_b: str
-
-
-@dataclass(frozen=True)
-class StagingResult:
-    rows: int  # rows staged (before collapsing)
-    collapsed: int  # later duplicate lines with the same target, folded into the first
-    collapsed_lines: tuple[int, ...]  # the first 20 of them
-    conflicts: tuple[Conflict, ...]  # the first 50
-    conflict_count: int  # lines whose target differs from the number's first line
-
-
-@dataclass(frozen=True)
-class SnapshotEntry:
-    phone_number: str
-    current: str | None  # None = not on the account; "" = unassigned
 
 
 # One table per concept. Every item is keyed by (job_id, phone_number): under concurrency

@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from bulkops.models import ApiErrorInfo
-from bulkops.ratelimit import Clock
+from bulkops.telnyx.clock import Clock
 
 T = TypeVar("T")
 

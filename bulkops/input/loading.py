@@ -15,11 +15,12 @@ from pathlib import Path
 
 import anyio
 
-from .client import TelnyxClient
-from .csvjobs import read_rows
-from .errors import InputError
-from .journal import Journal, StagingResult
-from .models import Kind, MigrateRow, NumberRow, Problem, Severity
+from bulkops.errors import InputError
+from bulkops.input.rows import read_rows
+from bulkops.journal.records import StagingResult
+from bulkops.journal.store import Journal
+from bulkops.models import Kind, MigrateRow, NumberRow, Problem, Severity
+from bulkops.telnyx.client import TelnyxClient
 
 log = logging.getLogger("bulkops")
 
@@ -205,33 +206,3 @@ async def profiles_in_use(journal: Journal, job_id: int, kind: Kind,
     return await journal.distinct_desired(job_id)
 
 
-async def validate_file(
-    kind: Kind,
-    csv_path: Path,
-    *,
-    default_profile_id: str | None,
-    default_region: str,
-    client: TelnyxClient | None,
-) -> LoadReport:
-    """`bulkops validate`: every check a run makes before writing, in a scratch journal.
-
-    Profiles are checked against the account only when a client is given.
-    """
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="bulkops-validate-") as tmp:
-        # A scratch journal: no hash of the CSV (nothing will resume it); read_rows says
-        # what is wrong with a missing, unreadable or folder path.
-        journal = await Journal.create(
-            Path(tmp) / "validate.db", kind=kind, name=csv_path.stem, job_file=None,
-            csv_path=str(csv_path), csv_sha256=None,
-            default_profile_id=default_profile_id, settings={},
-        )
-        try:
-            report = await load_rows(journal, 1, kind, csv_path, default_profile_id=default_profile_id,
-                                     default_region=default_region, skip_invalid=False)
-            if client is not None:
-                await check_profiles(client, csv_path, await profiles_in_use(journal, 1, kind, report))
-        finally:
-            await journal.close()
-    return report

@@ -1,8 +1,7 @@
 """What a response says about the account's rate limit: ``x-ratelimit-*`` and ``Retry-After``.
 
 Telnyx sends ``x-ratelimit-limit``, ``-remaining`` and ``-reset`` (seconds) on every answer
-(API-NOTES); other spellings and junk are tolerated, never trusted. ``bulkops.ratelimit``
-re-exports these names."""
+(docs/telnyx/API-NOTES.md); other spellings and junk are tolerated, never trusted."""
 
 from __future__ import annotations
 

@@ -27,46 +27,20 @@ same key, a limit lowered mid-run). Time is read only through the injected ``Clo
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
 
 import anyio
 
-from .ratelimit_headers import ServerBudget, plain_budget, parse_budget, parse_retry_after
-
-__all__ = ["PACE", "PACE_STEP", "PACE_FLOOR", "RESERVE_SHARE", "Clock", "SystemClock",
-           "ServerBudget", "parse_budget", "parse_retry_after", "LimiterStats", "Slot",
-           "RateLimiter"]
+from bulkops.telnyx.clock import Clock, SystemClock
+from bulkops.telnyx.headers import ServerBudget, parse_budget, parse_retry_after, plain_budget
 
 PACE = 0.985  # of the learned rate: the margin absorbs requests reaching the server late or early
 PACE_STEP, PACE_FLOOR = 0.01, 0.90  # each 429 despite pacing widens the margin, down to the floor
 RESERVE_SHARE = 0.05  # the guard keeps up to this share of the limit for out-of-order counting
 _MAX_NAP = 60.0  # the head waiter re-checks at least this often, whatever it waits for
-
-
-class Clock(Protocol):
-    def now(self) -> float: ...  # monotonic seconds
-
-    def wall(self) -> float: ...  # epoch seconds (for Retry-After HTTP dates)
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    """The real clock; tests inject a virtual one."""
-
-    def now(self) -> float:
-        return time.monotonic()
-
-    def wall(self) -> float:
-        return time.time()
-
-    async def sleep(self, seconds: float) -> None:
-        await anyio.sleep(seconds)
 
 
 @dataclass(slots=True)

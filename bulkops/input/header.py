@@ -17,22 +17,8 @@ import re
 from dataclasses import dataclass
 
 from bulkops.errors import InputError
+from bulkops.input.phone import looks_like_phone, normalize_profile_id, quote_cell
 from bulkops.models import Kind, Problem
-from bulkops.phone import looks_like_phone, normalize_profile_id, quote_cell
-
-__all__ = [
-    "FROM",
-    "PHONE",
-    "PROFILE",
-    "REQUIRED_COLUMNS",
-    "SAVE_AS_UTF8",
-    "TO",
-    "Header",
-    "a_kind",
-    "check_header",
-    "expected_columns",
-    "header_key",
-]
 
 PHONE = "phone_number"
 PROFILE = "messaging_profile_id"

@@ -1,7 +1,7 @@
 """The Telnyx API v2 calls bulkops makes, over one aiohttp session.
 
 Every request goes through the shared ``RateLimiter`` and the ``RetryPolicy``; every answer is
-classified by HTTP status (API-NOTES) into a value, ``Transient``, ``RateLimited``,
+classified by HTTP status (docs/telnyx/API-NOTES.md) into a value, ``Transient``, ``RateLimited``,
 ``Permanent`` or the fatal ``AuthError``. aiohttp's own exceptions never escape: their
 ``request_info`` carries our headers, the API key included. Our messages are built from method,
 path and status only, and anything the server says is scrubbed of the key.
@@ -25,12 +25,15 @@ from yarl import URL
 
 from bulkops import __version__
 from bulkops.errors import ApiError, AuthError, ConfigError
-from bulkops.client_shapes import (
+from bulkops.models import ApiErrorInfo, NumberState, Profile
+from bulkops.telnyx.answers import (
     BadShape, maybe_number_state, numbers_page, profile, updated_number,
 )
-from bulkops.models import ApiErrorInfo, NumberState, Profile
-from bulkops.ratelimit import Clock, RateLimiter, SystemClock
-from bulkops.retry import Outcome, Permanent, RateLimited, RetryPolicy, Transient, call_with_retry
+from bulkops.telnyx.clock import Clock, SystemClock
+from bulkops.telnyx.ratelimit import RateLimiter
+from bulkops.telnyx.retry import (
+    Outcome, Permanent, RateLimited, RetryPolicy, Transient, call_with_retry,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("bulkops.client")
@@ -205,7 +208,7 @@ class TelnyxClient:
         body = self._bodies.get(profile_id)
         if body is None:
             if not isinstance(profile_id, str):
-                # Telnyx quirk (API-NOTES): null keeps the current profile and still answers 200.
+                # Telnyx quirk (docs/telnyx/API-NOTES.md): null keeps the current profile and still answers 200.
                 raise TypeError("profile_id must be a str: a profile UUID, or '' to unassign (never None)")
             body = json.dumps({"messaging_profile_id": profile_id}).encode()
             if len(self._bodies) < _BODY_CACHE:  # a job names a handful of profiles

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .journal_schema import ItemUpdate, SnapshotEntry
-from .models import ItemState
+from bulkops.journal.records import ItemUpdate, SnapshotEntry
+from bulkops.journal.states import ItemState
 
 _P, _D, _F = ItemState.PENDING, ItemState.DONE, ItemState.FAILED
 

@@ -1,0 +1,216 @@
+"""One job of an open journal, start to end: snapshot -> confirm -> write -> verify -> report.
+
+Every entry point that writes (run, retry-failed, rollback) ends here, so they share the
+pipelining, the signal handling and what an interruption or a fatal API error leaves behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from bulkops.config import RunSettings, Secret
+from bulkops.errors import ApiError, BulkOpsError, ExitCode, Interrupted
+from bulkops.journal.records import Item, JobRecord
+from bulkops.journal.states import ItemState, JobState
+from bulkops.journal.store import Journal
+from bulkops.models import Counts
+from bulkops.plan import PlanSummary, summarize
+from bulkops.progress import Tracker, show_progress
+from bulkops.report import write_report
+from bulkops.runner import FatalBox, StopSignal, pump, watch_signals, write_items
+from bulkops.snapshot import (
+    SNAPSHOT_CONCURRENCY, item_batches, read_states, snapshot_and_write, take_snapshot,
+)
+from bulkops.telnyx.client import TelnyxClient
+from bulkops.telnyx.ratelimit import RateLimiter
+
+log = logging.getLogger("bulkops")
+
+Confirm = Callable[[PlanSummary], Awaitable[bool]]
+
+
+@dataclass
+class JobResult:
+    journal_path: Path
+    job: JobRecord
+    counts: Counts
+    plan: PlanSummary | None = None
+    report_path: Path | None = None
+    plan_path: Path | None = None
+    elapsed: float = 0.0
+    requests: dict[str, Any] = field(default_factory=dict)
+    drift: list[tuple[str, str, str | None]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        failed = self.counts.get(ItemState.FAILED) + self.counts.rejected + len(self.drift)
+        return ExitCode.FAILED_ROWS if failed else ExitCode.OK
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "journal": str(self.journal_path),
+            "job": self.job.name,
+            "kind": self.job.kind.value,
+            "state": self.job.state.value,
+            "counts": {s.value: self.counts.get(s) for s in ItemState} | {"rejected": self.counts.rejected},
+            "plan": None if self.plan is None else dict(self.plan.rows()),
+            "report": None if self.report_path is None else str(self.report_path),
+            "plan_csv": None if self.plan_path is None else str(self.plan_path),
+            "elapsed_seconds": round(self.elapsed, 3),
+            "requests": self.requests,
+            "drift": [{"phone_number": n, "desired": d, "current": c} for n, d, c in self.drift],
+            "exit_code": int(self.exit_code),
+        }
+
+
+def make_client(settings: RunSettings, api_key: Secret) -> TelnyxClient:
+    limiter = RateLimiter(ceiling=settings.rate, max_server_wait=settings.max_server_wait)
+    return TelnyxClient(
+        settings.base_url, api_key.reveal(), limiter=limiter, policy=settings.policy,
+        timeout=settings.timeout, connections=settings.concurrency + 8, insecure=settings.insecure,
+    )
+
+
+def report_path_for(journal_path: Path, job_id: int = 1) -> Path:
+    suffix = "" if job_id == 1 else f"-job{job_id}"
+    return journal_path.with_name(journal_path.stem + suffix + ".report.csv")
+
+
+def _raise_fatal(fatal: FatalBox) -> None:
+    if fatal.error is not None:
+        raise fatal.error
+
+
+async def snapshot_pending(journal: Journal, job_id: int, client: TelnyxClient,
+                           settings: RunSettings, stop: StopSignal) -> None:
+    """Read back every PENDING row before any write (see plan.take_snapshot)."""
+    counts = await journal.counts(job_id)
+    log.info("snapshot started numbers=%d", counts.get(ItemState.PENDING))
+    _raise_fatal(await take_snapshot(journal, job_id, client, stop=stop, force=settings.force))
+
+
+async def execute(
+    journal: Journal,
+    job_id: int,
+    client: TelnyxClient,
+    settings: RunSettings,
+    *,
+    interactive: bool,
+    confirm: Confirm | None,
+    started: float,
+) -> JobResult:
+    """Snapshot, confirm, write and report one job of an open journal."""
+    stop = StopSignal()
+    error: BulkOpsError | None = None
+    async with anyio.create_task_group() as signals:
+        signals.start_soon(watch_signals, stop)
+        try:
+            result = await _execute(journal, job_id, client, settings, stop,
+                                    interactive=interactive, confirm=confirm, started=started)
+        except BulkOpsError as exc:
+            error = exc  # raised outside the group, so callers never see an exception group
+        finally:
+            signals.cancel_scope.cancel()
+    if isinstance(error, ApiError):
+        await journal.flush()
+        await journal.set_job_state(job_id, JobState.ABORTED)
+        error.message += (f"\nProgress is kept in {journal.path}: fix the cause and run the same "
+                          "command again to resume.")
+    if error is not None:
+        raise error
+    return result
+
+
+async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings: RunSettings,
+                   stop: StopSignal, *, interactive: bool, confirm: Confirm | None,
+                   started: float) -> JobResult:
+    recovered = await journal.reset_in_flight(job_id)
+    if recovered:
+        log.info("resume: %d row(s) were in flight when the last run stopped; each is read back "
+                 "before it is sent again", recovered)
+    # Nobody to approve a plan (--yes, cron): read back and write as one pipeline.
+    pipelined = settings.assume_yes or confirm is None
+    summary: PlanSummary | None = None
+    if not pipelined:
+        await snapshot_pending(journal, job_id, client, settings, stop)
+        if stop.requested:
+            await _interrupted(journal, job_id)
+        summary = await summarize(journal, job_id)
+        log.info("plan: will change=%d already in place=%d not on account=%d left alone=%d",
+                 summary.change, summary.in_place, summary.not_on_account, summary.left_alone)
+        if (summary.writes > settings.confirm_threshold and confirm is not None
+                and not await confirm(summary)):
+            raise Interrupted(f"not confirmed; nothing was sent. The journal {journal.path} is "
+                              "kept: run the same command again to resume, with --yes to skip "
+                              "the question")
+    await journal.set_job_state(job_id, JobState.RUNNING)
+    pending = (await journal.counts(job_id)).get(ItemState.PENDING)
+    tracker = Tracker("write", total=pending, retries=lambda: client.stats.retries)
+    log.info("writes started rows=%d concurrency=%d rate=%s%s", pending, settings.concurrency,
+             settings.rate or "server-paced", " (each batch read back first)" if pipelined else "")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: show_progress(tracker, interactive=interactive))
+        if pipelined:
+            fatal = await snapshot_and_write(journal, job_id, client, tracker, stop=stop,
+                                             concurrency=settings.concurrency, force=settings.force)
+        else:
+            fatal = await write_items(journal, job_id, client, tracker,
+                                      concurrency=settings.concurrency, stop=stop)
+        tg.cancel_scope.cancel()
+    _raise_fatal(fatal)
+    if stop.requested:
+        await _interrupted(journal, job_id)
+    drift = await verify_done(journal, job_id, client, stop) if settings.verify else []
+    if stop.requested:  # Ctrl-C during the verify: the writes are kept, the job resumes
+        await _interrupted(journal, job_id)
+    await journal.set_job_state(job_id, JobState.FINISHED)
+    report = await write_report(journal, job_id, report_path_for(journal.path, job_id))
+    job = await journal.job(job_id)
+    result = JobResult(journal.path, job, report.counts, plan=summary, report_path=report.path,
+                       elapsed=time.monotonic() - started, requests=client.stats.as_dict(),
+                       drift=drift)
+    log.info("job finished %s elapsed=%.1fs report=%s", _counts_text(result.counts),
+             result.elapsed, report.path)
+    return result
+
+
+def _counts_text(counts: Counts) -> str:
+    text = " ".join(f"{s.value}={counts.get(s)}" for s in ItemState if counts.get(s))
+    return text + (f" rejected={counts.rejected}" if counts.rejected else "")
+
+
+async def _interrupted(journal: Journal, job_id: int) -> None:
+    await journal.flush()
+    await journal.set_job_state(job_id, JobState.INTERRUPTED)
+    counts = await journal.counts(job_id)
+    raise Interrupted(
+        f"interrupted: {_counts_text(counts)}. Everything so far is in {journal.path}: run the "
+        "same command again to resume."
+    )
+
+
+async def verify_done(journal: Journal, job_id: int, client: TelnyxClient,
+                      stop: StopSignal) -> list[tuple[str, str, str | None]]:
+    """Re-read every number the job changed and list the ones that drifted since."""
+    drift: list[tuple[str, str, str | None]] = []
+
+    async def check(page: list[Item]) -> None:
+        # read_states: the same reads as the snapshot, one-by-one fallback included.
+        entries = await read_states(client, [item.phone_number for item in page])
+        drift.extend((item.phone_number, item.desired, entry.current)
+                     for item, entry in zip(page, entries) if entry.current != item.desired)
+
+    _raise_fatal(await pump(item_batches(journal, job_id, ItemState.DONE), check,
+                            concurrency=SNAPSHOT_CONCURRENCY, stop=stop))
+    for number, desired, current in drift[:20]:
+        log.info("verify drift number=%s desired=%s current=%s", number, desired or "unassigned",
+                 "not found" if current is None else current or "unassigned")
+    log.info("verify finished drifted=%d", len(drift))
+    return drift

@@ -1,0 +1,85 @@
+"""Typed records the journal stores and returns: jobs, items, updates, staging results."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bulkops.journal.states import ItemState, JobState
+from bulkops.models import ApiErrorInfo, Extra, Kind
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: int
+    kind: Kind
+    name: str
+    state: JobState
+    created_at: str
+    updated_at: str
+    job_file: str | None
+    csv_path: str | None
+    csv_sha256: str | None
+    default_profile_id: str | None
+    parent_id: int | None  # a rollback job points at the job it undoes
+    settings: Mapping[str, object]  # JSON-able run settings; never the API key
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    job_id: int
+    phone_number: str
+    line: int
+    desired: str  # "" = unassigned
+    prior: str | None  # profile before the job: None = unknown yet, "" = had none
+    expected: str | None  # rollback only: the profile the original job set
+    state: ItemState
+    attempts: int
+    http_status: int | None
+    error_code: str | None
+    error_title: str | None
+    error_detail: str | None
+    note: str | None
+    on_account: bool | None  # None = not checked; False = the API does not know the number
+    extra: Extra
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class ItemUpdate:
+    """One state change of one item; ``None`` fields keep their journaled value."""
+
+    job_id: int
+    phone_number: str
+    from_state: ItemState
+    to_state: ItemState
+    attempts: int | None = None
+    http_status: int | None = None
+    error: ApiErrorInfo | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Conflict:  # one number sent to two different profiles by two lines of the CSV
+    phone_number: str
+    line_a: int  # the first line naming the number
+    desired_a: str
+    line_b: int  # a later line naming another target
+    desired_b: str
+
+
+@dataclass(frozen=True)
+class StagingResult:
+    rows: int  # rows staged (before collapsing)
+    collapsed: int  # later duplicate lines with the same target, folded into the first
+    collapsed_lines: tuple[int, ...]  # the first 20 of them
+    conflicts: tuple[Conflict, ...]  # the first 50
+    conflict_count: int  # lines whose target differs from the number's first line
+
+
+@dataclass(frozen=True)
+class SnapshotEntry:
+    phone_number: str
+    current: str | None  # None = not on the account; "" = unassigned
+
+

@@ -1,0 +1,129 @@
+"""The snapshot: the current profile of every pending number, read before it is written.
+
+Numbers are read in batches of 250 with ``GET /phone_numbers/messaging?filter[phone_number]=
+a,b,...`` (one request per 250 numbers, not one per number). The journal then knows each
+number's prior profile, rows already in place are skipped without a PATCH, and rows whose
+write landed before an interruption are confirmed done by read-back instead of being sent
+again. With nobody to approve a plan, ``snapshot_and_write`` reads and writes as one pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+
+import anyio
+
+from bulkops.journal.records import Item, SnapshotEntry
+from bulkops.journal.states import ItemState
+from bulkops.journal.store import Journal
+from bulkops.progress import Tracker
+from bulkops.runner import FatalBox, StopSignal, Writer, pump, write_from
+from bulkops.telnyx.client import TelnyxClient
+from bulkops.telnyx.retry import GaveUp
+
+log = logging.getLogger("bulkops")
+
+SNAPSHOT_BATCH = 250  # the API's page[size] maximum
+SNAPSHOT_CONCURRENCY = 8
+
+
+async def item_batches(journal: Journal, job_id: int, state: ItemState = ItemState.PENDING,
+                       ) -> AsyncGenerator[list[list[Item]], None]:
+    """Pages of one read-back request each, for ``pump`` (one page is one work item)."""
+    async with aclosing(journal.iter_items(job_id, {state}, batch=SNAPSHOT_BATCH)) as pages:
+        async for page in pages:
+            yield [page]
+
+
+async def read_states(client: TelnyxClient, numbers: list[str]) -> list[SnapshotEntry]:
+    """The current profile of each number (None: not on the account), 250 per request."""
+    try:
+        found = (await client.get_numbers(numbers)).value
+    except GaveUp as exc:
+        if exc.retryable:
+            raise
+        # A server that refuses the comma-separated filter: read the batch one by one.
+        log.info("snapshot: the list filter was refused (%s); reading %d numbers one by one",
+                 exc.info.describe(), len(numbers))
+        found = {}
+        for number in numbers:
+            state = await client.get_number(number)
+            if state is not None:
+                found[number] = state
+    return [SnapshotEntry(n, found[n].profile_or_unassigned if n in found else None) for n in numbers]
+
+
+async def take_snapshot(
+    journal: Journal,
+    job_id: int,
+    client: TelnyxClient,
+    *,
+    stop: StopSignal,
+    force: bool = False,
+) -> FatalBox:
+    """Read the current profile of every PENDING item and record it in the journal."""
+
+    async def read(page: list[Item]) -> None:
+        numbers = [item.phone_number for item in page]
+        await journal.apply_snapshot(job_id, await read_states(client, numbers), force=force)
+
+    return await pump(item_batches(journal, job_id), read, concurrency=SNAPSHOT_CONCURRENCY, stop=stop)
+
+
+async def snapshot_and_write(
+    journal: Journal,
+    job_id: int,
+    client: TelnyxClient,
+    tracker: Tracker,
+    *,
+    concurrency: int,
+    stop: StopSignal,
+    force: bool = False,
+) -> FatalBox:
+    """Snapshot and write as one pipeline: each batch of 250 is read back, then written.
+
+    Used when nobody has to approve a plan first (--yes, cron): the server answers the
+    next batches' reads while the workers write the first ones, instead of every read
+    waiting for the last one. Each row is still read back before it is written.
+    """
+    send, receive = anyio.create_memory_object_stream[list[Item]](SNAPSHOT_CONCURRENCY * 2)
+
+    async def read(page: list[Item]) -> None:
+        numbers = [item.phone_number for item in page]
+        await journal.apply_snapshot(job_id, await read_states(client, numbers), force=force)
+        pending = await journal.pending_among(job_id, numbers)
+        # The page's items as read before the snapshot: it changes no field a write uses.
+        still = [item for item in page if item.phone_number in pending]
+        tracker.skipped += len(page) - len(still)
+        try:
+            await send.send(still)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass  # the writers stopped (signal or fatal error): these rows stay pending
+
+    async def snapshots() -> FatalBox:
+        async with send:
+            return await pump(item_batches(journal, job_id), read, concurrency=SNAPSHOT_CONCURRENCY,
+                              stop=stop)
+
+    async def snapshotted() -> AsyncGenerator[list[Item], None]:
+        async with receive:
+            async for page in receive:
+                yield page
+
+    reading = FatalBox()
+
+    async def run_reads(group: anyio.CancelScope) -> None:
+        reading.error = (await snapshots()).error
+        if reading.error is not None:
+            group.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_reads, tg.cancel_scope)
+        writing = await write_from(journal, snapshotted(), Writer(journal, client, tracker),
+                                   concurrency=concurrency, stop=stop)
+        tg.cancel_scope.cancel()  # writers gone (done, stopped or fatal): no reader may block
+    return reading if reading.error is not None else writing
+
+

@@ -1,0 +1,1 @@
+"""The Telnyx HTTP API: client, answers, rate limiter, rate-limit headers, retry policy, clock."""
