@@ -11,7 +11,14 @@ __version__ = "0.1.0"
 from bulkops.config import RunSettings, Secret  # noqa: E402
 from bulkops.execute import JobResult  # noqa: E402
 from bulkops.jobs import (  # noqa: E402
-    JobRequest, JobStatus, job_status, plan_job, report_job, retry_failed, rollback, run_job,
+    JobRequest,
+    JobStatus,
+    job_status,
+    plan_job,
+    report_job,
+    retry_failed,
+    rollback,
+    run_job,
     validate_file,
 )
 

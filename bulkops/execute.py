@@ -24,7 +24,7 @@ from bulkops.models import Counts
 from bulkops.plan import PlanSummary, summarize
 from bulkops.progress import Tracker, show_progress
 from bulkops.report import write_report
-from bulkops.runner import FatalBox, StopSignal, pump, watch_signals, write_items
+from bulkops.runner import StopSignal, pump, watch_signals, write_items
 from bulkops.snapshot import (
     SNAPSHOT_CONCURRENCY, item_batches, read_states, snapshot_and_write, take_snapshot,
 )
@@ -83,17 +83,12 @@ def report_path_for(journal_path: Path, job_id: int = 1) -> Path:
     return journal_path.with_name(journal_path.stem + suffix + ".report.csv")
 
 
-def _raise_fatal(fatal: FatalBox) -> None:
-    if fatal.error is not None:
-        raise fatal.error
-
-
 async def snapshot_pending(journal: Journal, job_id: int, client: TelnyxClient,
                            settings: RunSettings, stop: StopSignal) -> None:
     """Read back every PENDING row before any write (see plan.take_snapshot)."""
     counts = await journal.counts(job_id)
     log.info("snapshot started numbers=%d", counts.get(ItemState.PENDING))
-    _raise_fatal(await take_snapshot(journal, job_id, client, stop=stop, force=settings.force))
+    (await take_snapshot(journal, job_id, client, stop=stop, force=settings.force)).raise_if_set()
 
 
 async def execute(
@@ -164,7 +159,7 @@ async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings
             fatal = await write_items(journal, job_id, client, tracker,
                                       concurrency=settings.concurrency, stop=stop)
         tg.cancel_scope.cancel()
-    _raise_fatal(fatal)
+    fatal.raise_if_set()
     if stop.requested:
         await _interrupted(journal, job_id)
     drift = await verify_done(journal, job_id, client, stop) if settings.verify else []
@@ -207,8 +202,9 @@ async def verify_done(journal: Journal, job_id: int, client: TelnyxClient,
         drift.extend((item.phone_number, item.desired, entry.current)
                      for item, entry in zip(page, entries) if entry.current != item.desired)
 
-    _raise_fatal(await pump(item_batches(journal, job_id, ItemState.DONE), check,
-                            concurrency=SNAPSHOT_CONCURRENCY, stop=stop))
+    drifted = await pump(item_batches(journal, job_id, ItemState.DONE), check,
+                         concurrency=SNAPSHOT_CONCURRENCY, stop=stop)
+    drifted.raise_if_set()
     for number, desired, current in drift[:20]:
         log.info("verify drift number=%s desired=%s current=%s", number, desired or "unassigned",
                  "not found" if current is None else current or "unassigned")

@@ -1,14 +1,15 @@
 """The worker pool: journaled PATCHes through one shared rate limiter.
 
-Shape: a feeder reads PENDING items from the journal in keyset pages and sends
-them into a bounded memory stream; ``concurrency`` workers take them, mark them
-in flight, PATCH, check the answer and record the outcome; the journal's
-flusher commits outcomes in batches. Memory stays flat whatever the job size.
+Shape (``pump``): ``concurrency`` workers share one small deque; the first idle worker
+refills it with the source's next page (PENDING items read from the journal in keyset
+pages, or snapshotted pages from the read-back pipeline). A ``Writer`` marks each item in
+flight, PATCHes, checks the answer and records the outcome; the journal's flusher commits
+outcomes in batches. Memory stays flat whatever the job size.
 
-Only fatal errors (auth, journal) stop the pool: a worker that meets one keeps it
-and cancels the group, so the caller sees the ``BulkOpsError`` itself, never an
-exception group. A failed row is a recorded outcome. Ctrl-C / SIGTERM stop the
-feeder, let requests in flight finish for a bounded grace period, then cancel.
+Only fatal errors (auth, journal) stop the pool: a worker that meets one keeps it in a
+``FatalBox`` and cancels the group, so the caller sees the ``BulkOpsError`` itself, never
+an exception group. A failed row is a recorded outcome. Ctrl-C / SIGTERM stop taking
+items, let requests in flight finish for a bounded grace period, then cancel.
 """
 
 from __future__ import annotations
@@ -83,9 +84,23 @@ def gave_up_error(exc: GaveUp) -> ApiError:
 
 @dataclass
 class FatalBox:
-    """The first fatal error any task met; the pool is cancelled when it is set."""
+    """The first fatal error any task of a group met; the group is cancelled when it is kept.
+
+    Tasks ``keep`` the error instead of raising it, and the caller ``raise_if_set`` after its
+    own cleanup, outside the task group: callers see the ``BulkOpsError`` itself, never an
+    exception group.
+    """
 
     error: BulkOpsError | None = None
+
+    def keep(self, error: BulkOpsError | GaveUp, group: CancelScope) -> None:
+        if self.error is None:
+            self.error = gave_up_error(error) if isinstance(error, GaveUp) else error
+        group.cancel()
+
+    def raise_if_set(self) -> None:
+        if self.error is not None:
+            raise self.error
 
 
 async def pump(
@@ -133,9 +148,7 @@ async def pump(
         try:
             await worker()
         except (BulkOpsError, GaveUp) as exc:
-            if fatal.error is None:
-                fatal.error = gave_up_error(exc) if isinstance(exc, GaveUp) else exc
-            group.cancel()
+            fatal.keep(exc, group)
 
     async def grace_timer(group: CancelScope) -> None:
         await stop.event.wait()
@@ -252,8 +265,7 @@ async def write_from(
         try:
             await journal.run_flusher()
         except BulkOpsError as exc:  # the journal cannot record outcomes: stop sending
-            flush_failure.error = exc
-            group.cancel()
+            flush_failure.keep(exc, group)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(flusher, tg.cancel_scope)

@@ -115,9 +115,8 @@ async def snapshot_and_write(
     reading = FatalBox()
 
     async def run_reads(group: anyio.CancelScope) -> None:
-        reading.error = (await snapshots()).error
-        if reading.error is not None:
-            group.cancel()
+        if (error := (await snapshots()).error) is not None:
+            reading.keep(error, group)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(run_reads, tg.cancel_scope)

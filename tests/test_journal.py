@@ -126,8 +126,9 @@ async def test_a_second_open_in_the_same_process_is_locked_out(journal: Journal)
 HOLDER = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
-    from bulkops.journal import ItemUpdate, Journal
-    from bulkops.models import ItemState
+    from bulkops.journal.records import ItemUpdate
+    from bulkops.journal.states import ItemState
+    from bulkops.journal.store import Journal
 
     async def main() -> None:
         journal = await Journal.open(Path(sys.argv[1]))

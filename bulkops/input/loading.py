@@ -15,12 +15,14 @@ from pathlib import Path
 
 import anyio
 
-from bulkops.errors import InputError
+from bulkops.errors import BulkOpsError, InputError
 from bulkops.input.rows import read_rows
 from bulkops.journal.records import StagingResult
 from bulkops.journal.store import Journal
 from bulkops.models import Kind, MigrateRow, NumberRow, Problem, Severity
+from bulkops.runner import FatalBox
 from bulkops.telnyx.client import TelnyxClient
+from bulkops.telnyx.retry import GaveUp
 
 log = logging.getLogger("bulkops")
 
@@ -143,22 +145,20 @@ async def check_profiles(
 ) -> None:
     """Each distinct target profile must exist on the account before any write."""
     found: dict[str, bool] = {}
-    failures: list[BaseException] = []
+    fatal = FatalBox()
     limit = anyio.Semaphore(8)
 
     async def check(profile_id: str, group: anyio.CancelScope) -> None:
         async with limit:
             try:
                 found[profile_id] = await client.get_profile(profile_id) is not None
-            except Exception as exc:  # re-raised below as itself, never as an exception group
-                failures.append(exc)
-                group.cancel()
+            except (BulkOpsError, GaveUp) as exc:
+                fatal.keep(exc, group)
 
     async with anyio.create_task_group() as tg:  # a few reads at once: they share the limiter
         for profile_id in uses:
             tg.start_soon(check, profile_id, tg.cancel_scope)
-    if failures:
-        raise failures[0]
+    fatal.raise_if_set()
     missing = [
         f"  {csv_path}:{lines[0]}: messaging profile {profile_id} does not exist on this account "
         f"(used on line(s) {', '.join(str(n) for n in lines)})"

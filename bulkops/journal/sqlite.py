@@ -67,6 +67,8 @@ SESSION = (
 ITEM_COLUMNS = ("job_id, phone_number, line, desired, prior, expected, state, attempts, "
                 "http_status, error_code, error_title, error_detail, note, on_account, extra, "
                 "updated_at")
+# ``SELECT {ITEM_COLUMNS}, id``: where the rowid sits, for keyset pages and ORDER BY.
+ROWID_AT = ITEM_COLUMNS.count(",") + 1
 JOB_COLUMNS = ("id, kind, name, state, created_at, updated_at, job_file, csv_path, csv_sha256, "
                "default_profile_id, parent_id, settings")
 

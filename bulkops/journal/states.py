@@ -16,10 +16,6 @@ class ItemState(str, Enum):
     FAILED = "failed"  # permanent error, retries exhausted, or not applied
     SKIPPED = "skipped"  # already in place (snapshot), or left alone by rollback
 
-    @property
-    def terminal(self) -> bool:
-        return self in (ItemState.DONE, ItemState.FAILED, ItemState.SKIPPED)
-
 
 class JobState(str, Enum):
     """Life of one job; the runner moves it, the journal only stores it."""

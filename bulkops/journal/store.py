@@ -21,10 +21,13 @@ from bulkops.journal.records import (
     Conflict, Item, ItemUpdate, JobRecord, SnapshotEntry, StagingResult,
 )
 from bulkops.journal.sql import (
-    COLLAPSED_LINES, CONFLICTS, DISTINCT_DESIRED, DUPLICATE_COUNTS, ROLLBACK_ITEMS, SNAPSHOT_SQL, STAGE_TO_ITEMS, flush_statements, pending_among_sql, snapshot_params,
+    COLLAPSED_LINES, CONFLICTS, DISTINCT_DESIRED, DUPLICATE_COUNTS, ROLLBACK_ITEMS, SNAPSHOT_SQL,
+    STAGE_TO_ITEMS, flush_statements, pending_among_sql, snapshot_params,
 )
 from bulkops.journal.sqlite import (
-    ITEM_COLUMNS, JOB_COLUMNS, bug, check_header, connect, dump_extra, dump_settings, initialize, item_from_row, job_from_row, load_extra, lock_file, now, sidecar, translate, validate,
+    ITEM_COLUMNS, JOB_COLUMNS, ROWID_AT, bug, check_header, connect, dump_extra, dump_settings,
+    initialize, item_from_row, job_from_row, load_extra, lock_file, now, sidecar, translate,
+    validate,
 )
 from bulkops.journal.states import TRANSITIONS, ItemState, JobState
 from bulkops.models import Counts, Kind, MigrateRow, NumberRow, Problem
@@ -317,7 +320,7 @@ class Journal:
     async def iter_items(self, job_id: int, states: Collection[ItemState] | None = None,
                          batch: int = 1000) -> AsyncGenerator[list[Item], None]:
         """Pages of items in rowid order, keyset-paginated: safe while they are updated."""
-        select = f"SELECT {ITEM_COLUMNS}, id FROM items"
+        select = f"SELECT {ITEM_COLUMNS}, id FROM items"  # id last: ROWID_AT
         wanted = None if states is None else sorted({ItemState(s).value for s in states})
         if wanted is None:  # NOT INDEXED: a rowid range; the planner would sort the whole job
             sql = f"{select} NOT INDEXED WHERE job_id = :job AND id > :after ORDER BY id LIMIT :n"
@@ -325,13 +328,13 @@ class Journal:
             sql = (f"{select} INDEXED BY items_job_state WHERE job_id = :job AND "
                    f"state = '{wanted[0]}' AND id > :after ORDER BY id LIMIT :n")
         else:  # one index range per state, merged: never a full sort
-            sql = "SELECT * FROM ({}) ORDER BY 17 LIMIT :n".format(" UNION ALL ".join(
+            sql = f"SELECT * FROM ({{}}) ORDER BY {ROWID_AT + 1} LIMIT :n".format(" UNION ALL ".join(
                 f"SELECT * FROM ({select} INDEXED BY items_job_state WHERE job_id = :job AND "
                 f"state = '{s}' AND id > :after ORDER BY id LIMIT :n)" for s in wanted))
         after, batch = 0, max(batch, 1)
         while wanted != [] and (rows := await self._fetch(
                 "reading items", sql, {"job": job_id, "after": after, "n": batch})):
-            after = rows[-1][16]
+            after = rows[-1][ROWID_AT]
             yield [item_from_row(r) for r in rows]
             if len(rows) < batch:
                 return

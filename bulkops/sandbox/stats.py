@@ -45,9 +45,6 @@ class RecordedExchange:
     def request_json(self) -> object:
         return json.loads(self.request_body) if self.request_body else None
 
-    def response_json(self) -> object:
-        return json.loads(self.response_body) if self.response_body else None
-
 
 @dataclass(slots=True)
 class SandboxStats:

@@ -79,7 +79,12 @@ class Outcome(Generic[T]):
 
 
 class GaveUp(Exception):
-    """The call failed for good; the row is recorded as failed with ``info``."""
+    """The call failed for good (``info`` says why).
+
+    For a write, the row is recorded as failed with ``info``. For a read the job cannot go
+    on without (profile check, listing, snapshot), it is fatal: ``runner.gave_up_error``
+    turns it into the ``ApiError`` that stops the job.
+    """
 
     def __init__(self, info: ApiErrorInfo, attempts: int, *, retryable: bool) -> None:
         why = "retries exhausted" if retryable else "not retryable"
