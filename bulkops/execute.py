@@ -85,7 +85,7 @@ def report_path_for(journal_path: Path, job_id: int = 1) -> Path:
 
 async def snapshot_pending(journal: Journal, job_id: int, client: TelnyxClient,
                            settings: RunSettings, stop: StopSignal) -> None:
-    """Read back every PENDING row before any write (see plan.take_snapshot)."""
+    """Read back every PENDING row before any write (see snapshot.take_snapshot)."""
     counts = await journal.counts(job_id)
     log.info("snapshot started numbers=%d", counts.get(ItemState.PENDING))
     (await take_snapshot(journal, job_id, client, stop=stop, force=settings.force)).raise_if_set()

@@ -8,7 +8,7 @@ from types import MappingProxyType
 
 
 class ItemState(str, Enum):
-    """Journal state of one number in one job; see journal.TRANSITIONS."""
+    """Journal state of one number in one job; see TRANSITIONS below."""
 
     PENDING = "pending"  # not yet sent (or sent by a process that died before recording it)
     IN_FLIGHT = "in_flight"  # a PATCH may be on the wire
