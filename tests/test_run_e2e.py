@@ -20,6 +20,7 @@ from bulkops.sandbox import FaultConfig, Sandbox
 
 from tests.conftest import SandboxFactory
 from tests.jobhelpers import journal_items, other_profile, patches, run, write_csv
+from tests.journal_kit import execute_sql
 
 
 async def test_assign_moves_every_number_and_journals_each_row(sandbox: Sandbox, tmp_path: Path) -> None:
@@ -90,11 +91,10 @@ async def test_resume_after_interruption_sends_only_what_was_left(sandbox: Sandb
     # rows 6-30 pending (their writes never happened), the rest done.
     await run(sandbox, Kind.ASSIGN, csv_path, journal_path)
     async with await Journal.open(journal_path) as journal:
-        await journal._conn.execute(  # type: ignore[union-attr]
-            "UPDATE items SET state = 'in_flight' WHERE id IN (SELECT id FROM items ORDER BY id LIMIT 5)")
-        await journal._conn.execute(  # type: ignore[union-attr]
-            "UPDATE items SET state = 'pending' WHERE id IN (SELECT id FROM items ORDER BY id LIMIT 25 OFFSET 5)")
-        await journal._conn.commit()  # type: ignore[union-attr]
+        await execute_sql(
+            journal, "UPDATE items SET state = 'in_flight' WHERE id IN (SELECT id FROM items ORDER BY id LIMIT 5)")
+        await execute_sql(
+            journal, "UPDATE items SET state = 'pending' WHERE id IN (SELECT id FROM items ORDER BY id LIMIT 25 OFFSET 5)")
     undone = numbers[5:30]
     for n in undone:
         sandbox.set_profile(n, None)
@@ -206,8 +206,7 @@ async def test_auth_failure_mid_run_stops_the_pool_and_marks_the_job_aborted(
     await run(sandbox, Kind.UNASSIGN, csv_path, tmp_path / "a.db")
     async with await Journal.open(tmp_path / "a.db") as journal:
         await journal.set_job_state(1, JobState.READY)
-        await journal._conn.execute("UPDATE items SET state = 'pending'")  # type: ignore[union-attr]
-        await journal._conn.commit()  # type: ignore[union-attr]
+        await execute_sql(journal, "UPDATE items SET state = 'pending'")
     for n in numbers:
         sandbox.set_profile(n, sandbox.profile_ids()[0])
 

@@ -6,7 +6,7 @@ Every number is checked with ``phonenumbers`` (parse + ``is_valid_number``), but
 ``str.translate`` and validity is looked up per exchange (NPA-NXX, 6 national digits) in a
 fixed 1 MB table. That cache is exact, not a heuristic: in the ``phonenumbers`` metadata no
 NANP pattern looks past the 6th national digit, except in a few area codes that are split by
-thousands blocks (7th digit), which get a 7-digit key. ``tests/test_csvjobs.py`` re-derives both
+thousands blocks (7th digit), which get a 7-digit key. ``tests/test_phone.py`` re-derives both
 facts from the installed metadata, so an upgrade that breaks them fails CI instead of letting
 a bad number through.
 """

@@ -1,7 +1,7 @@
 """The journal's data statements: per-row updates, staging, duplicates, rollback.
 
 Each per-row statement finds its row through the unique (job_id, phone_number) index
-(tests/test_journal.py pins the query plans): a job of a million rows never scans itself
+(tests/test_journal_states.py pins the query plans): a job of a million rows never scans itself
 once per row or per batch."""
 
 from __future__ import annotations
