@@ -196,6 +196,7 @@ def test_required_columns_are_the_documented_ones() -> None:
         Kind.ASSIGN: ("phone_number", "messaging_profile_id"),
         Kind.UNASSIGN: ("phone_number",),
         Kind.MIGRATE: ("from_profile_id", "to_profile_id"),
+        Kind.SET: ("phone_number", "messaging_profile_id"),
     }
 
 

@@ -175,7 +175,7 @@ def test_wrong_limit_types_and_ranges_name_line_and_key(
         ('journal = "j/{user}.db"', "journal: '{user}' is not a placeholder"),
         ('journal = "j/{date.db"', "journal: '{' is not a placeholder"),
         ('default_region = "USA"', 'default_region: "USA" is not a region code'),
-        ('profile_id = "4001767e-ce0f"', 'profile_id: "4001767e-ce0f" is not a messaging profile id'),
+        ('profile_id = "4001767e-ce0f-4cae-9d5f"', 'profile_id: "4001767e-ce0f-4cae-9d5f" is not a messaging profile id'),
         ("limits = 5", "limits: must be a table"),
     ],
 )

@@ -113,6 +113,9 @@ async def load_rows(
         report.rejected += len(rejected)
     if names.names is not None:
         await journal.set_profile_names(names.names.id_names())
+    if names.unchecked:
+        log.warning("warning %s names profiles by name; names are checked against the account "
+                    "only with an API key (not offline)", csv_path)
     for warning in report.warnings:
         log.warning("warning %s", warning)
     if report.error_count and not skip_invalid:

@@ -94,6 +94,7 @@ class ProfileLookup:
     offline: bool = False
     names: ProfileNames | None = None
     used: dict[str, str] = field(default_factory=dict)  # name as written -> id
+    unchecked: bool = False  # offline, and a name was met
 
     def load(self, profiles: Iterable[Profile]) -> None:
         self.names = ProfileNames.of(profiles)
@@ -105,6 +106,7 @@ class ProfileLookup:
             return known
         if self.names is None:
             if self.offline:
+                self.unchecked = True
                 return ref
             raise NeedProfiles(ref)
         profile_id = self.names.resolve(ref)
