@@ -26,11 +26,9 @@ async def cli(sandbox: Sandbox, *args: str | Path) -> CliResult:
     return await run_cli([*args, "--base-url", sandbox.base_url], env=cli_env(sandbox.api_key))
 
 
-async def names_of(sandbox: Sandbox) -> dict[str, str]:
-    """Profile id -> name, as the sandbox lists them."""
-    async with Api.open(sandbox) as api:
-        reply = await api.request("GET", "/messaging_profiles?page[size]=250")
-    return {p["id"]: p["name"] for p in reply.data}
+def names_of(sandbox: Sandbox) -> dict[str, str]:
+    """Profile id -> name, as the sandbox holds them."""
+    return {p.id: p.name for p in sandbox.state.profiles()}
 
 
 async def export_rows(sandbox: Sandbox, path: Path, *args: str) -> list[dict[str, str]]:
@@ -54,7 +52,7 @@ async def test_profiles_lists_every_profile_with_its_number_count(sandbox: Sandb
     result = await cli(sandbox, "profiles", "--json")
     assert result.returncode == 0, result.describe()
     listed = {p["id"]: (p["name"], p["numbers"]) for p in json.loads(result.stdout)["profiles"]}
-    dump, names = sandbox.dump(), await names_of(sandbox)
+    dump, names = sandbox.dump(), names_of(sandbox)
     assert listed == {pid: (name, sum(1 for p in dump.values() if p == pid))
                       for pid, name in names.items()}
     table = await cli(sandbox, "profiles")
@@ -62,15 +60,17 @@ async def test_profiles_lists_every_profile_with_its_number_count(sandbox: Sandb
 
 
 async def test_an_export_of_the_whole_account_equals_its_state(tmp_path: Path) -> None:
-    # 600 numbers: three pages of 250, and profiles beyond one page of profiles' default size
-    async with running_sandbox(SandboxConfig(numbers=600, profiles=23, seed=3)) as sandbox:
+    # 600 numbers: three pages of 250; 260 profiles: two pages of profiles to name them all
+    async with running_sandbox(SandboxConfig(numbers=600, profiles=260, seed=3)) as sandbox:
         out = tmp_path / "account.csv"
         rows = await export_rows(sandbox, out)
         assert as_state(rows) == sandbox.dump()
         assert len(rows) == len(sandbox.dump())  # no number twice
-        names = await names_of(sandbox)
+        names = names_of(sandbox)
+        assert len(names) == 260
         assert all(r["messaging_profile_name"] == names.get(r["messaging_profile_id"], "")
                    for r in rows)
+        assert any(r["messaging_profile_name"] == names[sandbox.profile_ids()[-1]] for r in rows)
         assert {r["type"] for r in rows} == {"longcode", "tollfree"}
         assert all((r["type"] == "tollfree") == is_toll_free(r["phone_number"]) for r in rows)
         assert mode_of(out) == 0o600
@@ -82,7 +82,7 @@ async def test_export_by_profile_id_by_name_unassigned_and_by_type(sandbox: Sand
     first, second = sandbox.profile_ids()[:2]
     by_id = await export_rows(sandbox, tmp_path / "a.csv", "--profile", first)
     assert as_state(by_id) == {n: p for n, p in dump.items() if p == first}
-    names = await names_of(sandbox)
+    names = names_of(sandbox)
     by_name = await export_rows(sandbox, tmp_path / "b.csv", "--profile", names[first],
                                 "--profile", second)
     assert as_state(by_name) == {n: p for n, p in dump.items() if p in (first, second)}
@@ -137,7 +137,7 @@ async def test_names_in_csv_cells_are_resolved_and_the_report_shows_both(
         sandbox: Sandbox, tmp_path: Path) -> None:
     numbers = sandbox.numbers()[:3]
     first, second = sandbox.profile_ids()[:2]
-    names = await names_of(sandbox)
+    names = names_of(sandbox)
     path = write_csv(tmp_path / "named.csv", ["phone_number", "messaging_profile_id"],
                      [(numbers[0], names[first]), (numbers[1], names[second].upper()),
                       (numbers[2], first)])
@@ -154,7 +154,7 @@ async def test_names_in_csv_cells_are_resolved_and_the_report_shows_both(
 async def test_unknown_and_shared_names_are_refused_naming_file_line_and_ids(
         sandbox: Sandbox, tmp_path: Path) -> None:
     first = sandbox.profile_ids()[0]
-    name = (await names_of(sandbox))[first]
+    name = names_of(sandbox)[first]
     async with Api.open(sandbox) as api:
         twin = (await api.request("POST", "/messaging_profiles", json={
             "name": name, "whitelisted_destinations": ["US"]})).data["id"]
@@ -173,7 +173,7 @@ async def test_unknown_and_shared_names_are_refused_naming_file_line_and_ids(
 async def test_profile_id_option_job_file_and_migrate_rows_take_names(
         sandbox: Sandbox, tmp_path: Path) -> None:
     first, second, third = sandbox.profile_ids()[:3]
-    names = await names_of(sandbox)
+    names = names_of(sandbox)
     dump = sandbox.dump()
     unassigned = [n for n, p in dump.items() if p is None][:2]
     csv_path = write_csv(tmp_path / "default.csv", ["phone_number"], [(unassigned[0],)])
@@ -198,7 +198,7 @@ async def test_profile_id_option_job_file_and_migrate_rows_take_names(
 async def test_a_set_job_makes_the_account_equal_its_csv_and_a_second_run_writes_nothing(
         sandbox: Sandbox, tmp_path: Path) -> None:
     profiles = sandbox.profile_ids()
-    names = await names_of(sandbox)
+    names = names_of(sandbox)
     numbers = sandbox.numbers()[:40]
     # every row somewhere: a profile by id, by name, or unassigned (empty)
     desired = {n: (None if i % 4 == 0 else profiles[i % len(profiles)]) for i, n in enumerate(numbers)}
