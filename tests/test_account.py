@@ -149,6 +149,11 @@ async def test_names_in_csv_cells_are_resolved_and_the_report_shows_both(
     report = read_report(tmp_path / "named.report.csv")
     assert [(r["desired_profile_id"], r["desired_profile_name"]) for r in report] == [
         (first, names[first]), (second, names[second]), (first, names[first])]
+    as_json = await run_cli(["report", "--journal", journal, "--format", "json", "--output",
+                             tmp_path / "named.json"], env=cli_env())
+    assert as_json.returncode == 0, as_json.describe()
+    rows = json.loads((tmp_path / "named.json").read_text())["rows"]
+    assert [r["desired_profile_name"] for r in rows] == [names[first], names[second], names[first]]
 
 
 async def test_unknown_and_shared_names_are_refused_naming_file_line_and_ids(
@@ -252,3 +257,15 @@ async def test_round_trip_profiles_export_edit_plan_run_rollback(sandbox: Sandbo
     back = await cli(sandbox, "rollback", "--journal", journal, "--yes")
     assert back.returncode == 0, back.describe()
     assert sandbox.dump() == before
+
+
+def test_listing_pages_without_meta_are_read_on_until_an_empty_page() -> None:
+    from bulkops.telnyx.answers import account_page, profiles_page
+
+    item = {"phone_number": "+13125550101", "messaging_profile_id": None, "type": "longcode"}
+    numbers, pages, total = account_page({"data": [item]})
+    assert (numbers[0].profile_id, numbers[0].type, numbers[0].messaging_product) == (None, "longcode", "")
+    assert pages > 1 and total == 0  # read on; the empty page ends it
+    assert account_page({"data": []})[1:] == (0, 0)
+    assert profiles_page({"data": [], "meta": {"total_pages": 0, "total_results": 0, "page_size": 250,
+                                               "page_number": 1}}) == ([], 0)

@@ -61,12 +61,21 @@ def profile(payload: Any) -> Profile | None:
     return Profile(data["id"], name if isinstance(name, str) else "")
 
 
-def _meta_int(payload: Any, name: str) -> int:
+def _meta_int(payload: Any, name: str, missing: int | None = None) -> int:
+    """``meta.<name>``; ``missing`` stands in when the server leaves it out (None: required)."""
     meta = payload.get("meta") if isinstance(payload, dict) else None
     value = meta.get(name) if isinstance(meta, dict) else None
+    if value is None and missing is not None:
+        return missing
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise BadShape(f"`meta.{name}` is not a whole number")
     return value
+
+
+def _pages(payload: Any, items: list[Any]) -> int:
+    # The spec requires meta.total_pages; a server that leaves it out is read on while its
+    # pages come back non-empty (the caller stops at the first empty page).
+    return _meta_int(payload, "total_pages", missing=1 << 30 if items else 0)
 
 
 def total_results(payload: Any) -> int:
@@ -87,7 +96,7 @@ def profiles_page(payload: Any) -> tuple[list[Profile], int]:
     items = _data(payload)
     if not isinstance(items, list):
         raise BadShape("`data` is not a list")
-    return [_profile_item(item) for item in items], _meta_int(payload, "total_pages")
+    return [_profile_item(item) for item in items], _pages(payload, items)
 
 
 def _text(item: dict[str, Any], name: str) -> str:
@@ -105,4 +114,4 @@ def account_page(payload: Any) -> tuple[list[AccountNumber], int, int]:
         state = _number_state(item)
         numbers.append(AccountNumber(state.phone_number, state.profile_id, _text(item, "type"),
                                      _text(item, "messaging_product")))
-    return numbers, _meta_int(payload, "total_pages"), _meta_int(payload, "total_results")
+    return numbers, _pages(payload, items), _meta_int(payload, "total_results", missing=0)

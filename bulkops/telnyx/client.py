@@ -273,7 +273,7 @@ class TelnyxClient:
             query = (("page[number]", str(page)), ("page[size]", str(PAGE_SIZE)))
             found, pages = (await self._call(_Request("GET", "/messaging_profiles", query),
                                              profiles_page)).value
-            if not found:
+            if all(p.id in profiles for p in found):  # empty, or a page met before
                 break
             profiles.update((p.id, p) for p in found)
             page += 1
@@ -295,12 +295,15 @@ class TelnyxClient:
         read by number: a list that changes meanwhile can repeat a number (the caller drops it).
         """
         page = pages = 1
+        previous: list[str] = []
         while page <= pages:
             query = (*filters, ("page[number]", str(page)), ("page[size]", str(PAGE_SIZE)))
             request = _Request("GET", "/phone_numbers/messaging", tuple(query))
             numbers, pages, total = (await self._call(request, account_page)).value
-            if not numbers:
+            listed = [n.phone_number for n in numbers]
+            if not numbers or listed == previous:  # empty, or the same page again
                 break
+            previous = listed
             yield numbers, total
             page += 1
 
