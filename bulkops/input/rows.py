@@ -330,7 +330,7 @@ class _Reader:
         cell = "" if self.profile_at is None else cells[self.profile_at]
         if cell:
             try:
-                profile = self._profile(cell)
+                profile = self.refs.get(cell) or self._profile(cell)
             except ValueError:
                 return self._row_errors(cells, line)
         elif self.unassign_empty:
