@@ -21,7 +21,9 @@ from bulkops.jobs import (  # noqa: E402
     run_job,
     validate_file,
 )
+from bulkops.jobs import export_numbers, list_profiles  # noqa: E402
+
 
 __all__ = ["__version__", "RunSettings", "Secret", "JobRequest", "JobResult", "JobStatus",
            "run_job", "plan_job", "validate_file", "job_status", "report_job", "retry_failed",
-           "rollback"]
+           "rollback", "list_profiles", "export_numbers"]

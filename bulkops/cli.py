@@ -31,7 +31,7 @@ from . import __version__
 
 T = TypeVar("T")
 
-KINDS = [Kind.ASSIGN.value, Kind.UNASSIGN.value, Kind.MIGRATE.value]
+KINDS = [Kind.ASSIGN.value, Kind.UNASSIGN.value, Kind.MIGRATE.value, Kind.SET.value]
 
 
 def _interactive() -> bool:
@@ -64,7 +64,7 @@ def _add_job(p: argparse.ArgumentParser, *, job_file: bool = True) -> None:
         p.add_argument("job_file", nargs="?", type=Path, help="a job file (jobs/*.toml)")
     p.add_argument("--kind", choices=KINDS)
     p.add_argument("--csv", type=Path, help="the CSV that defines the job")
-    p.add_argument("--profile-id", help="assign: the profile for rows without one")
+    p.add_argument("--profile-id", help="assign: the profile (id or name) for rows without one")
     p.add_argument("--journal", type=Path, help="journal file (default: next to the CSV)")
     p.add_argument("--default-region", help="region for numbers without a country code (default US)")
     p.add_argument("--skip-invalid", action="store_true", default=None,
@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--force", action="store_true",
                            help="also roll back numbers someone changed since the job")
 
+    _add_account_commands(sub)
+
     from .sandbox.cli import add_arguments as sandbox_arguments
 
     sandbox = sub.add_parser("sandbox", help="serve a local Telnyx-like API for rehearsals and tests")
@@ -170,7 +172,7 @@ def _request(args: argparse.Namespace) -> tuple[JobRequest, JobFile | None]:
     job = load_job_file(args.job_file) if getattr(args, "job_file", None) else None
     kind_text = args.kind or (job.kind.value if job else None)
     if kind_text is None:
-        raise InputError("say what to do: --kind assign|unassign|migrate, or give a job file")
+        raise InputError("say what to do: --kind assign|unassign|migrate|set, or give a job file")
     kind = Kind(kind_text)
     if job is not None and args.kind and job.kind is not kind:
         raise InputError(f"{job.path}: the job file says kind = {job.kind.value!r} but --kind is {kind.value}")
@@ -331,6 +333,62 @@ async def _cmd_followup(args: argparse.Namespace) -> int:
     return int(result.exit_code)
 
 
+def _add_account_commands(sub: Any) -> None:
+    """`profiles` and `export`: read the account (the shared limiter and retry policy apply)."""
+    profiles = sub.add_parser("profiles", help="list every messaging profile with its number count")
+    export = sub.add_parser("export", help="write the account's numbers as a CSV a job can run")
+    export.add_argument("--output", required=True, help="the file to write, or - for stdout")
+    export.add_argument("--profile", action="append", default=[], metavar="ID_OR_NAME",
+                        help="only the numbers of this profile (repeatable)")
+    export.add_argument("--unassigned", action="store_true", help="the numbers on no profile")
+    export.add_argument("--type", choices=["longcode", "tollfree", "shortcode"])
+    export.add_argument("--contains", metavar="DIGITS", help="numbers containing these digits")
+    export.add_argument("--format", choices=["csv", "json"], default="csv")
+    profiles.add_argument("--json", action="store_true", help="print JSON on stdout")
+    for p in (profiles, export):
+        _add_connection(p)
+        g = p.add_argument_group("limits")
+        g.add_argument("--rate", type=float, help="ceiling in requests/s")
+        g.add_argument("--max-attempts", type=int, help="attempts per request (default 5)")
+        g.add_argument("--max-retry-seconds", type=float, help="time one request may retry (default 300)")
+        g.add_argument("--max-server-wait", type=float, help="longest 429 wait honoured, seconds")
+        p.add_argument("--verbose", "-v", action="store_true")
+
+
+async def _cmd_profiles(args: argparse.Namespace) -> int:
+    from bulkops.jobs import list_profiles
+
+    settings = _settings(args)
+    profiles = await list_profiles(settings, _key(args))
+    if args.json:
+        print(json.dumps({"profiles": [{"id": p.id, "name": p.name, "numbers": p.numbers}
+                                       for p in profiles]}, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(profiles)} messaging profiles")
+    for column in ("id", "name", "numbers"):
+        table.add_column(column, justify="right" if column == "numbers" else "left")
+    for p in profiles:
+        table.add_row(p.id, p.name, str(p.numbers))
+    Console().print(table)
+    return 0
+
+
+async def _cmd_export(args: argparse.Namespace) -> int:
+    from bulkops.account import ExportQuery
+    from bulkops.jobs import export_numbers
+
+    output = None if args.output == "-" else Path(args.output)
+    query = ExportQuery(tuple(args.profile), args.unassigned, args.type, args.contains)
+    settings = _settings(args)
+    result = await export_numbers(settings, _key(args), output, query, args.format,
+                                  interactive=_interactive() and output is not None)
+    print(f"export: {result.path or 'stdout'} ({result.numbers} numbers)", file=sys.stderr)
+    return 0
+
+
 def _run(fn: Callable[[], Awaitable[int]]) -> int:
     return anyio.run(fn, backend="asyncio")
 
@@ -371,6 +429,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(lambda: _cmd_run(args))
     if command == "plan":
         return _run(lambda: _cmd_plan(args))
+    if command in ("profiles", "export"):
+        return _run(lambda: (_cmd_profiles if command == "profiles" else _cmd_export)(args))
     return _run(lambda: _cmd_followup(args))
 
 

@@ -50,6 +50,7 @@ async def run_demo(workdir: Path | None = None) -> int:
                  data.default_profile_id),
                 ("unassign", Kind.UNASSIGN, "unassign.csv", None),
                 ("migrate", Kind.MIGRATE, "migrate.csv", None),
+                ("desired-state", Kind.SET, "desired-state.csv", None),
             ]
             results: list[JobResult] = []
             for name, kind, csv_name, profile in jobs:

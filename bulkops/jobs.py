@@ -2,8 +2,9 @@
 
 ``run_job``, ``plan_job`` and ``validate_file`` start from a CSV; ``job_status``,
 ``report_job``, ``retry_failed`` and ``rollback`` work on a journal after (or while) its job
-ran. They never print (the ledger goes to the ``bulkops`` logger) and raise only the
-``BulkOpsError`` tree; ``bulkops/__init__.py`` exports them.
+ran; ``list_profiles`` and ``export_numbers`` read the account. They never print (the ledger
+goes to the ``bulkops`` logger) and raise only the ``BulkOpsError`` tree; ``bulkops/__init__.py``
+exports them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bulkops.account import ExportQuery, ExportResult, ProfileCount, export, profiles_with_counts
 from bulkops.config import RunSettings, Secret
 from bulkops.errors import InputError, JournalError
 from bulkops.execute import Confirm, JobResult, execute, make_client, snapshot_pending
@@ -183,7 +185,7 @@ async def _load(journal: Journal, request: JobRequest, settings: RunSettings,
         await journal.clear_items(1)
     report = await load_rows(
         journal, 1, request.kind, request.csv_path, default_profile_id=request.profile_id,
-        default_region=settings.default_region, skip_invalid=settings.skip_invalid,
+        default_region=settings.default_region, skip_invalid=settings.skip_invalid, client=client,
     )
     await check_profiles(client, request.csv_path,
                          await profiles_in_use(journal, 1, request.kind, report))
@@ -279,9 +281,34 @@ async def validate_file(
         )
         try:
             report = await load_rows(journal, 1, kind, csv_path, default_profile_id=default_profile_id,
-                                     default_region=default_region, skip_invalid=False)
+                                     default_region=default_region, skip_invalid=False,
+                                     client=client)
             if client is not None:
                 await check_profiles(client, csv_path, await profiles_in_use(journal, 1, kind, report))
         finally:
             await journal.close()
     return report
+
+
+async def list_profiles(settings: RunSettings, api_key: Secret) -> list[ProfileCount]:
+    """`bulkops profiles`: every messaging profile, with how many numbers each holds."""
+    client = make_client(settings, api_key)
+    try:
+        async with client:
+            return await profiles_with_counts(client)
+    except GaveUp as exc:
+        raise gave_up_error(exc) from None
+
+
+async def export_numbers(settings: RunSettings, api_key: Secret, output: Path | None,
+                         query: ExportQuery, fmt: str = "csv", *,
+                         interactive: bool = False) -> ExportResult:
+    """`bulkops export`: the account's numbers (``query`` selects) as a job CSV or JSON;
+    ``output`` None writes to stdout."""
+    query.check()  # a bad filter is an input error before any request
+    client = make_client(settings, api_key)
+    try:
+        async with client:
+            return await export(client, output, query, fmt, interactive=interactive)
+    except GaveUp as exc:
+        raise gave_up_error(exc) from None

@@ -21,6 +21,7 @@ class Kind(str, Enum):
     ASSIGN = "assign"
     UNASSIGN = "unassign"
     MIGRATE = "migrate"
+    SET = "set"  # the desired state: each row says where its number must be ("" = unassigned)
     ROLLBACK = "rollback"  # created by `bulkops rollback`, never from a CSV
 
 
@@ -89,6 +90,16 @@ class NumberState:
 class Profile:
     id: str
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccountNumber:
+    """One number as the account listing shows it: what `bulkops export` writes."""
+
+    phone_number: str
+    profile_id: str | None  # None when unassigned
+    type: str  # longcode | tollfree | shortcode ("" when the API leaves it out)
+    messaging_product: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,8 @@ REPORT_COLUMNS = [
     "line", "phone_number", "prior_profile_id", "desired_profile_id", "final_state",
     "attempts", "http_status", "error_code", "error_title", "error_detail", "note",
 ]
+# Only when the job named profiles by name: the name of the desired profile, next to its id.
+NAME_COLUMN = "desired_profile_name"
 
 
 def item_record(item: Item) -> dict[str, Any]:
@@ -83,10 +85,14 @@ def summary_dict(job: JobRecord, counts: Counts) -> dict[str, Any]:
 
 
 async def _records(journal: Journal, job_id: int) -> Any:
+    names = await journal.profile_names()
     async with aclosing(journal.iter_items(job_id, None, batch=5000)) as pages:
         async for page in pages:
             for item in page:
-                yield item_record(item)
+                record = item_record(item)
+                if names:
+                    record[NAME_COLUMN] = names.get(item.desired)
+                yield record
     async with aclosing(journal.iter_rejected(job_id)) as rejected:
         async for problems in rejected:
             for problem in problems:
@@ -126,6 +132,8 @@ async def _write_csv(handle: IO[str], journal: Journal, job_id: int) -> int:
     """Straight from the journal's columns (csv writes None as an empty cell): building an
     Item and a dict for each of a million rows cost more than the writing."""
     writer = csv.writer(handle)
+    names = await journal.profile_names()
+    fixed = REPORT_COLUMNS + [NAME_COLUMN] if names else REPORT_COLUMNS
     columns: list[str] | None = None
     extra_columns: list[str] = []
     rows = 0
@@ -134,19 +142,21 @@ async def _write_csv(handle: IO[str], journal: Journal, job_id: int) -> int:
             for r in page:
                 if columns is None:  # the extra CSV columns of the first row name the rest
                     extra_columns = list(dict.fromkeys(
-                        k for k, _ in load_extra(r[11]) if k not in REPORT_COLUMNS))
-                    columns = REPORT_COLUMNS + extra_columns
+                        k for k, _ in load_extra(r[11]) if k not in fixed))
+                    columns = fixed + extra_columns
                     writer.writerow(columns)
+                if names:
+                    r = (*r[:11], names.get(r[3]), r[11])
                 if extra_columns:
                     cells: dict[str, str] = {}
-                    for key, value in load_extra(r[11]):
+                    for key, value in load_extra(r[len(fixed)]):
                         cells.setdefault(key, _inert(value))
-                    writer.writerow([*r[:11], *(cells.get(k) for k in extra_columns)])
+                    writer.writerow([*r[:len(fixed)], *(cells.get(k) for k in extra_columns)])
                 else:
-                    writer.writerow(r[:11])
+                    writer.writerow(r[:len(fixed)])
                 rows += 1
     if columns is None:
-        columns = REPORT_COLUMNS
+        columns = fixed
         writer.writerow(columns)
     async with aclosing(journal.iter_rejected(job_id)) as rejected:
         async for problems in rejected:

@@ -175,7 +175,7 @@ def test_wrong_limit_types_and_ranges_name_line_and_key(
         ('journal = "j/{user}.db"', "journal: '{user}' is not a placeholder"),
         ('journal = "j/{date.db"', "journal: '{' is not a placeholder"),
         ('default_region = "USA"', 'default_region: "USA" is not a region code'),
-        ('profile_id = "acme-main"', 'profile_id: "acme-main" is not a messaging profile id'),
+        ('profile_id = "4001767e-ce0f-4cae-9d5f"', 'profile_id: "4001767e-ce0f-4cae-9d5f" is not a messaging profile id'),
         ("limits = 5", "limits: must be a table"),
     ],
 )
@@ -187,7 +187,7 @@ def test_wrong_top_level_values_name_line_and_key(tmp_path: Path, line: str, exp
 def test_bad_kind_names_the_line_and_the_valid_kinds(tmp_path: Path) -> None:
     path = job(tmp_path, 'csv = "a.csv"\nkind = "move"\n')
     assert refused(path) == (
-        f"{path}:2: kind: 'move' is not a job kind; use assign, unassign or migrate"
+        f"{path}:2: kind: 'move' is not a job kind; use assign, unassign, migrate or set"
     )
 
 

@@ -317,7 +317,7 @@ def test_a_huge_line_count_streams_with_flat_memory_and_a_bounded_message(tmp_pa
     assert result.returncode == 0, result.describe()
     assert json.loads(result.stdout)["rows"] == 0
 
-    invalid = _write_lines(tmp_path / "invalid-rows.csv", "phone_number,messaging_profile_id", b"x,y\n", 100_000)
+    invalid = _write_lines(tmp_path / "invalid-rows.csv", "phone_number,messaging_profile_id", b"x,=y\n", 100_000)
     result = _validate_measured(invalid, tmp_path)
     assert_clean_error(result, 2, str(invalid), "200000 errors")
     assert len(result.stderr) < 64 * 1024, "the error message grows with the number of bad rows"

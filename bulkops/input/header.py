@@ -29,6 +29,7 @@ REQUIRED_COLUMNS: dict[Kind, tuple[str, ...]] = {
     Kind.ASSIGN: (PHONE, PROFILE),  # PROFILE may be absent when a default profile is given
     Kind.UNASSIGN: (PHONE,),
     Kind.MIGRATE: (FROM, TO),
+    Kind.SET: (PHONE, PROFILE),  # an empty PROFILE cell means unassigned
 }
 
 SAVE_AS_UTF8 = 'save it as UTF-8 (in Excel: "CSV UTF-8 (Comma delimited)")'

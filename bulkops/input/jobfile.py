@@ -3,10 +3,10 @@
 Format (relative paths are relative to the job file's folder, not the working directory)::
 
     name = "assign-batch-7"          # optional; defaults to the file name without .toml
-    kind = "assign"                  # required: assign | unassign | migrate
+    kind = "assign"                  # required: assign | unassign | migrate | set
     csv = "../sample_csv/assign.csv" # required: the input CSV
-    profile_id = "4001767e-ce0f-4cae-9d5f-0d5e636e7809"  # assign only: profile for rows
-                                     # whose messaging_profile_id cell is empty or absent
+    profile_id = "4001767e-ce0f-4cae-9d5f-0d5e636e7809"  # assign only: profile (id or name)
+                                     # for rows whose messaging_profile_id cell is empty or absent
     journal = "journals/assign-{date}.db"  # optional; {date} becomes today as YYYY-MM-DD
     default_region = "US"            # optional: region for numbers written without +country
     verify = true                    # optional: read every number back after the job
@@ -35,14 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from bulkops.errors import InputError
-from bulkops.input.phone import normalize_profile_id, normalize_region
+from bulkops.input.phone import normalize_profile_ref, normalize_region
 from bulkops.models import Kind
 
 TOP_KEYS = (
     "name", "kind", "csv", "profile_id", "journal", "default_region", "verify", "skip_invalid"
 )
 LIMIT_KEYS = ("rate", "concurrency", "max_attempts", "max_retry_seconds", "max_server_wait")
-JOB_KINDS = (Kind.ASSIGN, Kind.UNASSIGN, Kind.MIGRATE)
+JOB_KINDS = (Kind.ASSIGN, Kind.UNASSIGN, Kind.MIGRATE, Kind.SET)
 
 _SECRET_KEY = re.compile(r"api[_\-]?key|token|secret|passw(or)?d|bearer|credential", re.IGNORECASE)
 _SECRET_VALUE = re.compile(r"KEY0[0-9A-Za-z_\-]{20,}")  # the shape of a Telnyx v2 API key
@@ -237,13 +237,13 @@ def _check(loader: _Loader, data: dict[str, Any]) -> JobFile:
 
     kind_text = loader.text(data, "kind")
     if kind_text is None:
-        raise InputError(f'{path}: kind is missing; add kind = "assign", "unassign" or "migrate"')
+        raise InputError(f'{path}: kind is missing; add kind = "assign", "unassign", "migrate" or "set"')
     kinds = {k.value: k for k in JOB_KINDS}
     if kind_text.lower() not in kinds:
         why = ""
         if kind_text.lower() == Kind.ROLLBACK.value:
             why = " (rollback jobs are made by `bulkops rollback`)"
-        message = f"{kind_text!r} is not a job kind{why}; use assign, unassign or migrate"
+        message = f"{kind_text!r} is not a job kind{why}; use assign, unassign, migrate or set"
         raise loader.error("kind", message)
     kind = kinds[kind_text.lower()]
 
@@ -258,7 +258,7 @@ def _check(loader: _Loader, data: dict[str, Any]) -> JobFile:
             message = f"only applies to assign jobs, not {kind.value}; remove it"
             raise loader.error("profile_id", message)
         try:
-            profile_id = normalize_profile_id(profile_id)
+            profile_id = normalize_profile_ref(profile_id)  # a name is resolved with the rows
         except ValueError as err:
             raise loader.error("profile_id", str(err)) from None
 

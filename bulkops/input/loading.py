@@ -9,14 +9,15 @@ asked to skip invalid rows, in which case those are journaled as rejected.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 
 from bulkops.errors import BulkOpsError, InputError
-from bulkops.input.rows import read_rows
+from bulkops.input.names import NeedProfiles, ProfileLookup
+from bulkops.input.rows import Row, read_rows
 from bulkops.journal.records import StagingResult
 from bulkops.journal.store import Journal
 from bulkops.models import Kind, MigrateRow, NumberRow, Problem, Severity
@@ -75,14 +76,22 @@ async def load_rows(
     default_profile_id: str | None,
     default_region: str,
     skip_invalid: bool,
+    client: TelnyxClient | None = None,
 ) -> LoadReport:
-    """Stream the CSV into the journal; raise InputError if it cannot run as it is."""
+    """Stream the CSV into the journal; raise InputError if it cannot run as it is.
+
+    Profile names are resolved against one listing of the account's profiles, taken when the
+    first name is met; without a ``client`` (an offline check) they are kept unchecked.
+    """
     report = LoadReport(path=csv_path)
     batch: list[NumberRow] = []
     rejected: list[Problem] = []
-    for entry in read_rows(csv_path, kind, default_profile_id=default_profile_id,
-                           default_region=default_region):
-        if isinstance(entry, Problem):
+    names = ProfileLookup(offline=client is None)
+    for entry in await _open_rows(csv_path, kind, default_profile_id, default_region, names,
+                                  client):
+        if isinstance(entry, NeedProfiles):
+            await _list_profiles(names, client)
+        elif isinstance(entry, Problem):
             report.add(entry)
             if entry.severity is Severity.ERROR and skip_invalid:
                 rejected.append(entry)
@@ -104,6 +113,11 @@ async def load_rows(
     if rejected:
         await journal.add_rejected(job_id, rejected)
         report.rejected += len(rejected)
+    if names.names is not None:
+        await journal.set_profile_names(names.names.id_names())
+    if names.unchecked:
+        log.warning("warning %s names profiles by name; names are checked against the account "
+                    "only with an API key (not offline)", csv_path)
     for warning in report.warnings:
         log.warning("warning %s", warning)
     if report.error_count and not skip_invalid:
@@ -115,6 +129,25 @@ async def load_rows(
     _check_duplicates(csv_path, staged)
     report.collapsed = staged.collapsed
     return report
+
+
+async def _open_rows(csv_path: Path, kind: Kind, default_profile_id: str | None,
+                     default_region: str, names: ProfileLookup,
+                     client: TelnyxClient | None) -> Iterator[Row]:
+    try:
+        return read_rows(csv_path, kind, default_profile_id=default_profile_id,
+                         default_region=default_region, names=names)
+    except NeedProfiles:  # the default profile is given by name
+        await _list_profiles(names, client)
+        return read_rows(csv_path, kind, default_profile_id=default_profile_id,
+                         default_region=default_region, names=names)
+
+
+async def _list_profiles(names: ProfileLookup, client: TelnyxClient | None) -> None:
+    assert client is not None  # an offline lookup never asks
+    profiles = await client.list_profiles()
+    names.load(profiles)
+    log.info("profiles listed for names profiles=%d", len(profiles))
 
 
 def _check_duplicates(csv_path: Path, staged: StagingResult) -> None:

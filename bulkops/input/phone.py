@@ -222,3 +222,38 @@ def normalize_profile_id(text: str) -> str:
         _profile_cache.clear()
     _profile_cache[text] = canonical
     return canonical
+
+
+MAX_NAME_CHARS = 255
+# Hex digits, hyphens and braces only, with most of a UUID's digits: an id typed wrong, not a name.
+_BROKEN_UUID = re.compile(r"[{}\-]*(?:[0-9a-fA-F][{}\-]*){16,}")
+
+
+def is_profile_id(text: str) -> bool:
+    """Whether ``text`` is written as a profile id (a UUID, any case, optional braces)."""
+    try:
+        normalize_profile_id(text)
+    except ValueError:
+        return False
+    return True
+
+
+def normalize_profile_ref(text: str) -> str:
+    """A profile as written in a cell or an option: its canonical UUID, or a name to resolve.
+
+    Names are trimmed and kept as they are; refused: an empty cell, a spreadsheet formula,
+    control characters, over 255 characters, and what is plainly a mistyped UUID (only hex
+    digits and hyphens), which gets the UUID message.
+    """
+    try:
+        return normalize_profile_id(text)
+    except ValueError as err:
+        stripped = text.strip()
+        if not stripped or _BROKEN_UUID.fullmatch(stripped) or formula_problem(stripped):
+            raise err from None
+    if len(stripped) > MAX_NAME_CHARS or not stripped.isprintable():
+        raise ValueError(
+            f"{quote_cell(text)} is not a messaging profile id or name; write the profile's "
+            "UUID or its name as `bulkops profiles` shows it"
+        )
+    return stripped

@@ -28,13 +28,16 @@ from bulkops.errors import InputError
 from bulkops.input.header import (
     FROM, PHONE, PROFILE, REQUIRED_COLUMNS, SAVE_AS_UTF8, TO, check_header, expected_columns,
 )
-from bulkops.input.phone import normalize_phone, normalize_profile_id, normalize_region
+from bulkops.input.names import NeedProfiles, ProfileLookup
+from bulkops.input.phone import (
+    is_profile_id, normalize_phone, normalize_profile_ref, normalize_region,
+)
 from bulkops.models import UNASSIGNED, Extra, Kind, MigrateRow, NumberRow, Problem, Severity
 
 MAX_FIELD_CHARS = 64 * 1024  # no real cell comes near; a runaway quote hits it quickly
 MAX_LINE_CHARS = 1024 * 1024  # bounds memory for a file with no line breaks
 
-Row: TypeAlias = NumberRow | MigrateRow | Problem
+Row: TypeAlias = NumberRow | MigrateRow | Problem | NeedProfiles
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -54,12 +57,17 @@ def read_rows(
     *,
     default_profile_id: str | None = None,
     default_region: str = "US",
+    names: ProfileLookup | None = None,
 ) -> Iterator[Row]:
     """Validated rows of ``path`` for a ``kind`` job, in file order, streamed.
 
     Raises InputError at once (before returning) for whole-file problems and for a bad
     default profile or region; raises InputError while iterating if the CSV structure breaks.
+    Profile names are resolved through ``names``: the first name met before it holds the
+    account's profiles is yielded as ``NeedProfiles`` (load them, then iterate on: the same
+    row is read again). Without ``names``, names are kept as written.
     """
+    lookup = names or ProfileLookup(offline=True)
     if kind not in REQUIRED_COLUMNS:
         raise ValueError(f"{kind.value} jobs are not read from a CSV")
     try:
@@ -73,10 +81,12 @@ def read_rows(
                 f"a default profile id only applies to assign jobs, not {kind.value}; remove it"
             )
         try:
-            default = normalize_profile_id(default_profile_id)
+            default = normalize_profile_ref(default_profile_id)
+            if not is_profile_id(default):
+                default = lookup.resolve(default)  # the loader lists the profiles first
         except ValueError as err:
             raise InputError(f"default profile id: {err}") from None
-    rows = _Reader(path, kind, default, region).rows()
+    rows = _Reader(path, kind, default, region, lookup).rows()
     next(rows)  # runs up to the end of the header checks, so InputError raises here
     return cast(Iterator[Row], rows)
 
@@ -126,14 +136,19 @@ def _bad_text(cells: list[str], joined: str) -> tuple[int, int, str] | None:
 class _Reader:
     """One pass over one file; state shared by the header checks and the row loop."""
 
-    def __init__(self, path: Path, kind: Kind, default: str | None, region: str) -> None:
+    def __init__(
+        self, path: Path, kind: Kind, default: str | None, region: str, names: ProfileLookup
+    ) -> None:
         self.path = path
         self.name = str(path)
         self.kind = kind
         self.default = default
         self.region = region
         self.line_num = 0  # physical lines handed to csv so far
-        self.assign = kind is Kind.ASSIGN
+        self.assign = kind in (Kind.ASSIGN, Kind.SET)  # rows that carry a target profile
+        self.unassign_empty = kind is Kind.SET  # an empty profile cell means "unassigned"
+        self.names = names
+        self.refs: dict[str, str] = {}  # profile cell -> id: a file repeats a few profiles
         self.index: dict[str, int] = {}  # required column name -> 0-based position
         self.phone_at = 0  # index[PHONE], read once per row
         self.profile_at: int | None = None
@@ -250,7 +265,11 @@ class _Reader:
                     if problem is not None:
                         yield problem
                         continue
-                result = row(cells, start)
+                try:
+                    result = row(cells, start)
+                except NeedProfiles as need:
+                    yield need  # the caller lists the profiles; then this row again
+                    result = row(cells, start)
                 if isinstance(result, list):
                     yield from result
                 else:
@@ -311,14 +330,27 @@ class _Reader:
         cell = "" if self.profile_at is None else cells[self.profile_at]
         if cell:
             try:
-                profile = normalize_profile_id(cell)
+                profile = self.refs.get(cell) or self._profile(cell)
             except ValueError:
                 return self._row_errors(cells, line)
+        elif self.unassign_empty:
+            profile = UNASSIGNED
         elif self.default is not None:
             profile = self.default
         else:
             return self._row_errors(cells, line)
         return NumberRow(line, phone, profile, self._extra(cells))
+
+    def _profile(self, cell: str) -> str:
+        """The profile id a cell names (a UUID, or a name resolved); ValueError if none."""
+        known = self.refs.get(cell)
+        if known is not None:
+            return known
+        ref = normalize_profile_ref(cell)
+        profile = ref if is_profile_id(ref) else self.names.resolve(ref)
+        if len(self.refs) < 1024:
+            self.refs[cell] = profile
+        return profile
 
     def _row_errors(self, cells: list[str], line: int) -> list[Row]:
         """Every error of a bad assign/unassign row (the phone and the profile cell)."""
@@ -332,10 +364,10 @@ class _Reader:
             return errors
         if cell:
             try:
-                normalize_profile_id(cell)
+                self._profile(cell)
             except ValueError as err:
                 errors.append(self._problem(line, PROFILE, str(err)))
-        elif self.default is None:
+        elif self.default is None and not self.unassign_empty:
             message = (
                 "the cell is empty and no default profile is set; write the profile "
                 "UUID, or give a default (--profile-id, or profile_id in the job file)"
@@ -349,7 +381,7 @@ class _Reader:
         ids: dict[str, str] = {}
         for name in (FROM, TO):
             try:
-                ids[name] = normalize_profile_id(cells[self.index[name]])
+                ids[name] = self._profile(cells[self.index[name]])
             except ValueError as err:
                 problems.append(self._problem(line, name, str(err)))
         if problems:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sqlite3
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
@@ -444,3 +445,14 @@ class Journal:
                                  "job_id = ?1 GROUP BY state UNION ALL SELECT NULL, COUNT(*) "
                                  "FROM rejected WHERE job_id = ?1", (job_id,))
         return Counts({ItemState(s): n for s, n in rows if s}, sum(n for s, n in rows if not s))
+
+    async def set_profile_names(self, names: Mapping[str, str]) -> None:
+        """Profile id -> name, as listed when the job's input named profiles (for the report)."""
+        value = json.dumps(dict(names), ensure_ascii=False, sort_keys=True)
+        await self._change("saving profile names", "INSERT OR REPLACE INTO meta (key, value) "
+                           "VALUES ('profile_names', ?)", (value,))
+
+    async def profile_names(self) -> dict[str, str]:
+        rows = await self._fetch("reading profile names",
+                                 "SELECT value FROM meta WHERE key = 'profile_names'")
+        return {str(k): str(v) for k, v in json.loads(rows[0][0]).items()} if rows else {}

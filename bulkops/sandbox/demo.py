@@ -1,7 +1,7 @@
 """Sample CSVs that match a sandbox seed (by default ``SandboxConfig()``: 1000 numbers, 5 profiles).
 
 ``sample_csv/`` in the repository is this module's output; regenerate it with
-``python -c "import pathlib, bulkops.sandbox as s; s.write_sample_csvs(pathlib.Path('sample_csv'))"``. The four files use disjoint sets of
+``python -c "import pathlib, bulkops.sandbox as s; s.write_sample_csvs(pathlib.Path('sample_csv'))"``. The five files use disjoint sets of
 numbers so the demo can run them in any order, write numbers in the mixed
 formats operators paste from spreadsheets, and include a few rows that are
 already in place (the runner should skip them).
@@ -22,6 +22,7 @@ ASSIGN_ROWS = 40
 ALREADY_IN_PLACE = 3  # assign rows whose number is already on its target profile
 DEFAULT_PROFILE_ROWS = 20
 UNASSIGN_ROWS = 20
+DESIRED_ROWS = 30  # desired-state.csv (a set job): 10 in place already, 20 to change
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,7 @@ class DemoRow:
     phone_number: str  # the same number in E.164
     profile_id: str  # target profile; "" for unassign
     note: str
+    profile_written: str | None = None  # the profile cell when it names the profile by name
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,7 @@ class DemoData:
     unassign: tuple[DemoRow, ...]
     migrate_from: str
     migrate_to: str
+    desired: tuple[DemoRow, ...] = ()  # desired-state.csv, rows of a set job
 
     def csv_files(self) -> dict[str, str]:
         """File name -> CSV text."""
@@ -52,6 +55,11 @@ class DemoData:
             "assign-default-profile.csv": _csv(("phone_number",), [(r.written,) for r in self.assign_default]),
             "unassign.csv": _csv(("phone_number", "note"), [(r.written, r.note) for r in self.unassign]),
             "migrate.csv": _csv(("from_profile_id", "to_profile_id"), [(self.migrate_from, self.migrate_to)]),
+            "desired-state.csv": _csv(
+                ("phone_number", "messaging_profile_id", "note"),
+                [(r.written, r.profile_id if r.profile_written is None else r.profile_written, r.note)
+                 for r in self.desired],
+            ),
         }
 
 
@@ -115,6 +123,21 @@ def demo_data(config: SandboxConfig | None = None) -> DemoData:
         DemoRow(written_form(n, i), n, "", f"retire from {names[current[n] or '']}")
         for i, n in enumerate(pick(lambda n: current[n] is not None, UNASSIGN_ROWS))
     ]
+    desired: list[DemoRow] = []
+    plan = (("stays", True, 6), ("stays", False, 4), ("move", True, 8), ("move", False, 6),
+            ("take off", True, 6))  # (what, assigned now, how many): DESIRED_ROWS in all
+    for what, assigned, count in plan:
+        for number in pick(lambda n: (current[n] is not None) == assigned, count):
+            i, now = len(desired), current[number]
+            if what == "stays":
+                target, note = now or "", f"stays {'on ' + names[now] if now else 'unassigned'}"
+            elif what == "move":
+                target = next(t for t in targets[i % len(targets):] + targets if t != now)
+                note = f"move to {names[target]}"
+            else:
+                target, note = "", f"take off {names[now or '']}"
+            desired.append(DemoRow(written_form(number, i), number, target, note,
+                                   names[target] if target and i % 2 == 0 else None))
     return DemoData(
         config=config,
         assign=tuple(assign),
@@ -123,6 +146,7 @@ def demo_data(config: SandboxConfig | None = None) -> DemoData:
         unassign=tuple(unassign),
         migrate_from=migrate_from,
         migrate_to=migrate_to,
+        desired=tuple(desired),
     )
 
 

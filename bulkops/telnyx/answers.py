@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bulkops.models import NumberState, Profile
+from bulkops.models import AccountNumber, NumberState, Profile
 
 
 class BadShape(ValueError):
@@ -59,3 +59,59 @@ def profile(payload: Any) -> Profile | None:
         raise BadShape("the profile has no `id`")
     name = data.get("name")
     return Profile(data["id"], name if isinstance(name, str) else "")
+
+
+def _meta_int(payload: Any, name: str, missing: int | None = None) -> int:
+    """``meta.<name>``; ``missing`` stands in when the server leaves it out (None: required)."""
+    meta = payload.get("meta") if isinstance(payload, dict) else None
+    value = meta.get(name) if isinstance(meta, dict) else None
+    if value is None and missing is not None:
+        return missing
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise BadShape(f"`meta.{name}` is not a whole number")
+    return value
+
+
+def _pages(payload: Any, items: list[Any]) -> int:
+    # The spec requires meta.total_pages; a server that leaves it out is read on while its
+    # pages come back non-empty (the caller stops at the first empty page).
+    return _meta_int(payload, "total_pages", missing=1 << 30 if items else 0)
+
+
+def total_results(payload: Any) -> int:
+    """``meta.total_results`` of a listing (the spec requires it): how many match."""
+    _data(payload)
+    return _meta_int(payload, "total_results")
+
+
+def _profile_item(item: Any) -> Profile:
+    if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
+        raise BadShape("a profile has no `id`")
+    name = item.get("name")
+    return Profile(item["id"], name if isinstance(name, str) else "")
+
+
+def profiles_page(payload: Any) -> tuple[list[Profile], int]:
+    """One page of messaging profiles and the total page count."""
+    items = _data(payload)
+    if not isinstance(items, list):
+        raise BadShape("`data` is not a list")
+    return [_profile_item(item) for item in items], _pages(payload, items)
+
+
+def _text(item: dict[str, Any], name: str) -> str:
+    value = item.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def account_page(payload: Any) -> tuple[list[AccountNumber], int, int]:
+    """One page of the account listing: numbers, total pages, total results."""
+    items = _data(payload)
+    if not isinstance(items, list):
+        raise BadShape("`data` is not a list")
+    numbers = []
+    for item in items:
+        state = _number_state(item)
+        numbers.append(AccountNumber(state.phone_number, state.profile_id, _text(item, "type"),
+                                     _text(item, "messaging_product")))
+    return numbers, _pages(payload, items), _meta_int(payload, "total_results", missing=0)

@@ -13,7 +13,7 @@ import ipaddress
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -25,9 +25,10 @@ from yarl import URL
 
 from bulkops import __version__
 from bulkops.errors import ApiError, AuthError, ConfigError
-from bulkops.models import ApiErrorInfo, NumberState, Profile
+from bulkops.models import AccountNumber, ApiErrorInfo, NumberState, Profile
 from bulkops.telnyx.answers import (
-    BadShape, maybe_number_state, numbers_page, profile, updated_number,
+    BadShape, account_page, maybe_number_state, numbers_page, profile, profiles_page,
+    total_results, updated_number,
 )
 from bulkops.telnyx.clock import Clock, SystemClock
 from bulkops.telnyx.ratelimit import RateLimiter
@@ -263,6 +264,48 @@ class TelnyxClient:
         """One number's state, or None when the account does not have it (404)."""
         request = _Request("GET", f"/phone_numbers/{_segment(number)}/messaging", missing_ok=True)
         return (await self._call(request, maybe_number_state)).value
+
+    async def list_profiles(self) -> list[Profile]:
+        """Every messaging profile of the account, all pages read before returning."""
+        profiles: dict[str, Profile] = {}
+        page = pages = 1
+        while page <= pages:
+            query = (("page[number]", str(page)), ("page[size]", str(PAGE_SIZE)))
+            found, pages = (await self._call(_Request("GET", "/messaging_profiles", query),
+                                             profiles_page)).value
+            if all(p.id in profiles for p in found):  # empty, or a page met before
+                break
+            profiles.update((p.id, p) for p in found)
+            page += 1
+        return list(profiles.values())
+
+    async def count_numbers(self, profile_id: str) -> int:
+        """How many numbers the profile holds: ``meta.total_results`` of a one-row listing."""
+        query = (("filter[messaging_profile_id]", profile_id), ("page[number]", "1"),
+                 ("page[size]", "1"))
+        request = _Request("GET", "/phone_numbers/messaging", query)
+        return (await self._call(request, total_results)).value
+
+    async def account_numbers(
+        self, filters: Sequence[tuple[str, str]] = ()
+    ) -> AsyncIterator[tuple[list[AccountNumber], int]]:
+        """``GET /phone_numbers/messaging`` with ``filters``, every page of 250, in order.
+
+        Yields each page with the listing's ``meta.total_results`` (for progress). Pages are
+        read by number: a list that changes meanwhile can repeat a number (the caller drops it).
+        """
+        page = pages = 1
+        previous: list[str] = []
+        while page <= pages:
+            query = (*filters, ("page[number]", str(page)), ("page[size]", str(PAGE_SIZE)))
+            request = _Request("GET", "/phone_numbers/messaging", tuple(query))
+            numbers, pages, total = (await self._call(request, account_page)).value
+            listed = [n.phone_number for n in numbers]
+            if not numbers or listed == previous:  # empty, or the same page again
+                break
+            previous = listed
+            yield numbers, total
+            page += 1
 
     # --- one call: retries around attempts ------------------------------------------------------
 

@@ -1,0 +1,271 @@
+"""The account as it is: its messaging profiles with their sizes, and an export of its numbers.
+
+Every job starts from a CSV; ``export`` writes one from the account itself, in the columns a
+``set`` or ``assign`` job reads (``phone_number``, ``messaging_profile_id``) plus what helps a
+person edit it (``messaging_profile_name``, ``type``, ``messaging_product``). Listings read
+every page (the trap of a list cut at its first page) from ``GET /phone_numbers/messaging``.
+
+An export file is written under a temporary name in the same folder and renamed only once
+complete (mode 0600: it lists every number of the account), so a crash never leaves half a
+file that looks whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import IO
+
+import anyio
+
+from bulkops.errors import InputError
+from bulkops.input.names import ProfileNames
+from bulkops.input.phone import is_profile_id, normalize_profile_ref
+from bulkops.models import AccountNumber, Profile
+from bulkops.progress import Tracker, show_progress
+from bulkops.telnyx.client import TelnyxClient
+
+log = logging.getLogger("bulkops")
+
+EXPORT_COLUMNS = (
+    "phone_number", "messaging_profile_id", "messaging_profile_name", "type", "messaging_product",
+)
+NUMBER_TYPES = ("longcode", "tollfree", "shortcode")
+FORMATS = ("csv", "json")
+COUNT_CONCURRENCY = 8  # profile counts read at once; they share the limiter anyway
+_DIGITS = re.compile(r"\+?[0-9]{1,15}")
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileCount:
+    """A messaging profile and how many numbers it holds (``meta.total_results``)."""
+
+    id: str
+    name: str
+    numbers: int
+
+
+async def profiles_with_counts(client: TelnyxClient) -> list[ProfileCount]:
+    """Every profile (all pages), each counted with one small listing request."""
+    profiles = await client.list_profiles()
+    counts: dict[str, int] = {}
+    limit = anyio.Semaphore(COUNT_CONCURRENCY)
+
+    async def count(profile: Profile) -> None:
+        async with limit:
+            counts[profile.id] = await client.count_numbers(profile.id)
+
+    async with anyio.create_task_group() as tg:
+        for profile in profiles:
+            tg.start_soon(count, profile)
+    return [ProfileCount(p.id, p.name, counts[p.id]) for p in profiles]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportQuery:
+    """Which numbers to export; no profile and not ``unassigned``: the whole account."""
+
+    profiles: tuple[str, ...] = ()  # ids or names, as given
+    unassigned: bool = False  # also (or only) the numbers on no profile
+    type: str | None = None
+    contains: str | None = None
+
+    def check(self) -> None:
+        """InputError for a value no listing could take; before any request."""
+        if self.type is not None and self.type not in NUMBER_TYPES:
+            raise InputError(f"--type must be one of {', '.join(NUMBER_TYPES)}, not {self.type!r}")
+        if self.contains is not None and not _DIGITS.fullmatch(self.contains.strip()):
+            raise InputError(f"--contains takes digits (like 312555), not {self.contains!r}")
+        for ref in self.profiles:
+            try:
+                normalize_profile_ref(ref)
+            except ValueError as err:
+                raise InputError(f"--profile: {err}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    path: Path | None  # None: written to stdout
+    numbers: int
+    profiles: int  # profiles on the account
+
+
+def _filters(query: ExportQuery) -> list[tuple[str, str]]:
+    filters = []
+    if query.type is not None:
+        filters.append(("filter[type]", query.type))
+    if query.contains is not None:
+        filters.append(("filter[phone_number][contains]", query.contains.strip()))
+    return filters
+
+
+def _profile_ids(query: ExportQuery, names: ProfileNames) -> list[str]:
+    """The ids of the profiles asked for; InputError for one the account does not have."""
+    ids: list[str] = []
+    for ref in query.profiles:
+        text = normalize_profile_ref(ref)
+        try:
+            profile_id = names.resolve(text)
+        except ValueError as err:
+            raise InputError(f"--profile: {err}") from None
+        if is_profile_id(text) and names.name_of(profile_id) is None:
+            raise InputError(f"--profile: messaging profile {profile_id} does not exist on this "
+                             "account; `bulkops profiles` lists them")
+        ids.append(profile_id)
+    return list(dict.fromkeys(ids))
+
+
+class _Writer:
+    """CSV or JSON rows into an open text stream."""
+
+    def __init__(self, handle: IO[str], fmt: str, names: ProfileNames) -> None:
+        self.handle = handle
+        self.json = fmt == "json"
+        self.names = names.id_names()
+        self.csv = csv.writer(handle, lineterminator="\n")
+        self.rows = 0
+        if self.json:
+            handle.write("[")
+        else:
+            self.csv.writerow(EXPORT_COLUMNS)
+
+    def write(self, numbers: Sequence[AccountNumber]) -> None:
+        for n in numbers:
+            profile = n.profile_id or ""
+            name = self.names.get(profile, "") if profile else ""
+            if self.json:
+                record = dict(zip(EXPORT_COLUMNS, (n.phone_number, profile, name, n.type,
+                                                   n.messaging_product)))
+                self.handle.write(("\n" if not self.rows else ",\n") + json.dumps(record))
+            else:
+                # A name is the account owner's text: keep a spreadsheet from running it.
+                inert = "'" + name if name[:1] in ("=", "+", "-", "@") else name
+                self.csv.writerow((n.phone_number, profile, inert, n.type, n.messaging_product))
+            self.rows += 1
+
+    def close(self) -> None:
+        if self.json:
+            self.handle.write("\n]\n" if self.rows else "]\n")
+
+
+class _AtomicFile:
+    """A file created 0600 under a temporary name beside ``path``, renamed over it on commit."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        except OSError as exc:
+            raise InputError(f"cannot write the export {path}: {exc.strerror}; choose another "
+                             "--output") from None
+        os.fchmod(fd, 0o600)
+        self.tmp = Path(tmp)
+        self.handle = os.fdopen(fd, "w", newline="", encoding="utf-8")
+
+    def commit(self) -> None:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+        os.replace(self.tmp, self.path)
+        try:
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(dir_fd)  # the rename survives a power cut
+        finally:
+            os.close(dir_fd)
+
+    def abandon(self) -> None:
+        self.handle.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+async def _list_into(client: TelnyxClient, writer: _Writer, query: ExportQuery,
+                     ids: list[str], interactive: bool) -> None:
+    """Every page of the listings ``query`` needs into ``writer``, with progress."""
+    filters = _filters(query)
+    # One listing per profile; "unassigned" has no filter (API-NOTES), so it is the whole
+    # listing with the assigned numbers dropped (and those of the profiles asked kept).
+    if query.unassigned or not ids:
+        listings = [filters]
+        keep: set[str | None] | None = {None, *ids} if query.unassigned else None
+    else:
+        listings = [[("filter[messaging_profile_id]", i), *filters] for i in ids]
+        keep = None
+    seen: set[str] = set()
+    tracker: Tracker | None = None
+    error: Exception | None = None
+    async with anyio.create_task_group() as tg:
+        try:
+            for listing in listings:
+                async for page, total in client.account_numbers(listing):
+                    if tracker is None:
+                        tracker = Tracker("export", total * len(listings))
+                        tg.start_soon(partial(show_progress, tracker, interactive=interactive))
+                    tracker.done += len(page)
+                    fresh = [n for n in page if n.phone_number not in seen
+                             and (keep is None or n.profile_id in keep)]
+                    seen.update(n.phone_number for n in fresh)
+                    writer.write(fresh)
+        except Exception as exc:  # raised below as itself, never inside an exception group
+            error = exc
+        finally:
+            tg.cancel_scope.cancel()
+    if error is not None:
+        raise error
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+async def export(
+    client: TelnyxClient,
+    output: Path | None,
+    query: ExportQuery,
+    fmt: str = "csv",
+    *,
+    interactive: bool = False,
+) -> ExportResult:
+    """Write the numbers ``query`` selects to ``output`` (None: stdout), every page read."""
+    query.check()
+    if fmt not in FORMATS:
+        raise InputError(f"--format must be csv or json, not {fmt!r}")
+    target = _AtomicFile(output) if output is not None else None  # a bad path fails first
+    names = ProfileNames(())
+    writer: _Writer | None = None
+    try:
+        names = ProfileNames.of(await client.list_profiles())
+        writer = _Writer(target.handle if target else sys.stdout, fmt, names)
+        await _list_into(client, writer, query, _profile_ids(query, names), interactive)
+        writer.close()
+        if target is not None:
+            target.commit()
+        else:
+            sys.stdout.flush()
+    except BrokenPipeError:  # `export --output - | head`: the reader has all it wanted
+        if target is not None:
+            target.abandon()
+            raise
+        _silence_stdout()
+        log.info("export stopped: stdout was closed")
+        return ExportResult(None, writer.rows if writer else 0, len(names.profiles))
+    except BaseException:
+        if target is not None:
+            target.abandon()
+        raise
+    log.info("export done numbers=%d output=%s", writer.rows, output or "stdout")
+    return ExportResult(output, writer.rows, len(names.profiles))
