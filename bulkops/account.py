@@ -249,8 +249,9 @@ async def export(
     writer: _Writer | None = None
     try:
         names = ProfileNames.of(await client.list_profiles())
+        ids = _profile_ids(query, names)  # a wrong --profile fails before a byte is written
         writer = _Writer(target.handle if target else sys.stdout, fmt, names)
-        await _list_into(client, writer, query, _profile_ids(query, names), interactive)
+        await _list_into(client, writer, query, ids, interactive)
         writer.close()
         if target is not None:
             target.commit()
