@@ -249,9 +249,14 @@ def _confirm(json_mode: bool) -> Callable[[PlanSummary], Awaitable[bool]] | None
     if not _interactive() or json_mode:
         return None  # cron and pipes never wait for an answer
 
+    def question(text: str) -> str:  # on the terminal (stderr), even when stdout is a file
+        sys.stderr.write(text)
+        sys.stderr.flush()
+        return sys.stdin.readline()
+
     async def ask(summary: PlanSummary) -> bool:
         _print_plan(summary)
-        answer = await anyio.to_thread.run_sync(input, summary.question())
+        answer = await anyio.to_thread.run_sync(question, summary.question())
         return answer.strip().lower() in ("y", "yes")
 
     return ask
@@ -330,12 +335,16 @@ async def _cmd_validate(args: argparse.Namespace) -> int:
     result = await validate_file(request.kind, request.csv_path, default_profile_id=request.profile_id,
                                  default_region=settings.default_region, settings=settings, api_key=key)
     report = result.report
-    checked = "profiles checked against the account" if result.profiles_checked else \
-        "offline: profiles not checked" + ("" if args.offline else f"; set {API_KEY_ENV} to check them")
+    if result.profiles_checked:
+        checked = f"{result.profiles_checked} profile(s) checked against the account"
+    elif key is not None:
+        checked = "it names no profile: the API was not contacted"
+    else:
+        checked = "offline: profiles not checked" + ("" if args.offline else f"; set {API_KEY_ENV} to check them")
     text = f"{request.csv_path}: {report.rows} valid rows, {report.collapsed} duplicates collapsed, " \
            f"{report.warning_count} warnings ({checked})"
     print(json.dumps({"csv": str(request.csv_path), "rows": report.rows, "collapsed": report.collapsed,
-                      "warnings": report.warning_count, "profiles_checked": result.profiles_checked})
+                      "warnings": report.warning_count, "profiles_checked": result.profiles_checked > 0})
           if args.json else text)
     return 0
 

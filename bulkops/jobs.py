@@ -355,7 +355,7 @@ async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,
 @dataclass(frozen=True)
 class ValidateResult:
     report: LoadReport
-    profiles_checked: bool  # True only when every profile was found on the account
+    profiles_checked: int  # profiles found on the account; 0 when none was asked about
 
 
 async def validate_file(
@@ -385,13 +385,13 @@ async def validate_file(
         try:
             report = await load_rows(journal, 1, kind, csv_path, default_profile_id=default_profile_id,
                                      default_region=default_region, skip_invalid=False)
-            if client is not None:
+            uses = await profiles_in_use(journal, 1, kind, report)
+            if client is not None and uses:
                 with _api_errors(base_url, "The CSV itself is valid; its profiles were not "
                                  "checked: run again once the API answers, or pass --offline "
                                  "to check the file alone."):
                     async with client:
-                        await check_profiles(client, csv_path,
-                                             await profiles_in_use(journal, 1, kind, report))
+                        await check_profiles(client, csv_path, uses)
         finally:
             await journal.close()
-    return ValidateResult(report, client is not None)
+    return ValidateResult(report, len(uses) if client is not None else 0)
