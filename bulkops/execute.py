@@ -140,10 +140,14 @@ async def execute(
 
 
 async def _rolled_back(journal: Journal, job_id: int) -> JobResult | None:
-    rollbacks = await journal.rollbacks_of(job_id)
-    if not rollbacks:
+    undid = []
+    for rollback in await journal.rollbacks_of(job_id):
+        counts = await journal.counts(rollback.id)  # one that stopped before sending undid nothing
+        if counts.get(ItemState.DONE) + counts.get(ItemState.IN_FLIGHT) + counts.get(ItemState.FAILED):
+            undid.append(rollback)
+    if not undid:
         return None
-    job, by = await journal.job(job_id), rollbacks[-1]
+    job, by = await journal.job(job_id), undid[-1]
     return JobResult(journal.path, job, await journal.counts(job_id), idle=True, message=(
         f"job {job.name} (#{job.id}) was rolled back by job #{by.id} ({by.state.value} "
         f"{by.updated_at}); nothing was sent. Running it again would put its numbers back on "

@@ -43,6 +43,14 @@ def _require(path: Path) -> None:
         raise InputError(f"{path}: no such journal; check the --journal path")
 
 
+async def _job(journal: Journal, job_id: int) -> JobRecord:
+    """Job ``job_id`` as named by --job: a number the journal lacks is a usage mistake."""
+    if found := [job for job in await journal.jobs() if job.id == job_id]:
+        return found[0]
+    raise InputError(f"{journal.path} has no job {job_id}; `bulkops status --journal "
+                     f"{journal.path}` lists its jobs")
+
+
 def _api_hint(err: ApiError, base_url: str, then: str) -> ApiError:
     """An unreachable API named as such: the base URL and what to check, then what next."""
     if isinstance(err, ApiUnreachable):
@@ -98,7 +106,7 @@ async def report_job(journal_path: Path, output: Path | None, fmt: str = "csv",
     is standard output."""
     _require(journal_path)
     async with await Journal.open(journal_path, lock=False) as journal:
-        chosen = (await journal.latest_ran()).id if job_id is None else (await journal.job(job_id)).id
+        chosen = (await journal.latest_ran() if job_id is None else await _job(journal, job_id)).id
         target = output or journal_path.with_name(
             journal_path.stem + ("" if chosen == 1 else f"-job{chosen}") + f".report.{fmt}")
         return await write_report(journal, chosen, target, fmt)
@@ -112,7 +120,7 @@ async def retry_failed(journal_path: Path, settings: RunSettings | SettingsFor, 
     _require(journal_path)
     started = time.monotonic()
     async with await Journal.open(journal_path) as journal:
-        job = await journal.latest_ran() if job_id is None else await journal.job(job_id)
+        job = await journal.latest_ran() if job_id is None else await _job(journal, job_id)
         if not job.state.ran:
             raise InputError(f"job #{job.id} of {journal_path} never ran ({job.state.value}); "
                              "there is nothing to retry")
@@ -148,7 +156,7 @@ async def rollback(journal_path: Path, settings: RunSettings | SettingsFor, api_
     _require(journal_path)
     started = time.monotonic()
     async with await Journal.open(journal_path) as journal:
-        parent = await journal.job(job_id)
+        parent = await _job(journal, job_id)
         if parent.state in (JobState.LOADING, JobState.READY, JobState.CANCELLED):
             raise InputError(f"job #{parent.id} of {journal_path} never started writing "
                              f"({parent.state.value}); nothing to roll back")
@@ -283,8 +291,8 @@ async def run_job(
     client = make_client(settings, api_key)  # refuses an unsafe base URL before anything is written
     journal, created = await _open_or_create(request, settings)
     try:
-        with _api_errors(settings.base_url, "Then run the same command again: it resumes where "
-                         "it stopped."):
+        with _api_errors(settings.base_url, "Then run the same command again once the API "
+                         "answers."):
             async with client:
                 try:
                     await _load(journal, request, settings, client, created)
