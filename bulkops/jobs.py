@@ -2,8 +2,10 @@
 
 ``run_job``, ``plan_job`` and ``validate_file`` start from a CSV; ``job_status``,
 ``report_job``, ``retry_failed`` and ``rollback`` work on a journal after (or while) its job
-ran. They never print (the ledger goes to the ``bulkops`` logger) and raise only the
-``BulkOpsError`` tree; ``bulkops/__init__.py`` exports them.
+ran. They never print (the ledger goes to the ``bulkops`` logger; a report asked for on
+standard output is the one exception) and raise only the ``BulkOpsError`` tree;
+``bulkops/__init__.py`` exports them. A request that fails for good becomes the operator's error
+in one place, ``_api_errors``, for every entry point.
 """
 
 from __future__ import annotations

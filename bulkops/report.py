@@ -148,11 +148,11 @@ async def _lines(journal: Journal, job_id: int) -> AsyncGenerator[Line, None]:
     side = _side_lines(journal, job_id)
     pending = await anext(side, None)
     select = ", ".join(column for _, column in ITEM_FIELDS) + ", extra"
-    extra_at = len(ITEM_FIELDS)
+    line_at, extra_at = _AT["line"], len(ITEM_FIELDS)  # the extra cells follow ITEM_FIELDS
     async with aclosing(journal.iter_rows(job_id, select)) as pages:
         async for page in pages:
             for r in page:
-                line = r[0]
+                line = r[line_at]
                 while pending is not None and pending[0] < line:
                     yield pending[1]
                     pending = await anext(side, None)
