@@ -1,26 +1,31 @@
-"""The `bulkops` command: parse options, call one library function, print.
+"""The `bulkops` command: each subcommand parses its options, calls one library function
+(bulkops/jobs.py) and prints what it did.
 
-Every expected failure is a ``BulkOpsError``, shown as ``Error: ...`` with its
-documented exit code; a traceback means a bug.
+``COMMANDS`` is the whole command line: one entry per subcommand (its help, its options,
+its handler). Every expected failure is a ``BulkOpsError``, shown as ``Error: ...`` with its
+documented exit code; a traceback means a bug. The sandbox is imported only by the
+commands that serve it (``sandbox``, ``demo``), so `bulkops run` never loads it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import anyio
 
-from bulkops.config import RunSettings, Secret, resolve_api_key, resolve_base_url
+from bulkops.config import API_KEY_ENV, BASE_URL_ENV, RunSettings, Secret, resolve_api_key, resolve_base_url
 from bulkops.errors import BulkOpsError, ExitCode, InputError
 from bulkops.execute import JobResult
-from bulkops.input.jobfile import JobFile, load_job_file, render_journal_path
+from bulkops.input.jobfile import JobFile, load_job_file
 from bulkops.jobs import JobRequest, run_job
 from bulkops.models import Kind
 from bulkops.plan import PlanSummary
@@ -29,7 +34,26 @@ from bulkops.telnyx.retry import RetryPolicy
 
 from . import __version__
 
-T = TypeVar("T")
+DESCRIPTION = ("Move Telnyx phone numbers between messaging profiles in bulk, from a CSV:\n"
+               "validate, plan, run (resumable), report, retry and roll back.")
+
+EPILOG = f"""exit codes:
+  0    done (or nothing to do, said on the output)
+  1    a bug in bulkops: please report it
+  2    bad input or usage (CSV, job file, flags, a missing journal); nothing was sent
+  3    the job finished but rows failed, were rejected, or drifted: see the report
+  4    the API refused the key (401/403) or answered a fatal error
+  5    the journal is in use by another bulkops process
+  6    the journal is damaged, belongs to another CSV, or is of another schema
+  7    the API could not be reached or kept failing (check --base-url and the network)
+  130  interrupted (Ctrl-C, SIGTERM) or not confirmed; run the same command to resume
+
+environment:
+  {API_KEY_ENV}       the API key (or --api-key-file); never written anywhere
+  {BASE_URL_ENV}  the API base URL (or --base-url; default https://api.telnyx.com/v2)
+
+`bulkops COMMAND --help` lists the options of one command; `bulkops demo` shows a whole job.
+"""
 
 KINDS = [Kind.ASSIGN.value, Kind.UNASSIGN.value, Kind.MIGRATE.value, Kind.SET.value]
 
@@ -38,10 +62,12 @@ def _interactive() -> bool:
     return sys.stdin.isatty() and sys.stderr.isatty()
 
 
+# ---- options shared by several commands -------------------------------------------------
+
 def _add_connection(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("connection")
-    g.add_argument("--base-url", help="API base URL (default: $TELNYX_API_BASE_URL, else https://api.telnyx.com/v2)")
-    g.add_argument("--api-key-file", type=Path, help="read the API key from this file instead of $TELNYX_API_KEY")
+    g.add_argument("--base-url", help=f"API base URL (default: ${BASE_URL_ENV}, else https://api.telnyx.com/v2)")
+    g.add_argument("--api-key-file", type=Path, help=f"read the API key from this file instead of ${API_KEY_ENV}")
     g.add_argument("--insecure", action="store_true", help="allow a plain http:// base URL that is not loopback")
     g.add_argument("--timeout", type=float, default=None, help="seconds per request (default 30)")
 
@@ -55,14 +81,21 @@ def _add_engine(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-server-wait", type=float, help="longest 429 wait honoured, seconds (default 900)")
     g.add_argument("--verify", action="store_true", default=None, help="re-read every changed number at the end")
     g.add_argument("--yes", "-y", action="store_true", help="never ask for confirmation")
-    g.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
-    g.add_argument("--verbose", "-v", action="store_true")
+    _add_output(g)
 
 
-def _add_job(p: argparse.ArgumentParser, *, job_file: bool = True) -> None:
-    if job_file:
-        p.add_argument("job_file", nargs="?", type=Path, help="a job file (jobs/*.toml)")
-    p.add_argument("--kind", choices=KINDS)
+def _add_output(p: argparse.ArgumentParser | Any) -> None:
+    p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+    _add_verbose(p)
+
+
+def _add_verbose(p: argparse.ArgumentParser | Any) -> None:
+    p.add_argument("--verbose", "-v", action="store_true", help="log debug detail to stderr")
+
+
+def _add_job(p: argparse.ArgumentParser) -> None:
+    p.add_argument("job_file", nargs="?", type=Path, help="a job file (jobs/*.toml)")
+    p.add_argument("--kind", choices=KINDS, help="what the CSV asks for (or `kind` in the job file)")
     p.add_argument("--csv", type=Path, help="the CSV that defines the job")
     p.add_argument("--profile-id", help="assign: the profile (id or name) for rows without one")
     p.add_argument("--journal", type=Path, help="journal file (default: next to the CSV)")
@@ -71,80 +104,113 @@ def _add_job(p: argparse.ArgumentParser, *, job_file: bool = True) -> None:
                    help="journal invalid rows as rejected and run the rest")
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage mistakes read like every other expected failure: ``Error: ...``, exit 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(int(ExitCode.INPUT), f"Error: {self.prog}: {message}; see {self.prog} --help\n")
+def _add_journal(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--journal", type=Path, required=True, help=f"the journal {what}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="bulkops", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--version", action="version", version=f"bulkops {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+# ---- each command's options ---------------------------------------------------------------
 
-    run = sub.add_parser("run", help="validate, plan and run a job (again: resume it)")
-    _add_job(run)
-    _add_connection(run)
-    _add_engine(run)
-    run.add_argument("--dry-run", action="store_true", help="same as `bulkops plan`: write nothing")
-    run.add_argument("--plan-output", type=Path, help="with --dry-run: where to write the plan CSV")
-
-    plan = sub.add_parser("plan", help="show what a run would change; write nothing")
-    _add_job(plan)
-    _add_connection(plan)
-    _add_engine(plan)
-    plan.add_argument("--output", type=Path, help="plan CSV (default: <csv>.plan.csv)")
-
-    val = sub.add_parser("validate", help="check a CSV (and its profiles, when a key is set)")
-    _add_job(val)
-    _add_connection(val)
-    val.add_argument("--offline", action="store_true", help="do not check profiles against the account")
-    val.add_argument("--json", action="store_true")
-    val.add_argument("--verbose", "-v", action="store_true")
-
-    status = sub.add_parser("status", help="counts of a journal's jobs")
-    status.add_argument("--journal", type=Path, required=True)
-    status.add_argument("--json", action="store_true")
-    status.add_argument("--verbose", "-v", action="store_true")
-
-    report = sub.add_parser("report", help="per-row report of a journal's job")
-    report.add_argument("--journal", type=Path, required=True)
-    report.add_argument("--output", type=Path)
-    report.add_argument("--format", choices=["csv", "json"], default="csv")
-    report.add_argument("--job", type=int, help="job id (default: the latest)")
-    report.add_argument("--verbose", "-v", action="store_true")
-
-    for name, text in (("retry-failed", "run the failed rows of a journal again"),
-                       ("rollback", "put every changed number back on its prior profile")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("--journal", type=Path, required=True)
-        _add_connection(p)
-        _add_engine(p)
-        if name == "rollback":
-            p.add_argument("--force", action="store_true",
-                           help="also roll back numbers someone changed since the job")
-
-    _add_account_commands(sub)
-
-    from .sandbox.cli import add_arguments as sandbox_arguments
-
-    sandbox = sub.add_parser("sandbox", help="serve a local Telnyx-like API for rehearsals and tests")
-    sandbox_arguments(sandbox)
-
-    demo = sub.add_parser("demo", help="run the sample jobs against an in-process sandbox")
-    demo.add_argument("--workdir", type=Path, help="keep journals and reports here (default: a temp dir)")
-    demo.add_argument("--verbose", "-v", action="store_true")
-    return parser
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    _add_job(p)
+    _add_connection(p)
+    _add_engine(p)
+    p.add_argument("--dry-run", action="store_true", help="same as `bulkops plan`: write nothing")
+    p.add_argument("--plan-output", type=Path, help="with --dry-run: where to write the plan CSV")
 
 
-def _settings(args: argparse.Namespace, job: JobFile | None = None) -> RunSettings:
+def _plan_arguments(p: argparse.ArgumentParser) -> None:
+    _add_job(p)
+    _add_connection(p)
+    _add_engine(p)
+    p.add_argument("--output", type=Path, help="plan CSV (default: <csv>.plan.csv)")
+
+
+def _validate_arguments(p: argparse.ArgumentParser) -> None:
+    _add_job(p)
+    _add_connection(p)
+    p.add_argument("--offline", action="store_true", help="do not check profiles against the account")
+    _add_output(p)
+
+
+def _status_arguments(p: argparse.ArgumentParser) -> None:
+    _add_journal(p, "to read (a run may hold it meanwhile)")
+    _add_output(p)
+
+
+def _report_arguments(p: argparse.ArgumentParser) -> None:
+    _add_journal(p, "to read (a run may hold it meanwhile)")
+    p.add_argument("--output", type=Path,
+                   help="report file; - for standard output (default: next to the journal)")
+    p.add_argument("--format", choices=["csv", "json"], default="csv", help="report format (default csv)")
+    p.add_argument("--job", type=int, help="job id, as `bulkops status` lists them (default: the latest job that ran)")
+    _add_verbose(p)
+
+
+def _retry_arguments(p: argparse.ArgumentParser) -> None:
+    _add_journal(p, "of the job")
+    p.add_argument("--job", type=int, help="job id whose failed rows to run again (default: the latest job that ran)")
+    _add_connection(p)
+    _add_engine(p)
+
+
+def _rollback_arguments(p: argparse.ArgumentParser) -> None:
+    _add_journal(p, "of the job to roll back")
+    p.add_argument("--job", type=int, default=1, help="job id to roll back (default 1, the CSV's job)")
+    p.add_argument("--force", action="store_true", help="also roll back numbers someone changed since the job")
+    _add_connection(p)
+    _add_engine(p)
+
+
+def _account_limits(p: argparse.ArgumentParser) -> None:
+    """`profiles` and `export` read the account through the same limiter and retry policy."""
+    _add_connection(p)
+    g = p.add_argument_group("limits")
+    g.add_argument("--rate", type=float, help="ceiling in requests/s")
+    g.add_argument("--max-attempts", type=int, help="attempts per request (default 5)")
+    g.add_argument("--max-retry-seconds", type=float, help="time one request may retry (default 300)")
+    g.add_argument("--max-server-wait", type=float, help="longest 429 wait honoured, seconds")
+    _add_verbose(p)
+
+
+def _profiles_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON on stdout")
+    _account_limits(p)
+
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", required=True, help="the file to write, or - for stdout")
+    p.add_argument("--profile", action="append", default=[], metavar="ID_OR_NAME",
+                   help="only the numbers of this profile (repeatable)")
+    p.add_argument("--unassigned", action="store_true", help="the numbers on no profile")
+    p.add_argument("--type", choices=["longcode", "tollfree", "shortcode"],
+                   help="only numbers of this type")
+    p.add_argument("--contains", metavar="DIGITS", help="numbers containing these digits")
+    p.add_argument("--format", choices=["csv", "json"], default="csv", help="file format (default csv)")
+    _account_limits(p)
+
+
+def _sandbox_arguments(p: argparse.ArgumentParser) -> None:
+    from bulkops.sandbox.cli import add_arguments
+
+    add_arguments(p)
+
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workdir", type=Path, help="keep journals and reports here (default: a temp dir)")
+    _add_verbose(p)
+
+
+# ---- settings, request, key -------------------------------------------------------------------
+
+def _settings(args: argparse.Namespace, base: Mapping[str, Any] | None = None) -> RunSettings:
+    """Flags first, then ``base`` (the job file, or the settings the journal recorded for the
+    job), then the defaults."""
     def pick(name: str, default: Any) -> Any:
         value = getattr(args, name, None)
         if value is not None:
             return value
-        if job is not None and getattr(job, name, None) is not None:
-            return getattr(job, name)
+        if base is not None and base.get(name) is not None:
+            return base[name]
         return default
 
     attempts, seconds = pick("max_attempts", 5), pick("max_retry_seconds", 300.0)
@@ -168,6 +234,10 @@ def _settings(args: argparse.Namespace, job: JobFile | None = None) -> RunSettin
     )
 
 
+def _job_fields(job: JobFile | None) -> Mapping[str, Any] | None:
+    return None if job is None else {f.name: getattr(job, f.name) for f in dataclasses.fields(job)}
+
+
 def _request(args: argparse.Namespace) -> tuple[JobRequest, JobFile | None]:
     job = load_job_file(args.job_file) if getattr(args, "job_file", None) else None
     kind_text = args.kind or (job.kind.value if job else None)
@@ -179,24 +249,42 @@ def _request(args: argparse.Namespace) -> tuple[JobRequest, JobFile | None]:
     csv_path = args.csv or (job.csv if job else None)
     if csv_path is None:
         raise InputError("say which CSV: --csv FILE, or `csv = ...` in the job file")
-    if args.journal is not None:
-        journal = args.journal
-    elif job is not None and job.journal:
-        journal = render_journal_path(job.journal, job.path.parent, date.today())
-    else:
-        journal = csv_path.with_name(f"{csv_path.stem}.{kind.value}.journal.db")
+    journal = args.journal or (job.journal_path(date.today()) if job else None) \
+        or csv_path.with_name(f"{csv_path.stem}.{kind.value}.journal.db")
     name = job.name if job else csv_path.stem
     profile = args.profile_id or (job.profile_id if job else None)
     return JobRequest(kind, csv_path, journal, name, job.path if job else None, profile), job
 
 
+def _key(args: argparse.Namespace) -> Secret:
+    """The API key, resolved after the arguments are known to be usable (input errors first)."""
+    key = resolve_api_key(args.api_key_file)
+    add_secret_filter(key.reveal())
+    return key
+
+
+def _maybe_key(args: argparse.Namespace) -> Secret | None:
+    """The key if there is one: no key means an offline check, but a key file named and
+    unreadable is an error (the check the operator asked for would silently not run)."""
+    if args.api_key_file is None and not os.environ.get(API_KEY_ENV, "").strip():
+        return None
+    return _key(args)
+
+
+# ---- output ---------------------------------------------------------------------------------------
+
 def _confirm(json_mode: bool) -> Callable[[PlanSummary], Awaitable[bool]] | None:
     if not _interactive() or json_mode:
         return None  # cron and pipes never wait for an answer
 
+    def question(text: str) -> str:  # on the terminal (stderr), even when stdout is a file
+        sys.stderr.write(text)
+        sys.stderr.flush()
+        return sys.stdin.readline()
+
     async def ask(summary: PlanSummary) -> bool:
         _print_plan(summary)
-        answer = await anyio.to_thread.run_sync(input, f"Write {summary.writes} numbers? [y/N] ")
+        answer = await anyio.to_thread.run_sync(question, summary.question())
         return answer.strip().lower() in ("y", "yes")
 
     return ask
@@ -222,36 +310,34 @@ def _print_result(result: JobResult, json_mode: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    table = Table(title=f"{result.job.name} ({result.job.kind.value})")
-    table.add_column("state")
-    table.add_column("numbers", justify="right")
-    for state, count in result.as_dict()["counts"].items():
-        if count:
-            table.add_row(state, str(count))
-    console.print(table)
+    console = Console(soft_wrap=True)
+    if not result.idle:
+        table = Table(title=f"{result.job.name} ({result.job.kind.value})")
+        table.add_column("state")
+        table.add_column("numbers", justify="right")
+        for state, count in result.as_dict()["counts"].items():
+            if count:
+                table.add_row(state, str(count))
+        console.print(table)
+    if result.message:
+        console.print(result.message, markup=False)
     if result.plan_path:
-        console.print(f"plan written to {result.plan_path}; nothing was sent")
+        console.print(f"plan written to {result.plan_path}; nothing was sent", markup=False)
     if result.report_path:
-        console.print(f"report: {result.report_path}")
+        console.print(f"report: {result.report_path}", markup=False)
     if result.drift:
         console.print(f"[red]{len(result.drift)} number(s) drifted since they were written[/]")
 
 
-def _key(args: argparse.Namespace) -> Secret:
-    """The API key, resolved after the arguments are known to be usable (input errors first)."""
-    key = resolve_api_key(args.api_key_file)
-    add_secret_filter(key.reveal())
-    return key
-
+# ---- handlers -------------------------------------------------------------------------------------
 
 async def _cmd_run(args: argparse.Namespace) -> int:
     request, job = _request(args)
-    settings = _settings(args, job)
+    settings = _settings(args, _job_fields(job))
     key = _key(args)
     result = await run_job(request, settings, key, interactive=_interactive() and not args.json,
                            confirm=_confirm(args.json), dry_run=args.dry_run,
-                           plan_output=getattr(args, "plan_output", None))
+                           plan_output=args.plan_output)
     _print_result(result, args.json)
     return int(result.exit_code)
 
@@ -260,7 +346,7 @@ async def _cmd_plan(args: argparse.Namespace) -> int:
     from bulkops.jobs import plan_job
 
     request, job = _request(args)
-    settings = _settings(args, job)
+    settings = _settings(args, _job_fields(job))
     result = await plan_job(request, settings, _key(args), output=args.output)
     if not args.json and result.plan is not None:
         _print_plan(result.plan)
@@ -269,35 +355,26 @@ async def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 async def _cmd_validate(args: argparse.Namespace) -> int:
-    from bulkops.execute import make_client
     from bulkops.jobs import validate_file
 
     request, job = _request(args)
-    settings = _settings(args, job)
+    settings = _settings(args, _job_fields(job))
     key = None if args.offline else _maybe_key(args)
-    if key is None:
-        report = await validate_file(request.kind, request.csv_path, default_profile_id=request.profile_id,
-                                     default_region=settings.default_region, client=None)
+    result = await validate_file(request.kind, request.csv_path, default_profile_id=request.profile_id,
+                                 default_region=settings.default_region, settings=settings, api_key=key)
+    report = result.report
+    if result.profiles_checked:
+        checked = f"{result.profiles_checked} profile(s) checked against the account"
+    elif key is not None:
+        checked = "it names no profile: the API was not contacted"
     else:
-        async with make_client(settings, key) as client:
-            report = await validate_file(request.kind, request.csv_path,
-                                         default_profile_id=request.profile_id,
-                                         default_region=settings.default_region, client=client)
-    checked = "offline" if key is None else "profiles checked against the account"
+        checked = "offline: profiles not checked" + ("" if args.offline else f"; set {API_KEY_ENV} to check them")
     text = f"{request.csv_path}: {report.rows} valid rows, {report.collapsed} duplicates collapsed, " \
            f"{report.warning_count} warnings ({checked})"
     print(json.dumps({"csv": str(request.csv_path), "rows": report.rows, "collapsed": report.collapsed,
-                      "warnings": report.warning_count, "profiles_checked": key is not None})
+                      "warnings": report.warning_count, "profiles_checked": result.profiles_checked > 0})
           if args.json else text)
     return 0
-
-
-def _maybe_key(args: argparse.Namespace) -> Secret | None:
-    """The key if there is one: no key means an offline check, but a key file named and
-    unreadable is an error (the check the operator asked for would silently not run)."""
-    if args.api_key_file is None and not os.environ.get("TELNYX_API_KEY", "").strip():
-        return None
-    return _key(args)
 
 
 async def _cmd_status(args: argparse.Namespace) -> int:
@@ -318,48 +395,37 @@ async def _cmd_report(args: argparse.Namespace) -> int:
     from bulkops.jobs import report_job
 
     result = await report_job(args.journal, args.output, args.format, args.job)
-    print(f"report: {result.path} ({result.rows} rows)")
+    if str(result.path) == "-":  # stdout is the report itself
+        print(f"report: standard output ({result.rows} rows)", file=sys.stderr)
+    else:
+        print(f"report: {result.path} ({result.rows} rows)")
     return 0
 
 
-async def _cmd_followup(args: argparse.Namespace) -> int:
-    from bulkops.jobs import retry_failed, rollback
+async def _cmd_retry_failed(args: argparse.Namespace) -> int:
+    from bulkops.jobs import retry_failed
 
-    settings = _settings(args)
-    action = rollback if args.command == "rollback" else retry_failed
-    result = await action(args.journal, settings, _key(args), interactive=_interactive() and not args.json,
-                          confirm=_confirm(args.json))
+    key = _key(args)
+    result = await retry_failed(args.journal, lambda stored: _settings(args, stored), key, job_id=args.job,
+                                interactive=_interactive() and not args.json, confirm=_confirm(args.json))
     _print_result(result, args.json)
     return int(result.exit_code)
 
 
-def _add_account_commands(sub: Any) -> None:
-    """`profiles` and `export`: read the account (the shared limiter and retry policy apply)."""
-    profiles = sub.add_parser("profiles", help="list every messaging profile with its number count")
-    export = sub.add_parser("export", help="write the account's numbers as a CSV a job can run")
-    export.add_argument("--output", required=True, help="the file to write, or - for stdout")
-    export.add_argument("--profile", action="append", default=[], metavar="ID_OR_NAME",
-                        help="only the numbers of this profile (repeatable)")
-    export.add_argument("--unassigned", action="store_true", help="the numbers on no profile")
-    export.add_argument("--type", choices=["longcode", "tollfree", "shortcode"])
-    export.add_argument("--contains", metavar="DIGITS", help="numbers containing these digits")
-    export.add_argument("--format", choices=["csv", "json"], default="csv")
-    profiles.add_argument("--json", action="store_true", help="print JSON on stdout")
-    for p in (profiles, export):
-        _add_connection(p)
-        g = p.add_argument_group("limits")
-        g.add_argument("--rate", type=float, help="ceiling in requests/s")
-        g.add_argument("--max-attempts", type=int, help="attempts per request (default 5)")
-        g.add_argument("--max-retry-seconds", type=float, help="time one request may retry (default 300)")
-        g.add_argument("--max-server-wait", type=float, help="longest 429 wait honoured, seconds")
-        p.add_argument("--verbose", "-v", action="store_true")
+async def _cmd_rollback(args: argparse.Namespace) -> int:
+    from bulkops.jobs import rollback
+
+    key = _key(args)
+    result = await rollback(args.journal, lambda stored: _settings(args, stored), key, job_id=args.job,
+                            interactive=_interactive() and not args.json, confirm=_confirm(args.json))
+    _print_result(result, args.json)
+    return int(result.exit_code)
 
 
 async def _cmd_profiles(args: argparse.Namespace) -> int:
     from bulkops.jobs import list_profiles
 
-    settings = _settings(args)
-    profiles = await list_profiles(settings, _key(args))
+    profiles = await list_profiles(_settings(args), _key(args))
     if args.json:
         print(json.dumps({"profiles": [{"id": p.id, "name": p.name, "numbers": p.numbers}
                                        for p in profiles]}, indent=2))
@@ -382,23 +448,87 @@ async def _cmd_export(args: argparse.Namespace) -> int:
 
     output = None if args.output == "-" else Path(args.output)
     query = ExportQuery(tuple(args.profile), args.unassigned, args.type, args.contains)
-    settings = _settings(args)
-    result = await export_numbers(settings, _key(args), output, query, args.format,
+    result = await export_numbers(_settings(args), _key(args), output, query, args.format,
                                   interactive=_interactive() and output is not None)
     print(f"export: {result.path or 'stdout'} ({result.numbers} numbers)", file=sys.stderr)
     return 0
 
 
-def _run(fn: Callable[[], Awaitable[int]]) -> int:
-    return anyio.run(fn, backend="asyncio")
+def _cmd_sandbox(args: argparse.Namespace) -> int:
+    from bulkops.sandbox.cli import main as sandbox_main
+
+    return sandbox_main(args)
+
+
+async def _cmd_demo(args: argparse.Namespace) -> int:
+    from bulkops.demo import run_demo
+
+    return await run_demo(args.workdir)
+
+
+def _async(handler: Callable[[argparse.Namespace], Awaitable[int]]) -> Callable[[argparse.Namespace], int]:
+    return lambda args: anyio.run(handler, args, backend="asyncio")
+
+
+# ---- the command table ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Callable[[argparse.Namespace], int]
+    lazy: bool = False  # options added only when this command runs: they import heavy modules
+
+
+COMMANDS: dict[str, Command] = {
+    "run": Command("validate, plan and run a job (again: resume it)", _run_arguments, _async(_cmd_run)),
+    "plan": Command("show what a run would change; write nothing", _plan_arguments, _async(_cmd_plan)),
+    "validate": Command("check a CSV (and its profiles, when a key is set); send nothing",
+                        _validate_arguments, _async(_cmd_validate)),
+    "status": Command("counts of a journal's jobs", _status_arguments, _async(_cmd_status)),
+    "report": Command("per-row report of a journal's job", _report_arguments, _async(_cmd_report)),
+    "retry-failed": Command("run the failed rows of a job again", _retry_arguments,
+                            _async(_cmd_retry_failed)),
+    "rollback": Command("put every number a job changed back on its prior profile",
+                        _rollback_arguments, _async(_cmd_rollback)),
+    "profiles": Command("list every messaging profile with its number count", _profiles_arguments,
+                        _async(_cmd_profiles)),
+    "export": Command("write the account's numbers as a CSV a job can run", _export_arguments,
+                      _async(_cmd_export)),
+    "sandbox": Command("serve a local Telnyx-like API for rehearsals and tests", _sandbox_arguments,
+                       _cmd_sandbox, lazy=True),
+    "demo": Command("run the sample jobs against an in-process sandbox", _demo_arguments,
+                    _async(_cmd_demo)),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes read like every other expected failure: ``Error: ...``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(int(ExitCode.INPUT), f"Error: {self.prog}: {message}; see {self.prog} --help\n")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; a lazy command's options only when ``command`` is that command."""
+    parser = _Parser(prog="bulkops", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"bulkops {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, spec in COMMANDS.items():
+        p = sub.add_parser(name, help=spec.help, description=spec.help)
+        if not spec.lazy or name == command:
+            spec.arguments(p)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     setup_logging(getattr(args, "verbose", False))
     try:
-        return _dispatch(args)
+        return COMMANDS[args.command].handler(args)
     except BulkOpsError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         if getattr(args, "json", False):  # automation reading stdout gets an answer too
@@ -407,31 +537,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Error: interrupted; run the same command again to resume", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
-
-
-def _dispatch(args: argparse.Namespace) -> int:
-    command = args.command
-    if command == "sandbox":
-        from .sandbox.cli import main as sandbox_main
-
-        return sandbox_main(args)
-    if command == "demo":
-        from bulkops.demo import run_demo
-
-        return _run(lambda: run_demo(args.workdir))
-    if command == "status":
-        return _run(lambda: _cmd_status(args))
-    if command == "report":
-        return _run(lambda: _cmd_report(args))
-    if command == "validate":
-        return _run(lambda: _cmd_validate(args))
-    if command == "run":
-        return _run(lambda: _cmd_run(args))
-    if command == "plan":
-        return _run(lambda: _cmd_plan(args))
-    if command in ("profiles", "export"):
-        return _run(lambda: (_cmd_profiles if command == "profiles" else _cmd_export)(args))
-    return _run(lambda: _cmd_followup(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -76,12 +76,16 @@ async def run_demo(workdir: Path | None = None) -> int:
 
 def _summary(console: Console, results: list[JobResult], stats: dict[str, object]) -> None:
     table = Table(title="demo summary")
-    for column in ("job", "kind", "done", "skipped", "failed", "seconds", "report"):
+    for column in ("job", "kind", "done", "skipped", "failed", "seconds"):
         table.add_column(column)
     for r in results:
         table.add_row(r.job.name, r.job.kind.value, str(r.counts.get(ItemState.DONE)),
                       str(r.counts.get(ItemState.SKIPPED)), str(r.counts.get(ItemState.FAILED)),
-                      f"{r.elapsed:.1f}", r.report_path.name if r.report_path else "")
-    Console().print(table)
+                      f"{r.elapsed:.1f}")
+    out = Console(soft_wrap=True)  # paths in full, however narrow the terminal
+    out.print(table)
+    for r in results:
+        if r.report_path:
+            out.print(f"report of {r.job.name}: {r.report_path}", markup=False, highlight=False)
     console.print(f"sandbox: {stats.get('writes_applied')} writes applied, "
                   f"{stats.get('rate_limited')} requests answered 429")

@@ -19,9 +19,10 @@ class ExitCode(IntEnum):
     INTERNAL = 1  # a bug: an unexpected exception
     INPUT = 2  # bad CSV, job file or usage; nothing was sent
     FAILED_ROWS = 3  # the job finished but some rows failed
-    ABORTED = 4  # the API refused the credentials (401/403) or another fatal API error
+    ABORTED = 4  # the API refused the credentials (401/403) or answered a fatal error
     LOCKED = 5  # the journal is held by another live bulkops process
     JOURNAL = 6  # the journal is unreadable, from another CSV, or of another schema
+    UNREACHABLE = 7  # the API could not be reached, or kept failing (5xx, timeouts) past the retries
     INTERRUPTED = 130  # Ctrl-C or SIGTERM; resume with the same command
 
 
@@ -81,6 +82,13 @@ class ApiError(BulkOpsError):
         self.code = code
         self.title = title
         self.detail = detail
+
+
+class ApiUnreachable(ApiError):
+    """No usable answer: nothing listens at the base URL, or the API kept failing past the
+    retries. Not the key's fault: the operator checks the URL, the network, the API's status."""
+
+    exit_code = ExitCode.UNREACHABLE
 
 
 class AuthError(ApiError):

@@ -20,7 +20,7 @@ from bulkops.errors import ApiError, BulkOpsError, ExitCode, Interrupted
 from bulkops.journal.records import Item, JobRecord
 from bulkops.journal.states import ItemState, JobState
 from bulkops.journal.store import Journal
-from bulkops.models import Counts
+from bulkops.models import Counts, Kind
 from bulkops.plan import PlanSummary, summarize
 from bulkops.progress import Tracker, show_progress
 from bulkops.report import write_report
@@ -33,6 +33,7 @@ from bulkops.telnyx.ratelimit import RateLimiter
 
 log = logging.getLogger("bulkops")
 
+# Asked with the plan (its ``question()`` names what will happen); answers whether to go on.
 Confirm = Callable[[PlanSummary], Awaitable[bool]]
 
 
@@ -47,9 +48,13 @@ class JobResult:
     elapsed: float = 0.0
     requests: dict[str, Any] = field(default_factory=dict)
     drift: list[tuple[str, str, str | None]] = field(default_factory=list)
+    message: str | None = None  # what the operator must know beyond the counts
+    idle: bool = False  # nothing was (or was to be) done: the counts are the job's, not this run's
 
     @property
     def exit_code(self) -> ExitCode:
+        if self.idle:
+            return ExitCode.OK
         failed = self.counts.get(ItemState.FAILED) + self.counts.rejected + len(self.drift)
         return ExitCode.FAILED_ROWS if failed else ExitCode.OK
 
@@ -66,6 +71,7 @@ class JobResult:
             "elapsed_seconds": round(self.elapsed, 3),
             "requests": self.requests,
             "drift": [{"phone_number": n, "desired": d, "current": c} for n, d, c in self.drift],
+            "message": self.message,
             "exit_code": int(self.exit_code),
         }
 
@@ -101,7 +107,12 @@ async def execute(
     confirm: Confirm | None,
     started: float,
 ) -> JobResult:
-    """Snapshot, confirm, write and report one job of an open journal."""
+    """Snapshot, confirm, write and report one job of an open journal.
+
+    A job that a rollback undid is never written again (that would silently undo the
+    rollback): the result says so and nothing is sent."""
+    if undone := await _rolled_back(journal, job_id):
+        return undone
     stop = StopSignal()
     error: BulkOpsError | None = None
     async with anyio.create_task_group() as signals:
@@ -123,6 +134,21 @@ async def execute(
     return result
 
 
+async def _rolled_back(journal: Journal, job_id: int) -> JobResult | None:
+    undid = []
+    for rollback in await journal.rollbacks_of(job_id):
+        counts = await journal.counts(rollback.id)  # one that stopped before sending undid nothing
+        if counts.get(ItemState.DONE) + counts.get(ItemState.IN_FLIGHT) + counts.get(ItemState.FAILED):
+            undid.append(rollback)
+    if not undid:
+        return None
+    job, by = await journal.job(job_id), undid[-1]
+    return JobResult(journal.path, job, await journal.counts(job_id), idle=True, message=(
+        f"job {job.name} (#{job.id}) was rolled back by job #{by.id} ({by.state.value} "
+        f"{by.updated_at}); nothing was sent. Running it again would put its numbers back on "
+        "the CSV's profiles: to do that, start a new job from the CSV with a new --journal."))
+
+
 async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings: RunSettings,
                    stop: StopSignal, *, interactive: bool, confirm: Confirm | None,
                    started: float) -> JobResult:
@@ -137,17 +163,25 @@ async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings
         await snapshot_pending(journal, job_id, client, settings, stop)
         if stop.requested:
             await _interrupted(journal, job_id)
-        summary = await summarize(journal, job_id)
+        job = await journal.job(job_id)
+        summary = await summarize(journal, job_id, job.kind)
         log.info("plan: will change=%d already in place=%d not on account=%d left alone=%d",
                  summary.change, summary.in_place, summary.not_on_account, summary.left_alone)
         if (summary.writes > settings.confirm_threshold and confirm is not None
                 and not await confirm(summary)):
-            raise Interrupted(f"not confirmed; nothing was sent. The journal {journal.path} is "
-                              "kept: run the same command again to resume, with --yes to skip "
-                              "the question")
+            # Cancelled, so no other command (retry-failed, report's default) picks it up.
+            await journal.set_job_state(job_id, JobState.CANCELLED)
+            log.info("job cancelled job=%d: not confirmed, nothing was sent", job_id)
+            again = ("run `bulkops rollback` again to be asked again" if job.kind is Kind.ROLLBACK
+                     else f"the journal {journal.path} is kept: run the same command again to be "
+                     "asked again, with --yes to skip the question")
+            raise Interrupted(f"not confirmed; nothing was sent and job #{job_id} is cancelled; "
+                              + again)
     await journal.set_job_state(job_id, JobState.RUNNING)
-    pending = (await journal.counts(job_id)).get(ItemState.PENDING)
-    tracker = Tracker("write", total=pending, retries=lambda: client.stats.retries)
+    counts = await journal.counts(job_id)
+    pending = counts.get(ItemState.PENDING)
+    tracker = Tracker("write", total=counts.total, already=counts.total - pending,
+                      retries=lambda: client.stats.retries)
     log.info("writes started rows=%d concurrency=%d rate=%s%s", pending, settings.concurrency,
              settings.rate or "server-paced", " (each batch read back first)" if pipelined else "")
     async with anyio.create_task_group() as tg:

@@ -3,8 +3,10 @@
 ``run_job``, ``plan_job`` and ``validate_file`` start from a CSV; ``job_status``,
 ``report_job``, ``retry_failed`` and ``rollback`` work on a journal after (or while) its job
 ran; ``list_profiles`` and ``export_numbers`` read the account. They never print (the ledger
-goes to the ``bulkops`` logger) and raise only the ``BulkOpsError`` tree; ``bulkops/__init__.py``
-exports them.
+goes to the ``bulkops`` logger; a report or export asked for on standard output is the
+exception) and raise only the ``BulkOpsError`` tree; ``bulkops/__init__.py`` exports them. A
+request that fails for good becomes the operator's error in one place, ``_api_errors``, for
+every entry point.
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bulkops.account import ExportQuery, ExportResult, ProfileCount, export, profiles_with_counts
 from bulkops.config import RunSettings, Secret
-from bulkops.errors import InputError, JournalError
+from bulkops.errors import ApiError, ApiUnreachable, InputError, JournalError
 from bulkops.execute import Confirm, JobResult, execute, make_client, snapshot_pending
 from bulkops.input.loading import (
     LoadReport, check_profiles, freeze_migrations, load_rows, profiles_in_use,
@@ -39,8 +43,48 @@ log = logging.getLogger("bulkops")
 
 
 def _require(path: Path) -> None:
-    if not path.exists():
-        raise JournalError(f"{path}: no such journal; check the --journal path")
+    if not path.exists():  # a wrong path on the command line: usage, not a damaged journal
+        raise InputError(f"{path}: no such journal; check the --journal path")
+
+
+async def _job(journal: Journal, job_id: int) -> JobRecord:
+    """Job ``job_id`` as named by --job: a number the journal lacks is a usage mistake."""
+    if found := [job for job in await journal.jobs() if job.id == job_id]:
+        return found[0]
+    raise InputError(f"{journal.path} has no job {job_id}; `bulkops status --journal "
+                     f"{journal.path}` lists its jobs")
+
+
+def _api_hint(err: ApiError, base_url: str, then: str) -> ApiError:
+    """An unreachable API named as such: the base URL and what to check, then what next."""
+    if isinstance(err, ApiUnreachable):
+        err.message += (f"\nCheck that {base_url} is the API's address (--base-url or "
+                        "$TELNYX_API_BASE_URL), that this host can reach it (network, proxy, "
+                        "firewall) and the API's status page.")
+    if then and "run the same command again" not in err.message:
+        err.message += f"\n{then}"
+    return err
+
+
+@contextmanager
+def _api_errors(base_url: str, then: str = "") -> Iterator[None]:
+    """The one place a request that failed for good (``GaveUp``) becomes the operator's error,
+    for every entry point: ``then`` says what that command's next step is."""
+    try:
+        yield
+    except GaveUp as exc:
+        raise _api_hint(gave_up_error(exc), base_url, then) from None
+    except ApiError as err:
+        raise _api_hint(err, base_url, then) from None
+
+
+SettingsFor = Callable[[Mapping[str, object]], RunSettings]
+"""Builds a follow-up's settings from the settings the job was run with (command-line flags
+still win): a rollback or retry inherits the job's rate, concurrency and retry limits."""
+
+
+def _resolve(settings: RunSettings | SettingsFor, job: JobRecord) -> RunSettings:
+    return settings if isinstance(settings, RunSettings) else settings(job.settings)
 
 
 @dataclass(frozen=True)
@@ -62,60 +106,100 @@ def status_dict(statuses: list[JobStatus]) -> dict[str, Any]:
 
 async def report_job(journal_path: Path, output: Path | None, fmt: str = "csv",
                      job_id: int | None = None) -> ReportResult:
+    """The per-row report of ``job_id`` (default: the latest job that ran); ``output`` "-"
+    is standard output."""
     _require(journal_path)
     async with await Journal.open(journal_path, lock=False) as journal:
-        jobs = await journal.jobs()
-        chosen = jobs[-1].id if job_id is None else job_id
-        if chosen not in {j.id for j in jobs}:
-            raise JournalError(f"{journal_path} has no job {chosen}; `bulkops status` lists its jobs")
+        chosen = (await journal.latest_ran() if job_id is None else await _job(journal, job_id)).id
         target = output or journal_path.with_name(
             journal_path.stem + ("" if chosen == 1 else f"-job{chosen}") + f".report.{fmt}")
         return await write_report(journal, chosen, target, fmt)
 
 
-async def retry_failed(journal_path: Path, settings: RunSettings, api_key: Secret, *,
-                       interactive: bool = False, confirm: Confirm | None = None) -> JobResult:
-    """Run the failed rows of the latest job again (after their cause was fixed)."""
+async def retry_failed(journal_path: Path, settings: RunSettings | SettingsFor, api_key: Secret,
+                       *, job_id: int | None = None, interactive: bool = False,
+                       confirm: Confirm | None = None) -> JobResult:
+    """Run the failed rows of one job again (after their cause was fixed): ``job_id``, by
+    default the latest job that ran. Nothing else of the job is sent."""
     _require(journal_path)
     started = time.monotonic()
-    client = make_client(settings, api_key)
     async with await Journal.open(journal_path) as journal:
-        job = (await journal.jobs())[-1]
-        if job.state is JobState.LOADING:
-            raise JournalError(f"{journal_path} never finished loading its CSV; run the job first")
-        reset = await journal.reset_failed(job.id)
-        log.info("retry-failed job=%d rows=%d", job.id, reset)
-        async with client:
-            return await execute(journal, job.id, client, settings, interactive=interactive,
-                                 confirm=confirm, started=started)
+        job = await journal.latest_ran() if job_id is None else await _job(journal, job_id)
+        if not job.state.ran:
+            raise InputError(f"job #{job.id} of {journal_path} never ran ({job.state.value}); "
+                             "there is nothing to retry")
+        counts = await journal.counts(job.id)
+        waiting = counts.get(ItemState.PENDING) + counts.get(ItemState.IN_FLIGHT)
+        if waiting:
+            again = "bulkops rollback" if job.kind is Kind.ROLLBACK else "bulkops run"
+            raise InputError(f"job #{job.id} of {journal_path} still has {waiting} row(s) that "
+                             f"were never sent; finish it first (`{again}` resumes it), then "
+                             "retry its failed rows")
+        if not counts.get(ItemState.FAILED):
+            return JobResult(journal_path, job, counts, idle=True,
+                             message=f"job #{job.id} ({job.name}) has no failed rows: nothing to do")
+        run_settings = _resolve(settings, job)
+        client = make_client(run_settings, api_key)
+        with _api_errors(run_settings.base_url):
+            reset = await journal.reset_failed(job.id)
+            log.info("retry-failed job=%d rows=%d", job.id, reset)
+            async with client:
+                return await execute(journal, job.id, client, run_settings,
+                                     interactive=interactive, confirm=confirm, started=started)
 
 
-async def rollback(journal_path: Path, settings: RunSettings, api_key: Secret, *,
-                   interactive: bool = False, confirm: Confirm | None = None) -> JobResult:
-    """Put every number the job changed back on its prior profile (journaled, resumable).
+async def rollback(journal_path: Path, settings: RunSettings | SettingsFor, api_key: Secret, *,
+                   job_id: int = 1, interactive: bool = False,
+                   confirm: Confirm | None = None) -> JobResult:
+    """Put every number job ``job_id`` changed back on its prior profile (journaled, resumable).
 
     A number whose profile is no longer the one the job set was changed by someone
-    since; it is left alone and reported, unless ``settings.force``.
+    since; it is left alone and reported, unless ``settings.force``. A job already rolled
+    back is not rolled back again (nothing would change), unless numbers were left out.
     """
     _require(journal_path)
     started = time.monotonic()
-    client = make_client(settings, api_key)
     async with await Journal.open(journal_path) as journal:
-        parent = await journal.job(1)
-        if parent.state is JobState.LOADING:
-            raise JournalError(f"{journal_path}: the job never started writing; nothing to roll back")
-        async with client:
-            counts = await journal.counts(1)
-            if counts.get(ItemState.PENDING) + counts.get(ItemState.IN_FLIGHT):
-                # Writes of an interrupted run may have landed unrecorded: read them back first
-                # so they count as done and are rolled back too.
-                await journal.reset_in_flight(1)
-                await snapshot_pending(journal, 1, client, settings, StopSignal())
-            rollback_id = await journal.create_rollback_job(
-                1, name=f"{parent.name}-rollback", settings=settings.journal_view())
-            log.info("rollback job=%d of job=%d force=%s", rollback_id, parent.id, settings.force)
-            return await execute(journal, rollback_id, client, settings, interactive=interactive,
-                                 confirm=confirm, started=started)
+        parent = await _job(journal, job_id)
+        if parent.state in (JobState.LOADING, JobState.READY, JobState.CANCELLED):
+            raise InputError(f"job #{parent.id} of {journal_path} never started writing "
+                             f"({parent.state.value}); nothing to roll back")
+        run_settings = _resolve(settings, parent)
+        if done := await _already_rolled_back(journal, parent, run_settings.force):
+            return done
+        client = make_client(run_settings, api_key)
+        with _api_errors(run_settings.base_url):
+            async with client:
+                counts = await journal.counts(parent.id)
+                if counts.get(ItemState.PENDING) + counts.get(ItemState.IN_FLIGHT):
+                    # Writes of an interrupted run may have landed unrecorded: read them back
+                    # first so they count as done and are rolled back too.
+                    await journal.reset_in_flight(parent.id)
+                    await snapshot_pending(journal, parent.id, client, run_settings, StopSignal())
+                rollback_id = await journal.create_rollback_job(
+                    parent.id, name=f"{parent.name}-rollback", settings=run_settings.journal_view())
+                log.info("rollback job=%d of job=%d force=%s", rollback_id, parent.id,
+                         run_settings.force)
+                return await execute(journal, rollback_id, client, run_settings,
+                                     interactive=interactive, confirm=confirm, started=started)
+
+
+async def _already_rolled_back(journal: Journal, parent: JobRecord, force: bool) -> JobResult | None:
+    """A finished rollback that left nothing behind: a second one would change nothing."""
+    finished = [j for j in await journal.rollbacks_of(parent.id) if j.state is JobState.FINISHED]
+    if not finished:
+        return None
+    last = finished[-1]
+    counts = await journal.counts(last.id)
+    failed, left = counts.get(ItemState.FAILED), counts.get(ItemState.SKIPPED)
+    if failed or (left and force):
+        return None  # numbers it could not (or would not) put back: a new rollback tries them
+    text = (f"job #{parent.id} ({parent.name}) was already rolled back by job #{last.id} "
+            f"({last.updated_at}): nothing to change")
+    if left:
+        text += (f"; it left {left} number(s) alone (changed since the job, or already back): "
+                 "pass --force to roll back the ones changed since too")
+    return JobResult(journal.path, last, counts, idle=True, message=text)
 
 @dataclass(frozen=True)
 class JobRequest:
@@ -211,21 +295,42 @@ async def run_job(
     client = make_client(settings, api_key)  # refuses an unsafe base URL before anything is written
     journal, created = await _open_or_create(request, settings)
     try:
-        async with client:
-            try:
-                await _load(journal, request, settings, client, created)
-            except BaseException:
-                if created:
-                    await journal.discard()
-                raise
-            if request.kind is Kind.MIGRATE:
-                await freeze_migrations(journal, 1, client)
-            return await execute(journal, 1, client, settings, interactive=interactive,
-                                 confirm=confirm, started=started)
-    except GaveUp as exc:
-        raise gave_up_error(exc) from None
+        with _api_errors(settings.base_url, "Then run the same command again once the API "
+                         "answers."):
+            async with client:
+                try:
+                    await _load(journal, request, settings, client, created)
+                except BaseException:
+                    if created:
+                        await journal.discard()
+                    raise
+                before = await journal.job(1)
+                if request.kind is Kind.MIGRATE:
+                    await freeze_migrations(journal, 1, client)
+                result = await execute(journal, 1, client, settings, interactive=interactive,
+                                       confirm=confirm, started=started)
+                return await _explain(journal, result, before)
     finally:
         await journal.close()
+
+
+async def _explain(journal: Journal, result: JobResult, before: JobRecord) -> JobResult:
+    """Say what a success that changed nothing means: an empty migrate, a job already done."""
+    if result.message is not None:
+        return result
+    if before.state is JobState.FINISHED:
+        result.message = (f"the job had already finished ({before.updated_at}): nothing was "
+                          "sent; the counts are the job's")
+    elif result.job.kind is Kind.MIGRATE:
+        empty = [(line, source) for line, source, listed in await journal.migration_counts(1)
+                 if not listed]
+        if empty and result.counts.total == 0:
+            result.message = "nothing to do: " + "; ".join(
+                f"line {line}: profile {source} has 0 numbers" for line, source in empty)
+        elif empty:
+            result.message = "; ".join(f"line {line}: profile {source} has 0 numbers; nothing "
+                                       "moved from it" for line, source in empty)
+    return result
 
 
 async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,
@@ -240,21 +345,29 @@ async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,
                              request.job_file, request.profile_id)
         journal, _ = await _open_or_create(scratch, settings)
         try:
-            async with client:
-                await _load(journal, scratch, settings, client, True)
-                if request.kind is Kind.MIGRATE:
-                    await freeze_migrations(journal, 1, client)
-                await snapshot_pending(journal, 1, client, settings, StopSignal())
-                summary = await write_plan_csv(journal, 1, output)
-                job = await journal.job(1)
-                counts = await journal.counts(1)
-                stats = client.stats.as_dict()
-        except GaveUp as exc:
-            raise gave_up_error(exc) from None
+            with _api_errors(settings.base_url, "Nothing was written and a plan keeps no "
+                             "journal: run the same command again once the API answers."):
+                async with client:
+                    await _load(journal, scratch, settings, client, True)
+                    if request.kind is Kind.MIGRATE:
+                        await freeze_migrations(journal, 1, client)
+                    await snapshot_pending(journal, 1, client, settings, StopSignal())
+                    summary = await write_plan_csv(journal, 1, output)
+                    job = await journal.job(1)
+                    counts = await journal.counts(1)
+                    stats = client.stats.as_dict()
+                result = JobResult(request.journal_path, job, counts, plan=summary, plan_path=output,
+                                   elapsed=time.monotonic() - started, requests=stats)
+                result = await _explain(journal, result, job)
         finally:
             await journal.close()
-    return JobResult(request.journal_path, job, counts, plan=summary, plan_path=output,
-                     elapsed=time.monotonic() - started, requests=stats)
+    return result
+
+
+@dataclass(frozen=True)
+class ValidateResult:
+    report: LoadReport
+    profiles_checked: int  # profiles found on the account; 0 when none was asked about
 
 
 async def validate_file(
@@ -263,14 +376,16 @@ async def validate_file(
     *,
     default_profile_id: str | None,
     default_region: str,
-    client: TelnyxClient | None,
-) -> LoadReport:
+    settings: RunSettings | None = None,
+    api_key: Secret | None = None,
+) -> ValidateResult:
     """`bulkops validate`: every check a run makes before writing, in a scratch journal.
 
-    Profiles are checked against the account only when a client is given.
+    Profiles are checked against the account only when a key is given; any API failure
+    raises (the result never claims a check that did not happen).
     """
-    import tempfile
-
+    client = None if api_key is None else make_client(settings or RunSettings(), api_key)
+    base_url = (settings or RunSettings()).base_url
     with tempfile.TemporaryDirectory(prefix="bulkops-validate-") as tmp:
         # A scratch journal: no hash of the CSV (nothing will resume it); read_rows says
         # what is wrong with a missing, unreadable or folder path.
@@ -280,24 +395,34 @@ async def validate_file(
             default_profile_id=default_profile_id, settings={},
         )
         try:
-            report = await load_rows(journal, 1, kind, csv_path, default_profile_id=default_profile_id,
-                                     default_region=default_region, skip_invalid=False,
-                                     client=client)
-            if client is not None:
-                await check_profiles(client, csv_path, await profiles_in_use(journal, 1, kind, report))
+            if client is None:  # offline: profile names stay unresolved (load_rows warns)
+                report = await load_rows(journal, 1, kind, csv_path,
+                                         default_profile_id=default_profile_id,
+                                         default_region=default_region, skip_invalid=False)
+                return ValidateResult(report, 0)
+            with _api_errors(base_url, "The CSV itself may be valid; its profiles were not "
+                             "checked: run again once the API answers, or pass --offline to "
+                             "check the file alone."):
+                async with client:
+                    # With the client, profile names are resolved as a run would resolve them.
+                    report = await load_rows(journal, 1, kind, csv_path,
+                                             default_profile_id=default_profile_id,
+                                             default_region=default_region, skip_invalid=False,
+                                             client=client)
+                    uses = await profiles_in_use(journal, 1, kind, report)
+                    if uses:
+                        await check_profiles(client, csv_path, uses)
         finally:
             await journal.close()
-    return report
+    return ValidateResult(report, len(uses))
 
 
 async def list_profiles(settings: RunSettings, api_key: Secret) -> list[ProfileCount]:
     """`bulkops profiles`: every messaging profile, with how many numbers each holds."""
     client = make_client(settings, api_key)
-    try:
+    with _api_errors(settings.base_url, "Run the same command again once the API answers."):
         async with client:
             return await profiles_with_counts(client)
-    except GaveUp as exc:
-        raise gave_up_error(exc) from None
 
 
 async def export_numbers(settings: RunSettings, api_key: Secret, output: Path | None,
@@ -307,8 +432,7 @@ async def export_numbers(settings: RunSettings, api_key: Secret, output: Path | 
     ``output`` None writes to stdout."""
     query.check()  # a bad filter is an input error before any request
     client = make_client(settings, api_key)
-    try:
+    with _api_errors(settings.base_url, "No file was written: run the same command again once "
+                     "the API answers."):
         async with client:
             return await export(client, output, query, fmt, interactive=interactive)
-    except GaveUp as exc:
-        raise gave_up_error(exc) from None

@@ -30,6 +30,9 @@ class Severity(str, Enum):
     WARNING = "warning"
 
 
+Extra = tuple[tuple[str, str], ...]  # extra CSV columns, (header, value), kept for the report
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One thing wrong (or worth a warning) in an input file, located precisely."""
@@ -40,6 +43,9 @@ class Problem:
     column: int | None = None  # 1-based field position in the CSV row
     field: str | None = None  # header name of that column, when known
     severity: Severity = Severity.ERROR
+    # The row's cells as read, (column, text), for the report of a rejected row; required
+    # columns under their canonical names (phone_number, messaging_profile_id, ...).
+    cells: Extra = ()
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
@@ -48,9 +54,6 @@ class Problem:
         if self.field:
             where += f" ({self.field})"
         return f"{where}: {self.message}"
-
-
-Extra = tuple[tuple[str, str], ...]  # extra CSV columns, (header, value), kept for the report
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import csv
 import os
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
 from bulkops.journal.records import Item
 from bulkops.journal.states import ItemState
 from bulkops.journal.store import Journal
-from bulkops.report import open_private
+from bulkops.models import Kind
+from bulkops.report import inert, input_column, open_private
 
 
 class Action(str, Enum):
@@ -32,6 +33,16 @@ class PlanSummary:
     done: int = 0
     failed: int = 0
     left_alone: int = 0
+    kind: Kind | None = field(default=None, compare=False)  # what the job does, for the question before it runs
+
+    def question(self) -> str:
+        """What the operator is asked before the writes, naming what will happen."""
+        writes = f"{self.writes:,} number{'s' if self.writes != 1 else ''}"
+        if self.kind is Kind.ROLLBACK:
+            return f"Roll back {writes} to their prior profiles? [y/N] "
+        if self.kind is Kind.UNASSIGN:
+            return f"Unassign {writes} from their messaging profiles? [y/N] "
+        return f"Move {writes} to their new messaging profiles? [y/N] "
 
     def add(self, action: Action) -> None:
         name = {
@@ -67,8 +78,8 @@ def classify(item: Item) -> Action:
     return Action.FAILED if item.state is ItemState.FAILED else Action.CHANGE
 
 
-async def summarize(journal: Journal, job_id: int) -> PlanSummary:
-    summary = PlanSummary()
+async def summarize(journal: Journal, job_id: int, kind: Kind | None = None) -> PlanSummary:
+    summary = PlanSummary(kind=kind)
     async with aclosing(journal.iter_items(job_id, None, batch=5000)) as pages:
         async for page in pages:
             for item in page:
@@ -76,6 +87,7 @@ async def summarize(journal: Journal, job_id: int) -> PlanSummary:
     return summary
 
 
+# The report's scheme: bulkops' own columns, then the input's other columns as input_<header>.
 PLAN_COLUMNS = ["line", "phone_number", "current_profile_id", "desired_profile_id", "action", "note"]
 
 
@@ -84,13 +96,20 @@ async def write_plan_csv(journal: Journal, job_id: int, output: Path) -> PlanSum
     with os.fdopen(open_private(output, "plan", "--output / --plan-output"), "w", newline="",
                    encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(PLAN_COLUMNS)
+        headers: list[str] | None = None
         async with aclosing(journal.iter_items(job_id, None, batch=5000)) as pages:
             async for page in pages:
                 for item in page:
+                    if headers is None:  # every line of one CSV has the same input columns
+                        headers = list(dict.fromkeys(k for k, _ in item.extra))
+                        writer.writerow(PLAN_COLUMNS + [input_column(h) for h in headers])
                     action = classify(item)
                     summary.add(action)
                     current = "" if item.on_account is False else (item.prior or "")
+                    cells = dict(reversed(item.extra)) if headers else {}
                     writer.writerow([item.line, item.phone_number, current, item.desired,
-                                     action.value, item.note or ""])
+                                     action.value, item.note or "",
+                                     *(inert(cells.get(h, "")) for h in headers)])
+        if headers is None:
+            writer.writerow(PLAN_COLUMNS)
     return summary

@@ -44,13 +44,12 @@ class _Redact(logging.Filter):
         return True
 
 
-def setup_logging(verbose: bool = False, secret: str | None = None) -> None:
+def setup_logging(verbose: bool = False) -> None:
+    """The ledger on stderr; the key filter is added once the key is known (add_secret_filter)."""
     handler = _CurrentStderrHandler()
     handler.setFormatter(
         logging.Formatter("%(asctime)s bulkops: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z")
     )
-    if secret:
-        handler.addFilter(_Redact(secret))
     log.handlers[:] = [handler]
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     log.propagate = False
@@ -63,7 +62,12 @@ def add_secret_filter(secret: str) -> None:
 
 @dataclass
 class Tracker:
-    """Live counters of one phase of a job (the write phase, a snapshot...)."""
+    """Live counters of one phase of a job (the write phase, a snapshot...).
+
+    ``total`` counts every row of the job and ``already`` the rows a previous run finished,
+    so a resumed bar starts where the last one stopped. The ETA is paced by the rows that
+    took a request (done, failed): rows found already in place finish in no time and would
+    make it far too short."""
 
     label: str
     total: int
@@ -72,37 +76,57 @@ class Tracker:
     skipped: int = 0
     retries: Callable[[], int] = lambda: 0  # retries so far (the client counts them)
     started: float = field(default_factory=time.monotonic)
+    already: int = 0  # finished before this run (a resume)
 
     @property
     def finished(self) -> int:
+        """Rows this run finished."""
         return self.done + self.failed + self.skipped
+
+    @property
+    def position(self) -> int:
+        """Rows of the job finished, this run or before."""
+        return self.already + self.finished
 
     def rate(self) -> float:
         elapsed = time.monotonic() - self.started
         return self.finished / elapsed if elapsed > 0 else 0.0
 
     def eta(self) -> float | None:
-        rate = self.rate()
-        left = self.total - self.finished
-        return left / rate if rate > 0 and left >= 0 else None
+        elapsed = time.monotonic() - self.started
+        sent = self.done + self.failed
+        left = self.total - self.position
+        if left <= 0:
+            return 0.0
+        return left * elapsed / sent if sent > 0 and elapsed > 0 else None
+
+    def eta_text(self) -> str:
+        eta = self.eta()
+        if eta is None:
+            return "?"
+        minutes, seconds = divmod(int(eta + 0.5), 60)
+        return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}" if minutes >= 60 else \
+            f"{minutes}:{seconds:02d}"
 
     def line(self) -> str:
-        eta = self.eta()
-        eta_text = f"{eta:.0f}s" if eta is not None else "?"
         return (
-            f"progress {self.label}: {self.finished}/{self.total} done={self.done} "
+            f"progress {self.label}: {self.position}/{self.total} done={self.done} "
             f"failed={self.failed} skipped={self.skipped} retries={self.retries()} "
-            f"rate={self.rate():.1f}/s eta={eta_text}"
+            f"rate={self.rate():.1f}/s time left={self.eta_text()}"
+            + (f" (resumed at {self.already})" if self.already else "")
         )
 
 
 async def show_progress(tracker: Tracker, *, interactive: bool, plain_every: float = 5.0) -> None:
     """Render until cancelled: a rich bar on a terminal, else a plain line every few seconds."""
     if not interactive:
-        while True:
-            await anyio.sleep(plain_every)
+        try:
+            while True:
+                await anyio.sleep(plain_every)
+                log.info("%s", tracker.line())
+        finally:  # where the phase ended, for the log of a cron run
             log.info("%s", tracker.line())
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -110,21 +134,21 @@ async def show_progress(tracker: Tracker, *, interactive: bool, plain_every: flo
         TextColumn("{task.completed}/{task.total}"),
         TextColumn("[green]done {task.fields[done]}[/] [red]failed {task.fields[failed]}[/] "
                    "[yellow]retries {task.fields[retries]}[/] {task.fields[rate]:.0f}/s"),
-        TimeRemainingColumn(),
+        TextColumn("elapsed"), TimeElapsedColumn(),
+        TextColumn("time left {task.fields[left]}"),
     )
+
     with Progress(*columns, transient=False, redirect_stderr=True) as bar:
-        task = bar.add_task(tracker.label, total=tracker.total, done=0, failed=0, retries=0, rate=0.0)
+        task = bar.add_task(tracker.label, total=tracker.total, completed=tracker.position,
+                            done=0, failed=0, retries=0, rate=0.0, left="?")
+
+        def show() -> None:
+            bar.update(task, completed=tracker.position, done=tracker.done, failed=tracker.failed,
+                       retries=tracker.retries(), rate=tracker.rate(), left=tracker.eta_text())
+
         try:
             while True:
-                bar.update(
-                    task,
-                    completed=tracker.finished,
-                    done=tracker.done,
-                    failed=tracker.failed,
-                    retries=tracker.retries(),
-                    rate=tracker.rate(),
-                )
+                show()
                 await anyio.sleep(0.2)
         finally:
-            bar.update(task, completed=tracker.finished, done=tracker.done,
-                       failed=tracker.failed, retries=tracker.retries(), rate=tracker.rate())
+            show()

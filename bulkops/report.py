@@ -1,4 +1,4 @@
-"""Per-row reports: one line per input row, in CSV or JSON, and the summary.
+"""Per-row reports: one line per input line, in input order, in CSV or JSON, and the summary.
 
 Written at the end of every run and on demand (``bulkops report``). Files are
 created readable by their owner only: they list every number of the account.
@@ -9,58 +9,90 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from bulkops.errors import InputError
-from bulkops.journal.records import Item, JobRecord
+from bulkops.input.header import FROM, PHONE, PROFILE, TO
+from bulkops.journal.records import JobRecord
 from bulkops.journal.sqlite import load_extra
 from bulkops.journal.states import ItemState
 from bulkops.journal.store import Journal
-from bulkops.models import Counts, Problem
+from bulkops.models import Counts, Extra, Problem
 
-REPORT_COLUMNS = [
-    "line", "phone_number", "prior_profile_id", "desired_profile_id", "final_state",
-    "attempts", "http_status", "error_code", "error_title", "error_detail", "note",
-]
-# Only when the job named profiles by name: the name of the desired profile, next to its id.
+# bulkops' own columns, under these names; the input CSV's other columns follow, each under
+# INPUT_PREFIX + its header ("note" -> "input_note"), so neither can ever overwrite the other.
+# (report column, the items column it is read from); a new column is one line here.
+ITEM_FIELDS: tuple[tuple[str, str], ...] = (
+    ("line", "line"),
+    ("phone_number", "phone_number"),
+    ("prior_profile_id", "prior"),
+    ("desired_profile_id", "desired"),
+    ("final_state", "state"),
+    ("attempts", "attempts"),
+    ("http_status", "http_status"),
+    ("error_code", "error_code"),
+    ("error_title", "error_title"),
+    ("error_detail", "error_detail"),
+    ("note", "note"),
+)
+REPORT_COLUMNS = [name for name, _ in ITEM_FIELDS]
+INPUT_PREFIX = "input_"
+_AT = {name: i for i, name in enumerate(REPORT_COLUMNS)}
+# A rejected row's required cells, as written, go into the bulkops column they would have fed.
+_REQUIRED_CELLS = {PHONE: "phone_number", PROFILE: "desired_profile_id", FROM: "prior_profile_id",
+                   TO: "desired_profile_id"}
+
+# Only when the job named profiles by name: the name of the desired profile, after the others.
 NAME_COLUMN = "desired_profile_name"
 
-
-def item_record(item: Item) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "line": item.line,
-        "phone_number": item.phone_number,
-        "prior_profile_id": item.prior,
-        "desired_profile_id": item.desired,
-        "final_state": item.state.value,
-        "attempts": item.attempts,
-        "http_status": item.http_status,
-        "error_code": item.error_code,
-        "error_title": item.error_title,
-        "error_detail": item.error_detail,
-        "note": item.note,
-    }
-    for key, value in item.extra:
-        record.setdefault(key, _inert(value))
-    return record
+Line = tuple[list[Any], Extra]  # one report line: bulkops' values (REPORT_COLUMNS), input cells
 
 
-def _inert(value: str) -> str:
-    """Extra CSV cells are the operator's own text: keep a spreadsheet from running them."""
+def input_column(header: str) -> str:
+    return INPUT_PREFIX + header
+
+
+def inert(value: str) -> str:
+    """Input cells are the operator's own text: keep a spreadsheet from running them."""
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-def rejected_record(problem: Problem) -> dict[str, Any]:
-    return {
-        "line": problem.line, "phone_number": None, "prior_profile_id": None,
-        "desired_profile_id": None, "final_state": "rejected", "attempts": 0,
-        "http_status": None, "error_code": None, "error_title": "invalid input",
-        "error_detail": str(problem), "note": None,
-    }
+def rejected_line(problems: list[Problem]) -> Line:
+    """One line for a rejected input row (it may have several problems), with its cells."""
+    values: list[Any] = [None] * len(REPORT_COLUMNS)
+    values[_AT["line"]], values[_AT["final_state"]], values[_AT["attempts"]] = \
+        problems[0].line, "rejected", 0
+    values[_AT["error_title"]] = "invalid input"
+    values[_AT["error_detail"]] = "; ".join(str(p) for p in problems)
+    extra: list[tuple[str, str]] = []
+    for column, text in problems[0].cells:
+        if column in _REQUIRED_CELLS:
+            values[_AT[_REQUIRED_CELLS[column]]] = text
+        else:
+            extra.append((column, text))
+    return values, tuple(extra)
+
+
+def duplicate_line(line: int, number: str, desired: str, first_line: int, extra: Extra) -> Line:
+    values: list[Any] = [None] * len(REPORT_COLUMNS)
+    values[_AT["line"]], values[_AT["phone_number"]] = line, number
+    values[_AT["desired_profile_id"]], values[_AT["final_state"]] = desired, "duplicate"
+    values[_AT["attempts"]] = 0
+    values[_AT["note"]] = (f"repeats line {first_line} (same number and target): collapsed "
+                           f"into it; see line {first_line} for the outcome")
+    return values, extra
+
+
+def _record(columns: list[str], values: list[Any], extra: Extra) -> dict[str, Any]:
+    record = dict(zip(columns, values))
+    for key, value in extra:
+        record.setdefault(input_column(key), inert(value))
+    return record
 
 
 @dataclass(frozen=True)
@@ -84,86 +116,120 @@ def summary_dict(job: JobRecord, counts: Counts) -> dict[str, Any]:
     }
 
 
-async def _records(journal: Journal, job_id: int) -> Any:
-    names = await journal.profile_names()
-    async with aclosing(journal.iter_items(job_id, None, batch=5000)) as pages:
+async def _side_lines(journal: Journal, job_id: int) -> AsyncIterator[tuple[int, Line]]:
+    """Rejected rows and collapsed duplicates, merged in input order (each source is)."""
+    async def rejected() -> AsyncIterator[tuple[int, Line]]:
+        group: list[Problem] = []
+        async with aclosing(journal.iter_rejected(job_id)) as pages:
+            async for page in pages:
+                for problem in page:
+                    if group and problem.line != group[0].line:
+                        yield group[0].line, rejected_line(group)
+                        group = []
+                    group.append(problem)
+        if group:
+            yield group[0].line, rejected_line(group)
+
+    async def duplicates() -> AsyncIterator[tuple[int, Line]]:
+        async with aclosing(journal.iter_duplicates(job_id)) as pages:
+            async for page in pages:
+                for line, number, desired, first, extra in page:
+                    yield line, duplicate_line(line, number, desired, first, extra)
+
+    sources = [rejected(), duplicates()]
+    heads = [await anext(source, None) for source in sources]
+    while live := [(head[0], i) for i, head in enumerate(heads) if head is not None]:
+        at = min(live)[1]
+        if (head := heads[at]) is not None:
+            yield head
+        heads[at] = await anext(sources[at], None)
+
+
+async def _lines(journal: Journal, job_id: int,
+                 names: Mapping[str, str]) -> AsyncGenerator[Line, None]:
+    """Every line of the report in input order: one per data line of the input (a migrate
+    row: one per number it moved). With ``names``, each line ends with NAME_COLUMN."""
+    async for values, extra in _input_lines(journal, job_id):
+        if names:
+            values.append(names.get(values[_AT["desired_profile_id"]]))
+        yield values, extra
+
+
+async def _input_lines(journal: Journal, job_id: int) -> AsyncGenerator[Line, None]:
+    side = _side_lines(journal, job_id)
+    pending = await anext(side, None)
+    select = ", ".join(column for _, column in ITEM_FIELDS) + ", extra"
+    line_at, extra_at = _AT["line"], len(ITEM_FIELDS)  # the extra cells follow ITEM_FIELDS
+    async with aclosing(journal.iter_rows(job_id, select)) as pages:
         async for page in pages:
-            for item in page:
-                record = item_record(item)
-                if names:
-                    record[NAME_COLUMN] = names.get(item.desired)
-                yield record
-    async with aclosing(journal.iter_rejected(job_id)) as rejected:
-        async for problems in rejected:
-            for problem in problems:
-                yield rejected_record(problem)
+            for r in page:
+                line = r[line_at]
+                while pending is not None and pending[0] < line:
+                    yield pending[1]
+                    pending = await anext(side, None)
+                yield list(r[:extra_at]), load_extra(r[extra_at])
+    while pending is not None:
+        yield pending[1]
+        pending = await anext(side, None)
 
 
 async def write_report(
     journal: Journal, job_id: int, output: Path, fmt: str = "csv"
 ) -> ReportResult:
-    """Stream every row of the job into ``output`` (mode 0600)."""
+    """Stream every line of the job into ``output`` (mode 0600), or stdout for "-"."""
     if fmt not in ("csv", "json"):
         raise InputError(f"--format must be csv or json, not {fmt!r}")
-    fd = open_private(output)
+    to_stdout = str(output) == "-"
+    handle = sys.stdout if to_stdout else os.fdopen(open_private(output), "w", newline="",
+                                                     encoding="utf-8")
     job = await journal.job(job_id)
     counts = await journal.counts(job_id)
+    names = await journal.profile_names()
+    fixed = REPORT_COLUMNS + [NAME_COLUMN] if names else REPORT_COLUMNS
     rows = 0
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+    try:
         if fmt == "csv":
-            rows = await _write_csv(handle, journal, job_id)
+            rows = await _write_csv(handle, _lines(journal, job_id, names), fixed)
         else:
             handle.write('{"summary": ' + json.dumps(summary_dict(job, counts)) + ', "rows": [\n')
             first = True
-            async for record in _records(journal, job_id):
-                handle.write(("" if first else ",\n") + json.dumps(record))
+            async for values, extra in _lines(journal, job_id, names):
+                handle.write(("" if first else ",\n") + json.dumps(_record(fixed, values, extra)))
                 first = False
                 rows += 1
             handle.write("\n]}\n")
+    finally:
+        if to_stdout:
+            handle.flush()
+        else:
+            handle.close()
     return ReportResult(output, rows, counts)
 
 
-# The item columns of REPORT_COLUMNS, in order, then the extra cells as stored.
-_CSV_SELECT = ("line, phone_number, prior, desired, state, attempts, http_status, error_code, "
-               "error_title, error_detail, note, extra")
-
-
-async def _write_csv(handle: IO[str], journal: Journal, job_id: int) -> int:
+async def _write_csv(handle: IO[str], lines: AsyncGenerator[Line, None], fixed: list[str]) -> int:
     """Straight from the journal's columns (csv writes None as an empty cell): building an
-    Item and a dict for each of a million rows cost more than the writing."""
+    Item and a dict for each of a million rows cost more than the writing. The input's own
+    columns are named by the first line that has them (every line of one CSV has the same)."""
     writer = csv.writer(handle)
-    names = await journal.profile_names()
-    fixed = REPORT_COLUMNS + [NAME_COLUMN] if names else REPORT_COLUMNS
     columns: list[str] | None = None
-    extra_columns: list[str] = []
+    headers: list[str] = []
     rows = 0
-    async with aclosing(journal.iter_rows(job_id, _CSV_SELECT)) as pages:
-        async for page in pages:
-            for r in page:
-                if columns is None:  # the extra CSV columns of the first row name the rest
-                    extra_columns = list(dict.fromkeys(
-                        k for k, _ in load_extra(r[11]) if k not in fixed))
-                    columns = fixed + extra_columns
-                    writer.writerow(columns)
-                if names:
-                    r = (*r[:11], names.get(r[3]), r[11])
-                if extra_columns:
-                    cells: dict[str, str] = {}
-                    for key, value in load_extra(r[len(fixed)]):
-                        cells.setdefault(key, _inert(value))
-                    writer.writerow([*r[:len(fixed)], *(cells.get(k) for k in extra_columns)])
-                else:
-                    writer.writerow(r[:len(fixed)])
-                rows += 1
+    async with aclosing(lines):
+        async for values, extra in lines:
+            if columns is None:
+                headers = list(dict.fromkeys(k for k, _ in extra))
+                columns = fixed + [input_column(h) for h in headers]
+                writer.writerow(columns)
+            if headers:
+                cells: dict[str, str] = {}
+                for key, value in extra:
+                    cells.setdefault(key, inert(value))
+                writer.writerow([*values, *(cells.get(k) for k in headers)])
+            else:
+                writer.writerow(values)
+            rows += 1
     if columns is None:
-        columns = fixed
-        writer.writerow(columns)
-    async with aclosing(journal.iter_rejected(job_id)) as rejected:
-        async for problems in rejected:
-            for problem in problems:
-                record = rejected_record(problem)
-                writer.writerow([record.get(k) for k in columns])
-                rows += 1
+        writer.writerow(fixed)
     return rows
 
 

@@ -25,7 +25,7 @@ from typing import TypeVar
 import anyio
 from anyio import CancelScope
 
-from bulkops.errors import ApiError, BulkOpsError
+from bulkops.errors import ApiError, ApiUnreachable, BulkOpsError
 from bulkops.journal.records import Item, ItemUpdate
 from bulkops.journal.states import ItemState
 from bulkops.journal.store import Journal
@@ -72,12 +72,16 @@ async def watch_signals(stop: StopSignal) -> None:
 
 
 def gave_up_error(exc: GaveUp) -> ApiError:
-    """A read the job cannot go on without (profile check, listing, snapshot) failed for good."""
+    """A request the job cannot go on without failed for good. The entry point (jobs.py)
+    adds the base URL and what the operator's next step is for that command."""
     info = exc.info
-    return ApiError(
-        f"the API kept failing after {exc.attempts} attempt(s) ({info.describe()}); no further "
-        "request was sent. Check --base-url, the network and the API's status page, then run the "
-        "same command again: the journal resumes where it stopped.",
+    if not exc.retryable:  # the API answered, and the answer was final
+        return ApiError(f"the API refused a request the job needs ({info.describe()}); no "
+                        "further request was sent.", status=info.status, code=info.code,
+                        title=info.title, detail=info.detail)
+    return ApiUnreachable(
+        f"the API could not be reached or kept failing: {exc.attempts} attempt(s), the last "
+        f"{info.describe()}; no further request was sent.",
         status=info.status, code=info.code, title=info.title, detail=info.detail,
     )
 

@@ -32,11 +32,11 @@ async def test_the_report_keeps_extra_columns_and_defuses_spreadsheet_formulas(t
         result = await write_report(journal, 1, tmp_path / "report.csv")
     with (tmp_path / "report.csv").open(newline="", encoding="utf-8") as handle:
         lines = list(csv.reader(handle))
-    assert lines[0] == [*REPORT_COLUMNS, "ticket"]  # "note" is the report's own column
+    assert lines[0] == [*REPORT_COLUMNS, "input_ticket", "input_note"]  # input columns prefixed
     report = [dict(zip(lines[0], line)) for line in lines[1:]]
     assert result.rows == len(report) == 4
-    assert [r["ticket"] for r in report] == ["T-1", "'=HYPERLINK(\"x\")", "", ""]
-    assert report[0]["note"] == ""  # the CSV's "note" cell never overwrites the journal's
+    assert [r["input_ticket"] for r in report] == ["T-1", "'=HYPERLINK(\"x\")", "", ""]
+    assert report[0]["note"] == "" and report[0]["input_note"] == "not mine"  # neither overwrites
     assert [(r["line"], r["final_state"], r["attempts"]) for r in report] == [
         ("2", "pending", "0"), ("3", "pending", "0"), ("4", "pending", "0"), ("5", "rejected", "0")]
     assert "not a phone number" in report[3]["error_detail"]

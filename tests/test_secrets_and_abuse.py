@@ -374,10 +374,10 @@ async def test_a_journal_held_by_another_process_exits_5_with_an_error_line(tmp_
         await holder.close()
 
 
-async def test_an_unreachable_api_exits_4_with_an_error_line(tmp_path: Path) -> None:
+async def test_an_unreachable_api_exits_7_with_an_error_line(tmp_path: Path) -> None:
     csv_path = write_assign_csv(tmp_path / "numbers.csv", [("+13125550101", PROFILE)])
     result = await run_cli(["run", "--kind", "assign", "--csv", csv_path, "--journal", tmp_path / "j.db",
                             "--base-url", closed_port_url(), "--yes", "--max-attempts", "2"],
                            env=cli_env(CANARY_KEY))
     assert_no_key_in_result("a run against a closed port", result)
-    assert_clean_error(result, 4, "could not connect")
+    assert_clean_error(result, 7, "could not connect")

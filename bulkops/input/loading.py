@@ -227,6 +227,9 @@ async def freeze_migrations(journal: Journal, job_id: int, client: TelnyxClient)
         await journal.add_listed_numbers(job_id, migration, numbers)
         log.info("migration listed line=%d from=%s to=%s numbers=%d", migration.line,
                  migration.from_profile_id, migration.to_profile_id, len(numbers))
+        if not numbers:
+            log.warning("warning %s line %d: profile %s has 0 numbers; nothing moves from it",
+                        "migrate", migration.line, migration.from_profile_id)
         listed += len(numbers)
     return listed
 

@@ -156,6 +156,7 @@ class _Reader:
         self.extra_columns: tuple[tuple[int, str], ...] = ()  # (position, header) of the others
         self.sources: dict[str, tuple[int, str]] = {}  # migrate: source -> (line, target)
         self.targets: dict[str, int] = {}  # migrate: target -> line
+        self.column_names: tuple[str, ...] = ()  # each column's report name: canonical if required
 
     def _lines(self, f: IO[str]) -> Iterator[str]:
         """Physical lines, each bounded, so one huge line cannot exhaust memory."""
@@ -235,6 +236,10 @@ class _Reader:
         self.extra_columns = header.extra_columns
         self.phone_at = self.index.get(PHONE, 0)
         self.profile_at = self.index.get(PROFILE)
+        names = list(self.headers)
+        for name, position in self.index.items():
+            names[position] = name
+        self.column_names = tuple(names)
         return header.width, start
 
     def _body(
@@ -292,6 +297,7 @@ class _Reader:
             f"the line holds {what}; {SAVE_AS_UTF8}",
             column=column,
             field=self.headers[column - 1] if column <= width else None,
+            cells=self._cells(cells),
         )
 
     def _fit(self, cells: list[str], width: int, line: int) -> Problem | None:
@@ -306,15 +312,25 @@ class _Reader:
                 f"the row has {len(cells)} cells but the header has {width}; quote cells "
                 "that contain commas, or add a header for the extra column",
                 column=width + 1,
+                cells=self._cells(cells),
             )
         del cells[width:]
         return None
 
     def _problem(
-        self, line: int, name: str, message: str, severity: Severity = Severity.ERROR
+        self, line: int, name: str, message: str, severity: Severity = Severity.ERROR,
+        cells: list[str] | None = None,
     ) -> Problem:
         column = self.index[name] + 1 if name in self.index else None
-        return Problem(self.name, line, message, column=column, field=name, severity=severity)
+        return Problem(self.name, line, message, column=column, field=name, severity=severity,
+                       cells=() if cells is None else self._cells(cells))
+
+    def _cells(self, cells: list[str]) -> Extra:
+        """A rejected row's cells as read, for its report line (surplus cells joined to the last)."""
+        named = list(zip(self.column_names, cells))
+        if len(cells) > len(self.column_names) and named:
+            named[-1] = (named[-1][0], ",".join(cells[len(self.column_names) - 1:]))
+        return tuple(named)
 
     def _extra(self, cells: list[str]) -> Extra:
         return tuple([(h, cells[i]) for i, h in self.extra_columns]) if self.extra_columns else ()
@@ -358,7 +374,7 @@ class _Reader:
         try:
             normalize_phone(cells[self.phone_at], self.region)
         except ValueError as err:
-            errors.append(self._problem(line, PHONE, str(err)))
+            errors.append(self._problem(line, PHONE, str(err), cells=cells))
         cell = "" if self.profile_at is None else cells[self.profile_at]
         if not self.assign:
             return errors
@@ -366,13 +382,13 @@ class _Reader:
             try:
                 self._profile(cell)
             except ValueError as err:
-                errors.append(self._problem(line, PROFILE, str(err)))
+                errors.append(self._problem(line, PROFILE, str(err), cells=cells))
         elif self.default is None and not self.unassign_empty:
             message = (
                 "the cell is empty and no default profile is set; write the profile "
                 "UUID, or give a default (--profile-id, or profile_id in the job file)"
             )
-            errors.append(self._problem(line, PROFILE, message))
+            errors.append(self._problem(line, PROFILE, message, cells=cells))
         return errors
 
     def _migrate(self, cells: list[str], line: int) -> list[Row]:
@@ -383,13 +399,13 @@ class _Reader:
             try:
                 ids[name] = self._profile(cells[self.index[name]])
             except ValueError as err:
-                problems.append(self._problem(line, name, str(err)))
+                problems.append(self._problem(line, name, str(err), cells=cells))
         if problems:
             return problems
         source, target = ids[FROM], ids[TO]
         if source == target:
             message = "is the same as from_profile_id, so nothing would move; fix the target"
-            return [self._problem(line, TO, message)]
+            return [self._problem(line, TO, message, cells=cells)]
         if source in self.sources:
             first, first_target = self.sources[source]
             if first_target == target:
@@ -399,7 +415,7 @@ class _Reader:
                 f"line {first} already moves {source} to {first_target}; a profile can move "
                 f"to only one target: keep line {first} or line {line}"
             )
-            return [self._problem(line, FROM, message)]
+            return [self._problem(line, FROM, message, cells=cells)]
         # A -> B then B -> C (or a swap) ends differently depending on the order of the moves.
         chained = self.targets.get(source) or self.sources.get(target, (0, ""))[0]
         if chained:
@@ -407,7 +423,8 @@ class _Reader:
                 f"this row and line {chained} chain two moves (a profile is both a source and a "
                 "target), so the result depends on their order; run them as separate jobs"
             )
-            return [self._problem(line, FROM if source in self.targets else TO, message)]
+            return [self._problem(line, FROM if source in self.targets else TO, message,
+                                  cells=cells)]
         self.sources[source] = (line, target)
         self.targets[target] = line
         return [MigrateRow(line, source, target, self._extra(cells))]

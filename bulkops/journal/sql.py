@@ -92,6 +92,9 @@ _LATER_LINES = """FROM staged s JOIN items i ON i.job_id = s.job_id AND
 DUPLICATE_COUNTS = ("SELECT COALESCE(SUM(s.desired = i.desired), 0), "
                     f"COALESCE(SUM(s.desired <> i.desired), 0) {_LATER_LINES}")
 COLLAPSED_LINES = f"SELECT s.line {_LATER_LINES} AND s.desired = i.desired ORDER BY s.line LIMIT 20"
+KEEP_DUPLICATES = ("INSERT INTO duplicates (job_id, line, phone_number, desired, first_line, extra) "
+                   f"SELECT s.job_id, s.line, s.phone_number, s.desired, i.line, s.extra {_LATER_LINES} "
+                   "AND s.desired = i.desired")
 CONFLICTS = (f"SELECT s.phone_number, i.line, i.desired, s.line, s.desired {_LATER_LINES} "
              "AND s.desired <> i.desired ORDER BY s.line LIMIT 50")
 

@@ -39,15 +39,25 @@ CREATE TABLE items (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL REFERENCES j
     on_account INTEGER, extra TEXT, updated_at TEXT NOT NULL, UNIQUE (job_id, phone_number));
 CREATE INDEX items_job_state ON items (job_id, state);
 CREATE TABLE rejected (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, line INTEGER NOT NULL,
-    "column" INTEGER, field TEXT, message TEXT NOT NULL, path TEXT NOT NULL);
+    "column" INTEGER, field TEXT, message TEXT NOT NULL, path TEXT NOT NULL, cells TEXT);
 CREATE INDEX rejected_job ON rejected (job_id);
+-- Later lines repeating a number and target of an earlier one: collapsed into its item.
+CREATE TABLE duplicates (job_id INTEGER NOT NULL, line INTEGER NOT NULL,
+    phone_number TEXT NOT NULL, desired TEXT NOT NULL, first_line INTEGER NOT NULL, extra TEXT,
+    PRIMARY KEY (job_id, line)) WITHOUT ROWID;
 -- listed = 1 once every number of the source profile is frozen into items.
 CREATE TABLE migrations (job_id INTEGER NOT NULL, from_profile_id TEXT NOT NULL,
     to_profile_id TEXT NOT NULL, line INTEGER NOT NULL, extra TEXT,
     listed INTEGER NOT NULL DEFAULT 0, listed_count INTEGER,
     PRIMARY KEY (job_id, from_profile_id)) WITHOUT ROWID;
 """
-TABLES = frozenset({"meta", "jobs", "items", "rejected", "migrations"})
+TABLES = frozenset({"meta", "jobs", "items", "rejected", "migrations"})  # in every version-1 file
+# Added to version 1 later, additively: a writable open adds them to an older file (nothing
+# else changes, so the schema version stays); a read-only open reads around their absence.
+ADDITIONS = (
+    ("duplicates", None, DDL[DDL.index("CREATE TABLE duplicates"):].split(";")[0]),
+    ("rejected", "cells", "ALTER TABLE rejected ADD COLUMN cells TEXT"),
+)
 # TEMP (a file, temp_store=FILE): a LOADING job that dies is reloaded from its CSV anyway, so
 # 1M staged rows skip the WAL and leave no free pages. Keyed by line: the first duplicate wins.
 STAGED_DDL = """CREATE TEMP TABLE IF NOT EXISTS staged (job_id INTEGER NOT NULL,
@@ -187,6 +197,24 @@ async def initialize(db: aiosqlite.Connection, job: tuple[object, ...]) -> None:
         ("app", APP), ("schema_version", str(SCHEMA_VERSION)), ("created_at", stamp)])
     await db.execute(f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES (1, ?1, ?2, 'loading', ?8, ?8, ?3, "
                      "?4, ?5, ?6, NULL, ?7)", (*job, stamp))
+
+
+async def present(conn: aiosqlite.Connection, table: str, column: str | None = None) -> bool:
+    """Whether ``table`` (and its ``column``) exists: older files lack the ADDITIONS."""
+    if column is None:
+        return bool(list(await conn.execute_fetchall(
+            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?", (table,))))
+    return column in {r[1] for r in await conn.execute_fetchall(f"PRAGMA table_info({table})")}
+
+
+async def upgrade(conn: aiosqlite.Connection) -> None:
+    """Add the ADDITIONS an older version-1 file lacks (in one transaction)."""
+    missing = [sql for table, column, sql in ADDITIONS if not await present(conn, table, column)]
+    if missing:
+        await conn.execute("BEGIN IMMEDIATE")
+        for sql in missing:
+            await conn.execute(sql)
+        await conn.execute("COMMIT")
 
 
 async def validate(conn: aiosqlite.Connection, path: Path) -> None:

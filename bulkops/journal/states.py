@@ -26,6 +26,14 @@ class JobState(str, Enum):
     FINISHED = "finished"
     ABORTED = "aborted"  # a fatal API error (auth...) stopped it; resumable
     INTERRUPTED = "interrupted"  # Ctrl-C / SIGTERM; resumable
+    CANCELLED = "cancelled"  # the operator declined it before anything was sent; no other
+    # command picks it up (`run` of job 1 asks again; a declined rollback is never resumed)
+
+    @property
+    def ran(self) -> bool:
+        """Writing started: the job is what "the latest job that ran" means."""
+        return self in (JobState.RUNNING, JobState.FINISHED, JobState.ABORTED,
+                        JobState.INTERRUPTED)
 
 
 _P, _I, _D, _F, _S = (ItemState.PENDING, ItemState.IN_FLIGHT, ItemState.DONE, ItemState.FAILED,

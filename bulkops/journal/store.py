@@ -22,16 +22,16 @@ from bulkops.journal.records import (
     Conflict, Item, ItemUpdate, JobRecord, SnapshotEntry, StagingResult,
 )
 from bulkops.journal.sql import (
-    COLLAPSED_LINES, CONFLICTS, DISTINCT_DESIRED, DUPLICATE_COUNTS, ROLLBACK_ITEMS, SNAPSHOT_SQL,
-    STAGE_TO_ITEMS, flush_statements, pending_among_sql, snapshot_params,
+    COLLAPSED_LINES, CONFLICTS, DISTINCT_DESIRED, DUPLICATE_COUNTS, KEEP_DUPLICATES, ROLLBACK_ITEMS,
+    SNAPSHOT_SQL, STAGE_TO_ITEMS, flush_statements, pending_among_sql, snapshot_params,
 )
 from bulkops.journal.sqlite import (
     ITEM_COLUMNS, JOB_COLUMNS, ROWID_AT, bug, check_header, connect, dump_extra, dump_settings,
-    initialize, item_from_row, job_from_row, load_extra, lock_file, now, sidecar, translate,
-    validate,
+    initialize, item_from_row, job_from_row, load_extra, lock_file, now, present, sidecar,
+    translate, upgrade, validate,
 )
 from bulkops.journal.states import TRANSITIONS, ItemState, JobState
-from bulkops.models import Counts, Kind, MigrateRow, NumberRow, Problem
+from bulkops.models import Counts, Extra, Kind, MigrateRow, NumberRow, Problem
 
 T = TypeVar("T")
 Db = aiosqlite.Connection
@@ -109,6 +109,8 @@ class Journal:
             await validate(conn, path)
             await conn.close()
             conn = await connect(path, read_only=not lock)
+            if lock:
+                await upgrade(conn)
             return cls(path, conn, fd, created=False)
         except BaseException as err:
             raise await _abandon(path, conn, fd, err, "opening it") from None
@@ -215,8 +217,10 @@ class Journal:
         await self.flush()
 
         async def op(db: Db) -> int:
+            # A cancelled (declined) rollback is never resumed: asking again builds a new one.
             if unfinished := await _rows(db, "SELECT id FROM jobs WHERE parent_id = ? AND kind = "
-                                         "'rollback' AND state <> 'finished' ORDER BY id DESC",
+                                         "'rollback' AND state NOT IN ('finished', 'cancelled') "
+                                         "ORDER BY id DESC",
                                          (parent_id,)):
                 return int(unfinished[0][0])
             stamp = now()
@@ -228,6 +232,23 @@ class Journal:
             return int(cur.lastrowid or 0)
         return await self._run("creating the rollback job", op)
 
+    async def latest_ran(self) -> JobRecord:
+        """The latest job that started writing (job 1 if none did): what `report` and
+        `retry-failed` mean by default. A declined or never confirmed job is never it."""
+        jobs = await self.jobs()
+        return next((job for job in reversed(jobs) if job.state.ran), jobs[0])
+
+    async def rollbacks_of(self, job_id: int) -> list[JobRecord]:
+        """The rollback jobs of ``job_id`` that started writing, oldest first."""
+        return [job for job in await self.jobs()
+                if job.parent_id == job_id and job.kind is Kind.ROLLBACK and job.state.ran]
+
+    async def migration_counts(self, job_id: int) -> list[tuple[int, str, int | None]]:
+        """(line, source profile, numbers listed) of each migrate row, in line order."""
+        return [(r[0], r[1], r[2]) for r in await self._fetch(
+            "reading migrate rows", "SELECT line, from_profile_id, listed_count FROM migrations "
+            "WHERE job_id = ? ORDER BY line", (job_id,))]
+
     async def stage_rows(self, job_id: int, rows: Sequence[NumberRow]) -> None:
         """Append one batch (5-10k) of CSV rows; duplicates are resolved by finish_staging."""
         await self._change("staging CSV rows", "INSERT INTO staged (job_id, line, phone_number, "
@@ -238,9 +259,9 @@ class Journal:
     async def add_rejected(self, job_id: int, problems: Sequence[Problem]) -> None:
         """Rows left out by --skip-invalid: kept so the report lists them."""
         await self._change("saving rejected rows", 'INSERT INTO rejected (job_id, line, "column", '
-                           "field, message, path) VALUES (?, ?, ?, ?, ?, ?)", [
-                               (job_id, p.line, p.column, p.field, p.message, p.path)
-                               for p in problems], many=True)
+                           "field, message, path, cells) VALUES (?, ?, ?, ?, ?, ?, ?)", [
+                               (job_id, p.line, p.column, p.field, p.message, p.path,
+                                dump_extra(p.cells)) for p in problems], many=True)
 
     async def finish_staging(self, job_id: int) -> StagingResult:
         """Staged rows become PENDING items, unless two lines send a number to two profiles."""
@@ -256,6 +277,8 @@ class Journal:
             if counts[1]:
                 await db.execute("ROLLBACK TO staging")  # no items; staged rows stay for a look
             else:
+                if counts[0]:  # the collapsed lines keep a report line of their own
+                    await db.execute(KEEP_DUPLICATES, (job_id,))
                 await db.execute("DELETE FROM staged WHERE job_id = ?", (job_id,))
             await db.execute("RELEASE staging")
             return StagingResult(staged[0][0], counts[0], lines, conflicts, counts[1])
@@ -268,7 +291,7 @@ class Journal:
                                f"{job.state.value}, and only a job still loading may be reloaded")
 
         async def op(db: Db) -> None:
-            for table in ("items", "staged", "rejected", "migrations"):
+            for table in ("items", "staged", "rejected", "migrations", "duplicates"):
                 await db.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))
         await self._run("clearing a half-loaded job", op)
 
@@ -355,13 +378,33 @@ class Journal:
 
     async def iter_rejected(self, job_id: int,
                             batch: int = 1000) -> AsyncGenerator[list[Problem], None]:
+        """Rejected rows' problems in input order (a row may have several), with its cells."""
         after = 0
+        cells = "cells" if await self._has("rejected", "cells") else "NULL"
         while rows := await self._fetch(
-                "reading rejected rows", 'SELECT id, path, line, message, "column", field '
+                "reading rejected rows", f'SELECT id, path, line, message, "column", field, {cells} '
                 "FROM rejected WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?",
                 (job_id, after, max(batch, 1))):
             after = rows[-1][0]
-            yield [Problem(r[1], r[2], r[3], column=r[4], field=r[5]) for r in rows]
+            yield [Problem(r[1], r[2], r[3], column=r[4], field=r[5], cells=load_extra(r[6]))
+                   for r in rows]
+
+    async def iter_duplicates(self, job_id: int, batch: int = 1000
+                              ) -> AsyncGenerator[list[tuple[int, str, str, int, Extra]], None]:
+        """(line, number, target, the line it repeats, extra cells) of collapsed lines."""
+        if not await self._has("duplicates"):
+            return
+        after = 0
+        while rows := await self._fetch(
+                "reading duplicate rows", "SELECT line, phone_number, desired, first_line, extra "
+                "FROM duplicates WHERE job_id = ? AND line > ? ORDER BY line LIMIT ?",
+                (job_id, after, max(batch, 1))):
+            after = rows[-1][0]
+            yield [(r[0], r[1], r[2], r[3], load_extra(r[4])) for r in rows]
+
+    async def _has(self, table: str, column: str | None = None) -> bool:
+        return await self._run("reading its schema", lambda db: present(db, table, column),
+                               write=False)
 
     def record(self, update: ItemUpdate) -> None:
         """Buffer one outcome (no I/O); an illegal transition is a bug and raises.
