@@ -27,6 +27,7 @@ from bulkops.errors import BulkOpsError, ExitCode, InputError
 from bulkops.execute import JobResult
 from bulkops.input.jobfile import JobFile, load_job_file
 from bulkops.jobs import JobRequest, run_job
+from bulkops.journal.records import CSV_JOB
 from bulkops.models import Kind
 from bulkops.plan import PlanSummary
 from bulkops.progress import add_secret_filter, setup_logging
@@ -155,7 +156,7 @@ def _retry_arguments(p: argparse.ArgumentParser) -> None:
 
 def _rollback_arguments(p: argparse.ArgumentParser) -> None:
     _add_journal(p, "of the job to roll back")
-    p.add_argument("--job", type=int, default=1, help="job id to roll back (default 1, the CSV's job)")
+    p.add_argument("--job", type=int, default=CSV_JOB, help="job id to roll back (default 1, the CSV's job)")
     p.add_argument("--force", action="store_true", help="also roll back numbers someone changed since the job")
     _add_connection(p)
     _add_engine(p)

@@ -17,7 +17,7 @@ import anyio
 
 from bulkops.config import RunSettings, Secret
 from bulkops.errors import ApiError, BulkOpsError, ExitCode, Interrupted
-from bulkops.journal.records import Item, JobRecord
+from bulkops.journal.records import CSV_JOB, Item, JobRecord
 from bulkops.journal.states import ItemState, JobState
 from bulkops.journal.store import Journal
 from bulkops.models import Counts, Kind
@@ -84,8 +84,8 @@ def make_client(settings: RunSettings, api_key: Secret) -> TelnyxClient:
     )
 
 
-def report_path_for(journal_path: Path, job_id: int = 1) -> Path:
-    suffix = "" if job_id == 1 else f"-job{job_id}"
+def report_path_for(journal_path: Path, job_id: int = CSV_JOB) -> Path:
+    suffix = "" if job_id == CSV_JOB else f"-job{job_id}"
     return journal_path.with_name(journal_path.stem + suffix + ".report.csv")
 
 

@@ -29,7 +29,7 @@ from bulkops.input.loading import (
     LoadReport, check_profiles, freeze_migrations, load_rows, profiles_in_use,
 )
 from bulkops.input.rows import file_sha256
-from bulkops.journal.records import JobRecord
+from bulkops.journal.records import CSV_JOB, JobRecord
 from bulkops.journal.states import ItemState, JobState
 from bulkops.journal.store import Journal
 from bulkops.models import Counts, Kind
@@ -112,7 +112,7 @@ async def report_job(journal_path: Path, output: Path | None, fmt: str = "csv",
     async with await Journal.open(journal_path, lock=False) as journal:
         chosen = (await journal.latest_ran() if job_id is None else await _job(journal, job_id)).id
         target = output or journal_path.with_name(
-            journal_path.stem + ("" if chosen == 1 else f"-job{chosen}") + f".report.{fmt}")
+            journal_path.stem + ("" if chosen == CSV_JOB else f"-job{chosen}") + f".report.{fmt}")
         return await write_report(journal, chosen, target, fmt)
 
 
@@ -149,7 +149,7 @@ async def retry_failed(journal_path: Path, settings: RunSettings | SettingsFor, 
 
 
 async def rollback(journal_path: Path, settings: RunSettings | SettingsFor, api_key: Secret, *,
-                   job_id: int = 1, interactive: bool = False,
+                   job_id: int = CSV_JOB, interactive: bool = False,
                    confirm: Confirm | None = None) -> JobResult:
     """Put every number job ``job_id`` changed back on its prior profile (journaled, resumable).
 
@@ -218,7 +218,7 @@ async def _open_or_create(request: JobRequest, settings: RunSettings) -> tuple[J
     if path.exists():
         journal = await Journal.open(path)
         try:
-            job = await journal.job(1)
+            job = await journal.job(CSV_JOB)
             _check_same_job(journal, job, request)
         except BaseException:
             await journal.close()
@@ -261,19 +261,19 @@ def _check_same_job(journal: Journal, job: JobRecord, request: JobRequest) -> No
 
 async def _load(journal: Journal, request: JobRequest, settings: RunSettings,
                 client: TelnyxClient, created: bool) -> None:
-    job = await journal.job(1)
+    job = await journal.job(CSV_JOB)
     if job.state is not JobState.LOADING:
         return
     if not created:
         log.info("journal was interrupted while loading; loading the CSV again")
-        await journal.clear_items(1)
+        await journal.clear_items(CSV_JOB)
     report = await load_rows(
-        journal, 1, request.kind, request.csv_path, default_profile_id=request.profile_id,
+        journal, CSV_JOB, request.kind, request.csv_path, default_profile_id=request.profile_id,
         default_region=settings.default_region, skip_invalid=settings.skip_invalid, client=client,
     )
     await check_profiles(client, request.csv_path,
-                         await profiles_in_use(journal, 1, request.kind, report))
-    await journal.set_job_state(1, JobState.READY)
+                         await profiles_in_use(journal, CSV_JOB, request.kind, report))
+    await journal.set_job_state(CSV_JOB, JobState.READY)
     log.info("csv validated rows=%d rejected=%d collapsed=%d warnings=%d", report.rows,
              report.rejected, report.collapsed, report.warning_count)
 
@@ -304,10 +304,10 @@ async def run_job(
                     if created:
                         await journal.discard()
                     raise
-                before = await journal.job(1)
+                before = await journal.job(CSV_JOB)
                 if request.kind is Kind.MIGRATE:
-                    await freeze_migrations(journal, 1, client)
-                result = await execute(journal, 1, client, settings, interactive=interactive,
+                    await freeze_migrations(journal, CSV_JOB, client)
+                result = await execute(journal, CSV_JOB, client, settings, interactive=interactive,
                                        confirm=confirm, started=started)
                 return await _explain(journal, result, before)
     finally:
@@ -322,7 +322,7 @@ async def _explain(journal: Journal, result: JobResult, before: JobRecord) -> Jo
         result.message = (f"the job had already finished ({before.updated_at}): nothing was "
                           "sent; the counts are the job's")
     elif result.job.kind is Kind.MIGRATE:
-        empty = [(line, source) for line, source, listed in await journal.migration_counts(1)
+        empty = [(line, source) for line, source, listed in await journal.migration_counts(CSV_JOB)
                  if not listed]
         if empty and result.counts.total == 0:
             result.message = "nothing to do: " + "; ".join(
@@ -350,11 +350,11 @@ async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,
                 async with client:
                     await _load(journal, scratch, settings, client, True)
                     if request.kind is Kind.MIGRATE:
-                        await freeze_migrations(journal, 1, client)
-                    await snapshot_pending(journal, 1, client, settings, StopSignal())
-                    summary = await write_plan_csv(journal, 1, output)
-                    job = await journal.job(1)
-                    counts = await journal.counts(1)
+                        await freeze_migrations(journal, CSV_JOB, client)
+                    await snapshot_pending(journal, CSV_JOB, client, settings, StopSignal())
+                    summary = await write_plan_csv(journal, CSV_JOB, output)
+                    job = await journal.job(CSV_JOB)
+                    counts = await journal.counts(CSV_JOB)
                     stats = client.stats.as_dict()
                 result = JobResult(request.journal_path, job, counts, plan=summary, plan_path=output,
                                    elapsed=time.monotonic() - started, requests=stats)
@@ -396,7 +396,7 @@ async def validate_file(
         )
         try:
             if client is None:  # offline: profile names stay unresolved (load_rows warns)
-                report = await load_rows(journal, 1, kind, csv_path,
+                report = await load_rows(journal, CSV_JOB, kind, csv_path,
                                          default_profile_id=default_profile_id,
                                          default_region=default_region, skip_invalid=False)
                 return ValidateResult(report, 0)
@@ -405,11 +405,11 @@ async def validate_file(
                              "check the file alone."):
                 async with client:
                     # With the client, profile names are resolved as a run would resolve them.
-                    report = await load_rows(journal, 1, kind, csv_path,
+                    report = await load_rows(journal, CSV_JOB, kind, csv_path,
                                              default_profile_id=default_profile_id,
                                              default_region=default_region, skip_invalid=False,
                                              client=client)
-                    uses = await profiles_in_use(journal, 1, kind, report)
+                    uses = await profiles_in_use(journal, CSV_JOB, kind, report)
                     if uses:
                         await check_profiles(client, csv_path, uses)
         finally:

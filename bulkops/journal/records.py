@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from bulkops.journal.states import ItemState, JobState
 from bulkops.models import ApiErrorInfo, Extra, Kind
 
+# The job a journal is created for, from its CSV; rollbacks of it get the ids after it.
+CSV_JOB = 1
+
 
 @dataclass(frozen=True)
 class JobRecord:

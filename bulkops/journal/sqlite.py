@@ -16,7 +16,7 @@ from urllib.parse import quote
 import aiosqlite
 
 from bulkops.errors import JournalError, JournalLockedError
-from bulkops.journal.records import Item, JobRecord
+from bulkops.journal.records import CSV_JOB, Item, JobRecord
 from bulkops.journal.states import ItemState, JobState
 from bulkops.models import Extra, Kind
 
@@ -195,7 +195,7 @@ async def initialize(db: aiosqlite.Connection, job: tuple[object, ...]) -> None:
     stamp = now()
     await db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
         ("app", APP), ("schema_version", str(SCHEMA_VERSION)), ("created_at", stamp)])
-    await db.execute(f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES (1, ?1, ?2, 'loading', ?8, ?8, ?3, "
+    await db.execute(f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({CSV_JOB}, ?1, ?2, 'loading', ?8, ?8, ?3, "
                      "?4, ?5, ?6, NULL, ?7)", (*job, stamp))
 
 

@@ -19,7 +19,7 @@ import aiosqlite
 
 from bulkops.errors import JournalError
 from bulkops.journal.records import (
-    Conflict, Item, ItemUpdate, JobRecord, SnapshotEntry, StagingResult,
+    CSV_JOB, Conflict, Item, ItemUpdate, JobRecord, SnapshotEntry, StagingResult,
 )
 from bulkops.journal.sql import (
     COLLAPSED_LINES, CONFLICTS, DISTINCT_DESIRED, DUPLICATE_COUNTS, KEEP_DUPLICATES, ROLLBACK_ITEMS,
@@ -193,7 +193,7 @@ class Journal:
             return (await (db.executemany if many else db.execute)(sql, params)).rowcount
         return await self._run(doing, op)
 
-    async def job(self, job_id: int = 1) -> JobRecord:
+    async def job(self, job_id: int = CSV_JOB) -> JobRecord:
         if found := [job for job in await self.jobs() if job.id == job_id]:
             return found[0]
         raise JournalError(f"the journal {self.path} has no job {job_id}; `bulkops status` "
