@@ -51,6 +51,9 @@ def _add_engine(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-attempts", type=int, help="attempts per row on transient errors (default 5)")
     g.add_argument("--max-retry-seconds", type=float, help="time one row may spend retrying (default 300)")
     g.add_argument("--max-server-wait", type=float, help="longest 429 wait honoured, seconds (default 900)")
+    g.add_argument("--max-consecutive-failures", type=int, metavar="N",
+                   help="stop when the last N writes all failed permanently with the same Telnyx "
+                        "code (default 50; 0 = never)")
     g.add_argument("--verify", action="store_true", default=None, help="re-read every changed number at the end")
     g.add_argument("--yes", "-y", action="store_true", help="never ask for confirmation")
     g.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
@@ -154,6 +157,7 @@ def _settings(args: argparse.Namespace, job: JobFile | None = None) -> RunSettin
         rate=pick("rate", None),
         timeout=pick("timeout", 30.0),
         max_server_wait=pick("max_server_wait", 900.0),
+        max_consecutive_failures=pick("max_consecutive_failures", 50),
         insecure=bool(getattr(args, "insecure", False)),
         verify=bool(pick("verify", False)),
         skip_invalid=bool(pick("skip_invalid", False)),

@@ -33,6 +33,7 @@ from .progress import Tracker, show_progress
 from .ratelimit import RateLimiter
 from .report import write_report
 from .retry import GaveUp
+from .storm import FailureStorm, FailureStormError
 from .runner import FatalBox, StopSignal, gave_up_error, pump, watch_signals, write_items
 
 log = logging.getLogger("bulkops")
@@ -262,7 +263,13 @@ async def execute(
             error = exc  # raised outside the group, so callers never see an exception group
         finally:
             signals.cancel_scope.cancel()
-    if isinstance(error, ApiError):
+    if isinstance(error, FailureStormError):
+        await journal.flush()
+        await journal.set_job_state(job_id, JobState.ABORTED)
+        error.message = error.message.replace("<journal>", str(journal.path)) + (
+            f"\nEvery row is kept in {journal.path}; `bulkops report --journal {journal.path}` "
+            "lists the failed ones.")
+    elif isinstance(error, ApiError):
         await journal.flush()
         await journal.set_job_state(job_id, JobState.ABORTED)
         error.message += (f"\nProgress is kept in {journal.path}: fix the cause and run the same "
@@ -297,16 +304,18 @@ async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings
     await journal.set_job_state(job_id, JobState.RUNNING)
     pending = (await journal.counts(job_id)).get(ItemState.PENDING)
     tracker = Tracker("write", total=pending, retries=lambda: client.stats.retries)
+    storm = FailureStorm(settings.max_consecutive_failures)
     log.info("writes started rows=%d concurrency=%d rate=%s%s", pending, settings.concurrency,
              settings.rate or "server-paced", " (each batch read back first)" if pipelined else "")
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: show_progress(tracker, interactive=interactive))
         if pipelined:
             fatal = await snapshot_and_write(journal, job_id, client, tracker, stop=stop,
-                                             concurrency=settings.concurrency, force=settings.force)
+                                             concurrency=settings.concurrency, force=settings.force,
+                                             storm=storm)
         else:
             fatal = await write_items(journal, job_id, client, tracker,
-                                      concurrency=settings.concurrency, stop=stop)
+                                      concurrency=settings.concurrency, stop=stop, storm=storm)
         tg.cancel_scope.cancel()
     _raise_fatal(fatal)
     if stop.requested:

@@ -28,6 +28,7 @@ from .models import ItemState
 from .progress import Tracker
 from .retry import GaveUp
 from .runner import FatalBox, StopSignal, Writer, pump, write_from
+from .storm import FailureStorm
 
 log = logging.getLogger("bulkops")
 
@@ -139,6 +140,7 @@ async def snapshot_and_write(
     concurrency: int,
     stop: StopSignal,
     force: bool = False,
+    storm: FailureStorm | None = None,
 ) -> FatalBox:
     """Snapshot and write as one pipeline: each batch of 250 is read back, then written.
 
@@ -179,7 +181,7 @@ async def snapshot_and_write(
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(run_reads, tg.cancel_scope)
-        writing = await write_from(journal, snapshotted(), Writer(journal, client, tracker),
+        writing = await write_from(journal, snapshotted(), Writer(journal, client, tracker, storm),
                                    concurrency=concurrency, stop=stop)
         tg.cancel_scope.cancel()  # writers gone (done, stopped or fatal): no reader may block
     return reading if reading.error is not None else writing

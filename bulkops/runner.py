@@ -5,7 +5,7 @@ them into a bounded memory stream; ``concurrency`` workers take them, mark them
 in flight, PATCH, check the answer and record the outcome; the journal's
 flusher commits outcomes in batches. Memory stays flat whatever the job size.
 
-Only fatal errors (auth, journal) stop the pool: a worker that meets one keeps it
+Only fatal errors (auth, journal, a failure storm: ``storm.py``) stop the pool: a worker that meets one keeps it
 and cancels the group, so the caller sees the ``BulkOpsError`` itself, never an
 exception group. A failed row is a recorded outcome. Ctrl-C / SIGTERM stop the
 feeder, let requests in flight finish for a bounded grace period, then cancel.
@@ -30,6 +30,7 @@ from .journal import Item, ItemUpdate, Journal
 from .models import UNASSIGNED, ApiErrorInfo, ItemState
 from .progress import Tracker
 from .retry import GaveUp
+from .storm import FailureStorm
 
 log = logging.getLogger("bulkops")
 
@@ -171,10 +172,12 @@ def _describe(profile: str) -> str:
 class Writer:
     """Processes one item: PATCH, read back the answer, record the outcome."""
 
-    def __init__(self, journal: Journal, client: TelnyxClient, tracker: Tracker) -> None:
+    def __init__(self, journal: Journal, client: TelnyxClient, tracker: Tracker,
+                 storm: FailureStorm | None = None) -> None:
         self.journal = journal
         self.client = client
         self.tracker = tracker
+        self.storm = storm or FailureStorm(0)  # raises FailureStormError: the pool stops
         self.logged_failures = 0
 
     async def __call__(self, item: Item) -> None:
@@ -190,7 +193,7 @@ class Writer:
                     error=gave_up.info,
                 )
             )
-            self._failed(item, gave_up.info)
+            self._failed(item, gave_up.info, permanent=not gave_up.retryable)
             return
         answer = outcome.value.profile_id
         attempts = item.attempts + outcome.attempts
@@ -200,6 +203,7 @@ class Writer:
                            attempts=attempts, http_status=200)
             )
             self.tracker.done += 1
+            self.storm.succeeded()
             return
         # A server that answers 200 but did not apply the change must not count as success.
         info = ApiErrorInfo(
@@ -210,15 +214,16 @@ class Writer:
             ItemUpdate(item.job_id, item.phone_number, ItemState.IN_FLIGHT, ItemState.FAILED,
                        attempts=attempts, http_status=200, error=info, note="not applied")
         )
-        self._failed(item, info)
+        self._failed(item, info, permanent=True)
 
-    def _failed(self, item: Item, info: ApiErrorInfo) -> None:
+    def _failed(self, item: Item, info: ApiErrorInfo, *, permanent: bool) -> None:
         self.tracker.failed += 1
         self.logged_failures += 1
         if self.logged_failures <= LOGGED_FAILURES:
             log.info("row failed line=%d number=%s: %s", item.line, item.phone_number, info.describe())
         elif self.logged_failures == LOGGED_FAILURES + 1:
             log.info("row failed: more failures follow; the report lists every one")
+        self.storm.failed(item.line, info, permanent=permanent)
 
 
 async def write_items(
@@ -229,10 +234,12 @@ async def write_items(
     *,
     concurrency: int,
     stop: StopSignal,
+    storm: FailureStorm | None = None,
 ) -> FatalBox:
     """Send every PENDING item of the job; outcomes land in the journal."""
     return await write_from(journal, journal.iter_items(job_id, {ItemState.PENDING}, batch=500),
-                            Writer(journal, client, tracker), concurrency=concurrency, stop=stop)
+                            Writer(journal, client, tracker, storm), concurrency=concurrency,
+                            stop=stop)
 
 
 async def write_from(
