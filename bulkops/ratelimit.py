@@ -113,7 +113,8 @@ class _Order(NamedTuple):
     """How far the server's counting order strays from our start order, this window."""
 
     high: int  # the highest ``remaining + seq`` seen
-    drop: int  # the largest fall below it
+    high_at: float  # when the request that showed it started
+    drop: int  # the largest unexplained fall below it
     since: int  # the request whose report opened this window of observations
 
 
@@ -267,20 +268,28 @@ class RateLimiter:
         if strict >= 1:
             self._tight_since = None
             return 0.0
-        if self._tight_since is None:
-            self._tight_since = now
         # The server counts (at most) our last ``limit - remaining`` starts up to the report,
         # within one window before it; as those age out of a window, it has room again (a
         # sliding log frees them one by one, a fixed window all at once at its reset).
         window = self._window_or_default
         starts = self._starts
-        counted = bisect_right(starts, report.started_at - window)
+        in_window = bisect_right(starts, report.started_at - window)
+        counted = in_window
+        claimed = (self._limit or 0) - report.remaining
         if self._limit:
-            counted = max(counted, report.seq - (self._limit - report.remaining) + 1 - self._base)
+            counted = max(counted, report.seq - claimed + 1 - self._base)
         refilled = max(bisect_right(starts, now - window), counted)
         need = 1 - (strict + refilled - counted)
+        # Used up by our own requests, the budget comes back as they age out; used up by
+        # someone else (or only said to be), the guard's word is tested by a probe when it has
+        # kept the pool waiting longer than a 429 ever asked.
+        ours = claimed <= report.seq + 1 - self._base - in_window + max(2, claimed // 20)
         if need <= 0:
+            if ours:
+                self._tight_since = None
             return 0.0
+        if self._tight_since is None:
+            self._tight_since = now
         index = refilled + need - 1
         moment = starts[index] + window + 1e-9 if index < len(starts) else self._reset_at
         if self._probe_out:
@@ -422,17 +431,24 @@ class RateLimiter:
             self._tight_since = None
 
     def _note_order(self, report: _Report) -> None:
-        """Counted in start order, ``remaining + seq`` never drops within a window (it rises
-        when a window resets, a sliding window or a bucket gives budget back). A drop means
-        requests were counted out of order (latency jitter before the count, another client
-        on the key); a rise by over half the limit starts a new window of observations, and
-        answers from before it (late, out of order) belong to the old one."""
+        """Counted in start order, ``remaining + seq`` never drops within a window: it only
+        rises, when a window resets or a sliding window or a bucket gives budget back. A drop
+        below the highest mark, beyond what our requests ageing out between the two explain,
+        means requests were counted out of order (latency jitter before the count, another
+        client on the key). A rise by over half the limit starts a new window of
+        observations, and answers from before it (late, out of order) belong to the old one."""
         mark = report.remaining + report.seq
         order = self._order
         if order is None or mark - order.high >= max(1, (self._limit or 2) // 2):
-            self._order = _Order(mark, 0, report.seq)
+            self._order = _Order(mark, report.started_at, 0, report.seq)
+        elif mark >= order.high:
+            self._order = _Order(mark, report.started_at, order.drop, order.since)
         elif report.seq >= order.since:
-            self._order = _Order(max(order.high, mark), max(order.drop, order.high - mark), order.since)
+            window = self._window_or_default
+            aged = max(0, bisect_right(self._starts, order.high_at - window)
+                       - bisect_right(self._starts, report.started_at - window))
+            drop = max(order.drop, order.high - mark - aged)
+            self._order = _Order(order.high, order.high_at, drop, order.since)
 
     def _succeeded(self, slot: Slot, now: float) -> None:
         """An answer that was not a 429: AIMD's count, its additive increase, the probe's verdict."""

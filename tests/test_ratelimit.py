@@ -10,11 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from multidict import CIMultiDict
 
-from bulkops.ratelimit import PACE, RateLimiter, ServerBudget, parse_budget, parse_retry_after
+from bulkops.ratelimit import PACE, RateLimiter
 from tests.limiter_kit import (EPOCH, KINDS, Answer, FixedWindow, Headerless, OddHeaders, Server,
-                               SlidingWindow, TokenBucket, Unlimited, VirtualClock, budget_headers,
+                               SlidingWindow, Unlimited, VirtualClock, budget_headers,
                                http_date, max_in_any_window, run_virtual, simulate)
 
 
@@ -319,54 +318,7 @@ def test_remaining_without_a_usable_limit_neither_crashes_nor_stalls(headers: di
     assert run_virtual(main) <= 50 * 0.01 + 1e-6  # never waited: nothing said how long
 
 
-# --- header parsing -----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("headers", "expected"),
-    [
-        ({"x-ratelimit-limit": "100", "x-ratelimit-remaining": "42", "x-ratelimit-reset": "1"}, (100, 42, 1.0)),
-        ({"X-RateLimit-Limit": "100", "X-RATELIMIT-REMAINING": "0", "X-Ratelimit-Reset": "0.25"}, (100, 0, 0.25)),
-        ({"RateLimit-Limit": "100, 100;w=1", "RateLimit-Remaining": "9", "RateLimit-Reset": "3"}, (100, 9, 3.0)),
-        ({"X-Rate-Limit-Limit": "60", "X-Rate-Limit-Remaining": "-2", "X-Rate-Limit-Reset": "2s"}, (60, 0, 2.0)),
-        ({"RateLimit": "limit=10, remaining=4, reset=6"}, (10, 4, 6.0)),
-        ({"x-ratelimit-limit": "lots", "x-ratelimit-remaining": "", "x-ratelimit-reset": "soon"}, (None, None, None)),
-        ({"x-ratelimit-limit": "-1", "x-ratelimit-reset": "nan"}, (None, None, None)),
-        ({}, (None, None, None)),
-    ],
-)
-def test_parse_budget_reads_every_spelling_and_drops_junk(
-    headers: dict[str, str], expected: tuple[int | None, int | None, float | None]
-) -> None:
-    budget = parse_budget(headers)
-    assert (budget.limit, budget.remaining, budget.reset_after) == expected
-
-
-def test_parse_budget_reads_a_stated_window_a_multidict_and_an_epoch_reset() -> None:
-    assert parse_budget({"RateLimit-Limit": "100, 100;w=60"}).window == 60.0
-    multi = CIMultiDict({"X-RATELIMIT-LIMIT": "7", "x-ratelimit-remaining": "3"})
-    assert parse_budget(multi) == ServerBudget(limit=7, remaining=3, reset_after=None)
-    epoch = {"x-ratelimit-reset": str(int(EPOCH) + 30)}
-    assert parse_budget(epoch, wall_now=EPOCH).reset_after == 30.0
-    assert parse_budget(epoch).reset_after is None  # cannot convert without the wall clock
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("120", 120.0),
-        (" 3 ", 3.0),
-        ("1.5", 1.5),
-        ("-4", 0.0),
-        (http_date(EPOCH + 90), 90.0),
-        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # in the past: go now
-        ("soon", None),
-        ("", None),
-        (None, None),
-    ],
-)
-def test_parse_retry_after_accepts_seconds_andhttp_dates(value: str | None, expected: float | None) -> None:
-    assert parse_retry_after(value, wall_now=EPOCH) == expected
+# --- the spies ----------------------------------------------------------------------------------
 
 
 def test_max_in_any_window_spy_counts_half_open_intervals() -> None:
