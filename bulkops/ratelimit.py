@@ -10,19 +10,23 @@ A request may start (``async with limiter.slot()``) only when all of these agree
    learned before the pool bursts into it.
 3. **GCRA pacing** (virtual scheduling, burst 1): starts are ``1/rate`` apart, where ``rate``
    is the smallest of the operator's ceiling, ``PACE * limit / window`` from the headers, and
-   the AIMD cap. ``limit`` changes only when two answers in a row agree on the new value;
-   ``window`` is the largest x-ratelimit-reset seen twice in a row (whole seconds, so the
-   largest is the window). The learned rate never falls below ``MIN_RATE``.
+   the AIMD cap. ``limit`` changes only when most of the last answers agree on the new
+   value; ``window`` is the largest x-ratelimit-reset seen twice in a row among recent
+   answers (whole seconds, so the largest is the window). The learned rate never falls
+   below ``MIN_RATE``.
 4. **AIMD cap** (headers are hints, a 429 is the fact): a 429 for a request started after the
    last cut caps the rate at ``AIMD_BACKOFF`` times what the server let through in the window
-   before it; each clean window raises the cap by ``AIMD_STEP``. Without usable headers this
-   alone finds the rate.
+   before it; each clean window raises the cap by ``AIMD_STEP`` (``AIMD_RECOVERY`` while well
+   under what got through before). Without usable headers this alone finds the rate.
 5. **Budget guard**: the freshest trusted ``remaining``, minus our starts since the request it
    answered, plus our starts that have aged out of a sliding window since (the server's refill
    on a sliding log, and on a fixed window by its reset), minus a reserve for out-of-order
-   counting, must stay >= 1. A guard that stays tight longer than ``trust`` times the longest
-   wait a 429 asked for lets one request through as a probe: answered 200, the headers lied
-   and lose trust (the guard is off after a few); answered 429, they regain it.
+   counting, must stay >= 1. A report lower than our requests explain is believed once the
+   next answers confirm it. When the guard has kept the pool shut longer than ``trust``
+   times the longest wait a 429 asked for (counting from when it first closed if more budget
+   is gone than our own requests used: another client, or a lie), one request goes as a
+   probe: answered 200, the headers lose trust (the guard is off after a few); answered 429,
+   they regain it.
 
 Pacing just under the learned rate keeps fixed-window, sliding-window and token-bucket servers
 under their limit; the guard catches what pacing cannot see (another client on the key, a
@@ -65,7 +69,7 @@ _WINDOW_MEMORY = 64  # the window is the largest steady reset among this many an
 _SUSPECTS = 2  # answers in a row that show an unexplained drop before the guard believes it
 _DOUBTS = 3  # probes answered 200 against the headers' word before the guard turns off
 _MAX_NAP = 60.0  # the head waiter re-checks at least this often, whatever it waits for
-_MAX_ROUND_TRIP = 30.0  # successes are kept this long past two windows, to size a cut
+_MAX_ROUND_TRIP = 10.0  # successes are kept this long past two windows, to size a cut
 _TRIM = 4096  # drop start times no longer needed once this many piled up
 
 
@@ -192,7 +196,7 @@ class RateLimiter:
         self._tat = -math.inf  # GCRA theoretical arrival time of the next start
         self._hold_until = -math.inf
         self._asked_max = min(default_429_wait, max_server_wait)  # longest wait a 429 asked for
-        # What the headers taught: a limit changes when two answers in a row agree on it.
+        # What the headers taught: a limit changes when most recent answers agree on it.
         self._limit: int | None = None
         self._limits: deque[int] = deque(maxlen=_VOTES)  # the last limits the server stated
         self._window: float | None = None
@@ -345,7 +349,7 @@ class RateLimiter:
     def _trim(self, now: float) -> None:
         """Forget start times older than any the guard can still ask about."""
         oldest = min(now, self._report.started_at if self._report else now)
-        cut = bisect_right(self._starts, oldest - 2 * MAX_WINDOW)
+        cut = bisect_right(self._starts, oldest - 2 * self._window_or_default - 1.0)
         if cut:
             del self._starts[:cut]
             self._base += cut

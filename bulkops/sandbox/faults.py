@@ -1,4 +1,5 @@
-"""Rate limiting like Telnyx and seeded fault injection: the decisions, not the plumbing.
+"""Rate limiting (a Telnyx-like fixed window, a sliding log or a token bucket, all with
+Telnyx's headers) and seeded fault injection: the decisions, not the plumbing.
 
 Both are pure logic over an injectable clock / RNG so they can be tested without
 a server; ``middleware.py`` applies them to requests.

@@ -3,7 +3,8 @@
 Order matters and mirrors Telnyx: a rate-limited request is refused before
 anything else (and a 429 never counts as a write), authentication comes next,
 and injected faults only hit requests that would otherwise have been served.
-Every response, errors included, carries the ``x-ratelimit-*`` headers.
+Every response, errors included, carries the ``x-ratelimit-*`` headers (junk ones, as
+proxies send them, for the ``odd_header_rate`` share of answers).
 Control routes (``/_control/*``) bypass all of it.
 """
 
