@@ -324,3 +324,31 @@ def test_remaining_without_a_usable_limit_neither_crashes_nor_stalls(headers: di
 def test_max_in_any_window_spy_counts_half_open_intervals() -> None:
     assert max_in_any_window([0.0, 0.5, 1.0, 1.5], 1.0) == 2
     assert max_in_any_window([0.0, 0.1, 0.2, 5.0], 1.0) == 3
+
+
+def test_a_429_costs_the_wait_it_asked_for_and_the_pace_comes_back() -> None:
+    """One 429 while the server lets through what its headers say: the pool holds for exactly
+    the asked second, paces one step lower, and is back at full pace a few windows later."""
+
+    async def main(clock: VirtualClock) -> tuple[float | None, float | None, float | None, float]:
+        limiter = RateLimiter(clock=clock)
+        for n in range(300):  # 3 s at the limit's pace: the server let 100 through per window
+            async with limiter.slot() as slot:
+                slot.observe(200, budget_headers(100, 60, 1))
+        before = limiter.rate
+        async with limiter.slot() as slot:
+            held = slot.observe(429, {**budget_headers(100, 0, 1), "Retry-After": "1"})
+        async with limiter.slot() as slot:
+            slot.observe(200, budget_headers(100, 99, 1))
+        after = limiter.rate
+        for _ in range(500):
+            async with limiter.slot() as slot:
+                slot.observe(200, budget_headers(100, 60, 1))
+        assert held == 1.0
+        return before, after, limiter.rate, limiter.stats.held_seconds
+
+    before, after, later, held_seconds = run_virtual(main)
+    assert before == pytest.approx(PACE * 100)
+    assert after is not None and PACE * 100 - 1.5 <= after < PACE * 100
+    assert later == pytest.approx(PACE * 100)
+    assert held_seconds == 1.0
