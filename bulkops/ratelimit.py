@@ -215,6 +215,7 @@ class RateLimiter:
         self._base = 0
         self._report: _Report | None = None
         self._suspects = 0  # reports in a row too low to believe
+        self._confirming = False  # the first report looked spent: one request until the next
         self._order: _Order | None = None
         self._reset_at = math.inf
         self._fresh_after = -math.inf  # reports of requests started before this are stale
@@ -257,7 +258,7 @@ class RateLimiter:
     def _delay(self, now: float) -> float:
         if now < self._hold_until:
             return self._hold_until - now
-        if self._mode is _Mode.PROBING and self.stats.in_flight:
+        if (self._mode is _Mode.PROBING or self._confirming) and self.stats.in_flight:
             return math.inf  # woken by the answer
         if self._cut_pending is not None:
             self._size_cut(self._cut_pending)
@@ -308,7 +309,7 @@ class RateLimiter:
         """Requests in flight the server may count after its last report although they started
         before it: as many as its counting order strays from ours (``_note_order``), capped."""
         drop = self._order.drop if self._order else 0
-        return min(drop, self.stats.in_flight, int(RESERVE_SHARE * (self._limit or 0)))
+        return min(drop, int(RESERVE_SHARE * (self._limit or 0)))
 
     async def _nap(self, delay: float) -> None:
         """Sleep for ``delay`` or until a response changes the picture, whichever is first."""
@@ -415,6 +416,15 @@ class RateLimiter:
         assert remaining is not None
         report = _Report(slot.seq, slot.started_at, remaining)
         previous = self._report
+        if previous is None and self._limit:
+            # No report yet to compare with: a budget spent beyond what our own requests in
+            # the window explain (junk, or a resumed job's own earlier run) is believed when
+            # the next answer says so too; until then one request at a time, as in slow start.
+            ours = slot.seq + 1 - self._base - bisect_right(self._starts, slot.started_at - self._window_or_default)
+            if self._limit - remaining > ours + max(2, self._limit // 20) and not self._confirming:
+                self._confirming = True  # one request at a time until the next answer
+                return
+        self._confirming = False
         if previous is not None and self._limit:
             expected = previous.remaining - (slot.seq - previous.seq)
             if expected - remaining > max(2, self._limit // 20):

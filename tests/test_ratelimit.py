@@ -78,10 +78,32 @@ def test_budget_guard_counts_requests_in_flight() -> None:
     run, limiter = simulate(server, requests=30, workers=30, latency=0.3)
     first_window = [t for t in run.starts if t < 1.0]
     assert len(first_window) == 10  # the probe + the 9 the server said were left
-    assert all(t < 0.6 for t in first_window)  # ... all started before any was answered
+    # A first answer saying the budget is mostly spent is believed once a second one agrees
+    # (0.3 s); the other 8 then start at the pace, all before any of them is answered.
+    assert first_window[:2] == [0.0, 0.3] and all(t < 0.7 for t in first_window)
     assert run.rate_limited == 0
     # Resumed at the reset (1.0): the first request counted in the window ages out then.
-    assert min(t for t in run.starts if t >= 0.6) == pytest.approx(1.0)
+    assert min(t for t in run.starts if t >= 0.7) == pytest.approx(1.0)
+
+
+def test_a_first_answer_saying_the_budget_is_spent_waits_for_a_second_opinion() -> None:
+    """Junk on the very first answer (remaining 0 of 100, reset in an hour) costs one round
+    trip, not a stalled pool: the next answer says otherwise."""
+
+    @dataclass
+    class FirstLies:
+        inner: FixedWindow
+        answered: int = 0
+
+        def answer(self, now: float) -> Answer:
+            self.answered += 1
+            status, headers = self.inner.answer(now)
+            return (status, budget_headers(100, 0, 3600)) if self.answered == 1 else (status, headers)
+
+    run, limiter = simulate(FirstLies(FixedWindow(limit=100)), requests=300, latency=0.05)
+    assert run.starts[:3] == [0.0, 0.05, 0.1]
+    assert run.rate_limited == 0 and limiter.stats.probes == 0
+    assert run.finished_at <= 0.15 + 297 / (PACE * 100) + 0.05
 
 
 def test_a_sliding_window_refills_the_budget_as_our_own_requests_age_out() -> None:
