@@ -43,6 +43,8 @@ class SandboxSpec:
     error_rate: float = 0.0
     drop_rate: float = 0.0
     error_after_write_rate: float = 0.0
+    limiter: str = "fixed"  # fixed | sliding | bucket
+    odd_header_rate: float = 0.0
 
     def args(self) -> list[str]:
         flags = {
@@ -50,6 +52,7 @@ class SandboxSpec:
             "--api-key": API_KEY, "--rate": self.rate, "--latency-ms": self.latency_ms,
             "--jitter-ms": self.jitter_ms, "--error-rate": self.error_rate,
             "--drop-rate": self.drop_rate, "--error-after-write-rate": self.error_after_write_rate,
+            "--limiter": self.limiter, "--odd-header-rate": self.odd_header_rate,
         }
         return [*(part for flag, value in flags.items() for part in (flag, str(value))), "--control"]
 

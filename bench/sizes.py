@@ -17,6 +17,9 @@ class Sizes:
     latency_ms: float = 80.0
     jitter_ms: float = 20.0
     rate_rows: int = 3_000
+    rate_kinds: tuple[str, ...] = ("fixed", "sliding", "bucket")  # the sandbox's --limiter
+    rate_latencies_ms: tuple[float, ...] = (20.0, 80.0, 200.0)  # bulkops; the plain loop: latency_ms
+    odd_header_rate: float = 0.3  # one bulkops run with this share of junk x-ratelimit-* headers
     # The sequential loop's real rows, extrapolated to rate_rows: one PATCH after another is
     # linear in the rows, and all 3,000 would take ~4 minutes of the full run's ~20.
     sequential_rows: int = 1_000

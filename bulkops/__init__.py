@@ -8,20 +8,12 @@ The library's entry points, each one async function the CLI calls (see ``bulkops
 __version__ = "0.1.0"
 
 # After __version__: the HTTP client reads it while these imports run.
-from bulkops.config import RunSettings, Secret  # noqa: E402
-from bulkops.execute import JobResult  # noqa: E402
-from bulkops.jobs import (  # noqa: E402
-    JobRequest,
-    JobStatus,
-    job_status,
-    plan_job,
-    report_job,
-    retry_failed,
-    rollback,
-    run_job,
-    validate_file,
+from bulkops.config import RunSettings, Secret
+from bulkops.execute import JobResult
+from bulkops.jobs import (
+    JobRequest, JobStatus, job_status, plan_job, report_job, retry_failed, rollback, run_job, validate_file,
 )
-from bulkops.jobs import export_numbers, list_profiles  # noqa: E402
+from bulkops.jobs import export_numbers, list_profiles
 
 
 __all__ = ["__version__", "RunSettings", "Secret", "JobRequest", "JobResult", "JobStatus",

@@ -22,7 +22,9 @@ from typing import Any, NoReturn
 
 import anyio
 
-from bulkops.config import API_KEY_ENV, BASE_URL_ENV, RunSettings, Secret, resolve_api_key, resolve_base_url
+from bulkops.config import (
+    API_KEY_ENV, BASE_URL_ENV, RunSettings, Secret, resolve_api_key, resolve_base_url,
+)
 from bulkops.errors import BulkOpsError, ExitCode, InputError
 from bulkops.execute import JobResult
 from bulkops.input.jobfile import JobFile, load_job_file
@@ -80,6 +82,9 @@ def _add_engine(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-attempts", type=int, help="attempts per row on transient errors (default 5)")
     g.add_argument("--max-retry-seconds", type=float, help="time one row may spend retrying (default 300)")
     g.add_argument("--max-server-wait", type=float, help="longest 429 wait honoured, seconds (default 900)")
+    g.add_argument("--max-consecutive-failures", type=int, metavar="N",
+                   help="stop when the last N writes all failed permanently with the same Telnyx "
+                        "code (default 50; 0 = never)")
     g.add_argument("--verify", action="store_true", default=None, help="re-read every changed number at the end")
     g.add_argument("--yes", "-y", action="store_true", help="never ask for confirmation")
     _add_output(g)
@@ -225,6 +230,7 @@ def _settings(args: argparse.Namespace, base: Mapping[str, Any] | None = None) -
         rate=pick("rate", None),
         timeout=pick("timeout", 30.0),
         max_server_wait=pick("max_server_wait", 900.0),
+        max_consecutive_failures=pick("max_consecutive_failures", 50),
         insecure=bool(getattr(args, "insecure", False)),
         verify=bool(pick("verify", False)),
         skip_invalid=bool(pick("skip_invalid", False)),

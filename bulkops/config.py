@@ -88,6 +88,7 @@ class RunSettings:
     rate: float | None = None
     timeout: float = 30.0
     max_server_wait: float = 900.0
+    max_consecutive_failures: int = 50  # stop after this many same-code permanent failures; 0 = never
     insecure: bool = False
     verify: bool = False
     skip_invalid: bool = False
@@ -106,6 +107,9 @@ class RunSettings:
             raise ConfigError(f"--timeout must be positive, not {self.timeout}")
         if self.max_server_wait < 0:
             raise ConfigError(f"--max-server-wait must be 0 or more seconds, not {self.max_server_wait}")
+        if self.max_consecutive_failures < 0:
+            raise ConfigError("--max-consecutive-failures must be 0 (never stop) or more, not "
+                              f"{self.max_consecutive_failures}")
 
     def journal_view(self) -> dict[str, object]:
         """What a journal records about how the job was run."""
@@ -115,6 +119,7 @@ class RunSettings:
             "rate": self.rate,
             "timeout": self.timeout,
             "max_server_wait": self.max_server_wait,
+            "max_consecutive_failures": self.max_consecutive_failures,
             "max_attempts": self.policy.max_attempts,
             "max_retry_seconds": self.policy.max_elapsed,
             "default_region": self.default_region,

@@ -28,6 +28,7 @@ from bulkops.runner import StopSignal, pump, watch_signals, write_items
 from bulkops.snapshot import (
     SNAPSHOT_CONCURRENCY, item_batches, read_states, snapshot_and_write, take_snapshot,
 )
+from bulkops.storm import FailureStorm, FailureStormError
 from bulkops.telnyx.client import TelnyxClient
 from bulkops.telnyx.ratelimit import RateLimiter
 
@@ -124,7 +125,13 @@ async def execute(
             error = exc  # raised outside the group, so callers never see an exception group
         finally:
             signals.cancel_scope.cancel()
-    if isinstance(error, ApiError):
+    if isinstance(error, FailureStormError):
+        await journal.flush()
+        await journal.set_job_state(job_id, JobState.ABORTED)
+        error.message = error.message.replace("<journal>", str(journal.path)) + (
+            f"\nEvery row is kept in {journal.path}; `bulkops report --journal {journal.path}` "
+            "lists the failed ones.")
+    elif isinstance(error, ApiError):
         await journal.flush()
         await journal.set_job_state(job_id, JobState.ABORTED)
         error.message += (f"\nProgress is kept in {journal.path}: fix the cause and run the same "
@@ -182,16 +189,18 @@ async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings
     pending = counts.get(ItemState.PENDING)
     tracker = Tracker("write", total=counts.total, already=counts.total - pending,
                       retries=lambda: client.stats.retries)
+    storm = FailureStorm(settings.max_consecutive_failures)
     log.info("writes started rows=%d concurrency=%d rate=%s%s", pending, settings.concurrency,
              settings.rate or "server-paced", " (each batch read back first)" if pipelined else "")
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: show_progress(tracker, interactive=interactive))
         if pipelined:
             fatal = await snapshot_and_write(journal, job_id, client, tracker, stop=stop,
-                                             concurrency=settings.concurrency, force=settings.force)
+                                             concurrency=settings.concurrency, force=settings.force,
+                                             storm=storm)
         else:
             fatal = await write_items(journal, job_id, client, tracker,
-                                      concurrency=settings.concurrency, stop=stop)
+                                      concurrency=settings.concurrency, stop=stop, storm=storm)
         tg.cancel_scope.cancel()
     fatal.raise_if_set()
     if stop.requested:

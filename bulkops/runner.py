@@ -6,10 +6,11 @@ pages, or snapshotted pages from the read-back pipeline). A ``Writer`` marks eac
 flight, PATCHes, checks the answer and records the outcome; the journal's flusher commits
 outcomes in batches. Memory stays flat whatever the job size.
 
-Only fatal errors (auth, journal) stop the pool: a worker that meets one keeps it in a
-``FatalBox`` and cancels the group, so the caller sees the ``BulkOpsError`` itself, never
-an exception group. A failed row is a recorded outcome. Ctrl-C / SIGTERM stop taking
-items, let requests in flight finish for a bounded grace period, then cancel.
+Only fatal errors (auth, journal, a failure storm: ``storm.py``) stop the pool: a worker that
+meets one keeps it in a ``FatalBox`` and cancels the group, so the caller sees the
+``BulkOpsError`` itself, never an exception group. A failed row is a recorded outcome.
+Ctrl-C / SIGTERM stop taking items, let requests in flight finish for a bounded grace period,
+then cancel.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from bulkops.journal.states import ItemState
 from bulkops.journal.store import Journal
 from bulkops.models import UNASSIGNED, ApiErrorInfo
 from bulkops.progress import Tracker
+from bulkops.storm import FailureStorm
 from bulkops.telnyx.client import TelnyxClient
 from bulkops.telnyx.retry import GaveUp
 
@@ -190,10 +192,12 @@ def _describe(profile: str) -> str:
 class Writer:
     """Processes one item: PATCH, read back the answer, record the outcome."""
 
-    def __init__(self, journal: Journal, client: TelnyxClient, tracker: Tracker) -> None:
+    def __init__(self, journal: Journal, client: TelnyxClient, tracker: Tracker,
+                 storm: FailureStorm | None = None) -> None:
         self.journal = journal
         self.client = client
         self.tracker = tracker
+        self.storm = storm or FailureStorm(0)  # raises FailureStormError: the pool stops
         self.logged_failures = 0
 
     async def __call__(self, item: Item) -> None:
@@ -209,7 +213,7 @@ class Writer:
                     error=gave_up.info,
                 )
             )
-            self._failed(item, gave_up.info)
+            self._failed(item, gave_up.info, permanent=not gave_up.retryable)
             return
         answer = outcome.value.profile_id
         attempts = item.attempts + outcome.attempts
@@ -219,6 +223,7 @@ class Writer:
                            attempts=attempts, http_status=200)
             )
             self.tracker.done += 1
+            self.storm.succeeded()
             return
         # A server that answers 200 but did not apply the change must not count as success.
         info = ApiErrorInfo(
@@ -229,15 +234,16 @@ class Writer:
             ItemUpdate(item.job_id, item.phone_number, ItemState.IN_FLIGHT, ItemState.FAILED,
                        attempts=attempts, http_status=200, error=info, note="not applied")
         )
-        self._failed(item, info)
+        self._failed(item, info, permanent=True)
 
-    def _failed(self, item: Item, info: ApiErrorInfo) -> None:
+    def _failed(self, item: Item, info: ApiErrorInfo, *, permanent: bool) -> None:
         self.tracker.failed += 1
         self.logged_failures += 1
         if self.logged_failures <= LOGGED_FAILURES:
             log.info("row failed line=%d number=%s: %s", item.line, item.phone_number, info.describe())
         elif self.logged_failures == LOGGED_FAILURES + 1:
             log.info("row failed: more failures follow; the report lists every one")
+        self.storm.failed(item.line, info, permanent=permanent)
 
 
 async def write_items(
@@ -248,10 +254,12 @@ async def write_items(
     *,
     concurrency: int,
     stop: StopSignal,
+    storm: FailureStorm | None = None,
 ) -> FatalBox:
     """Send every PENDING item of the job; outcomes land in the journal."""
     return await write_from(journal, journal.iter_items(job_id, {ItemState.PENDING}, batch=500),
-                            Writer(journal, client, tracker), concurrency=concurrency, stop=stop)
+                            Writer(journal, client, tracker, storm), concurrency=concurrency,
+                            stop=stop)
 
 
 async def write_from(

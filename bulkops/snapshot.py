@@ -20,6 +20,7 @@ from bulkops.journal.states import ItemState
 from bulkops.journal.store import Journal
 from bulkops.progress import Tracker
 from bulkops.runner import FatalBox, StopSignal, Writer, pump, write_from
+from bulkops.storm import FailureStorm
 from bulkops.telnyx.client import TelnyxClient
 from bulkops.telnyx.retry import GaveUp
 
@@ -81,6 +82,7 @@ async def snapshot_and_write(
     concurrency: int,
     stop: StopSignal,
     force: bool = False,
+    storm: FailureStorm | None = None,
 ) -> FatalBox:
     """Snapshot and write as one pipeline: each batch of 250 is read back, then written.
 
@@ -120,7 +122,7 @@ async def snapshot_and_write(
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(run_reads, tg.cancel_scope)
-        writing = await write_from(journal, snapshotted(), Writer(journal, client, tracker),
+        writing = await write_from(journal, snapshotted(), Writer(journal, client, tracker, storm),
                                    concurrency=concurrency, stop=stop)
         tg.cancel_scope.cancel()  # writers gone (done, stopped or fatal): no reader may block
     return reading if reading.error is not None else writing

@@ -90,7 +90,7 @@ async def test_patch_sends_the_number_percent_encoded_with_json_and_headers(serv
     assert seen.headers["Accept"] == "application/json"
     assert seen.headers["Content-Type"] == "application/json"
     assert seen.headers["User-Agent"].startswith(f"bulkops/{__version__}")
-    assert limiter.stats.sent == 1 and limiter.in_flight == 0
+    assert limiter.stats.sent == 1 and limiter.stats.in_flight == 0
 
 
 @pytest.mark.parametrize("unassigned", [None, ""], ids=["null", "empty"])
@@ -288,7 +288,7 @@ async def test_a_dropped_connection_is_transient_and_retried(server: FakeTelnyx)
         outcome = await client.update_profile(NUMBER, PROFILE)
         stats = client.stats
     assert outcome.attempts == 2 and stats.transport_errors == 1
-    assert limiter.stats.sent == 2 and limiter.in_flight == 0
+    assert limiter.stats.sent == 2 and limiter.stats.in_flight == 0
 
 
 async def test_a_refused_connection_is_transient() -> None:
@@ -303,7 +303,7 @@ async def test_a_refused_connection_is_transient() -> None:
     assert caught.value.retryable and caught.value.attempts == 2
     assert "could not connect" in str(caught.value)
     assert KEY not in _everything_said(caught.value)
-    assert limiter.in_flight == 0
+    assert limiter.stats.in_flight == 0
 
 
 async def test_an_unverifiable_certificate_is_fatal_and_not_retried(tmp_path: Path) -> None:
@@ -338,7 +338,7 @@ async def test_an_unverifiable_certificate_is_fatal_and_not_retried(tmp_path: Pa
         await runner.cleanup()
     assert "certificate" in str(caught.value) and "TELNYX_API_BASE_URL" in str(caught.value)
     assert KEY not in _everything_said(caught.value)
-    assert seen == [] and limiter.stats.sent == 1 and limiter.in_flight == 0
+    assert seen == [] and limiter.stats.sent == 1 and limiter.stats.in_flight == 0
 
 
 @pytest.mark.parametrize(
@@ -373,7 +373,7 @@ async def test_every_attempt_goes_through_the_shared_limiter(server: FakeTelnyx)
         await client.update_profile(NUMBER, PROFILE)
         await asyncio.gather(*(client.update_profile(NUMBER, PROFILE) for _ in range(5)))
     assert limiter.stats.sent == len(server.seen) == 8
-    assert limiter.in_flight == 0
+    assert limiter.stats.in_flight == 0
 
 
 async def test_concurrent_calls_share_the_connection_pool_and_limiter(server: FakeTelnyx) -> None:
@@ -381,7 +381,7 @@ async def test_concurrent_calls_share_the_connection_pool_and_limiter(server: Fa
     async with client:
         outcomes = await asyncio.gather(*(client.update_profile(NUMBER, PROFILE) for _ in range(20)))
     assert all(o.value.profile_id == PROFILE for o in outcomes)
-    assert limiter.stats.sent == 20 and limiter.in_flight == 0
+    assert limiter.stats.sent == 20 and limiter.stats.in_flight == 0
 
 
 # --- secrets --------------------------------------------------------------------------------

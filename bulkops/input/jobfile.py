@@ -18,6 +18,7 @@ Format (relative paths are relative to the job file's folder, not the working di
     max_attempts = 5                 # tries per row for transient failures (>= 1)
     max_retry_seconds = 300          # time one row may spend retrying (>= 0)
     max_server_wait = 900            # longest single 429 wait we accept from the server (>= 0)
+    max_consecutive_failures = 50    # stop when this many writes in a row fail alike (0 = never)
 
 Limits live only in ``[limits]``; written at the top level they are an error that says so.
 The API key never goes in a job file (they get copied and committed): a key named like
@@ -41,7 +42,8 @@ from bulkops.models import Kind
 TOP_KEYS = (
     "name", "kind", "csv", "profile_id", "journal", "default_region", "verify", "skip_invalid"
 )
-LIMIT_KEYS = ("rate", "concurrency", "max_attempts", "max_retry_seconds", "max_server_wait")
+LIMIT_KEYS = ("rate", "concurrency", "max_attempts", "max_retry_seconds", "max_server_wait",
+              "max_consecutive_failures")
 JOB_KINDS = (Kind.ASSIGN, Kind.UNASSIGN, Kind.MIGRATE, Kind.SET)
 
 _SECRET_KEY = re.compile(r"api[_\-]?key|token|secret|passw(or)?d|bearer|credential", re.IGNORECASE)
@@ -66,6 +68,7 @@ class JobFile:
     max_attempts: int | None = None  # per row, transient failures
     max_retry_seconds: float | None = None  # per row, total time spent retrying
     max_server_wait: float | None = None  # cap on a single 429 wait the server asks for
+    max_consecutive_failures: int | None = None  # failure-storm stop (storm.py); 0 = never
     default_region: str | None = None
     verify: bool | None = None
     skip_invalid: bool | None = None
@@ -158,11 +161,11 @@ class _Loader:
             raise self.error(key, f"must be {kind} without quotes, got {_show(value)}", "limits")
         return value
 
-    def count(self, limits: dict[str, Any], key: str) -> int | None:
-        """A whole number >= 1 (concurrency, attempts)."""
+    def count(self, limits: dict[str, Any], key: str, *, minimum: int = 1) -> int | None:
+        """A whole number >= ``minimum`` (concurrency, attempts: 1)."""
         value = self._limit(limits, key, whole=True)
-        if value is not None and value < 1:
-            raise self.error(key, f"must be at least 1, got {value}", "limits")
+        if value is not None and value < minimum:
+            raise self.error(key, f"must be at least {minimum}, got {value}", "limits")
         return None if value is None else int(value)
 
     def seconds(self, limits: dict[str, Any], key: str, *, positive: bool = False) -> float | None:
@@ -285,6 +288,7 @@ def _check(loader: _Loader, data: dict[str, Any]) -> JobFile:
         max_attempts=loader.count(limits, "max_attempts"),
         max_retry_seconds=loader.seconds(limits, "max_retry_seconds"),
         max_server_wait=loader.seconds(limits, "max_server_wait"),
+        max_consecutive_failures=loader.count(limits, "max_consecutive_failures", minimum=0),
         default_region=region,
         verify=loader.flag(data, "verify"),
         skip_invalid=loader.flag(data, "skip_invalid"),

@@ -22,13 +22,10 @@ from bulkops.journal.records import (
     CSV_JOB, Conflict, Item, ItemUpdate, JobRecord, SnapshotEntry, StagingResult,
 )
 from bulkops.journal.sql import (
-    COLLAPSED_LINES, CONFLICTS, DISTINCT_DESIRED, DUPLICATE_COUNTS, KEEP_DUPLICATES, ROLLBACK_ITEMS,
-    SNAPSHOT_SQL, STAGE_TO_ITEMS, flush_statements, pending_among_sql, snapshot_params,
+    COLLAPSED_LINES, CONFLICTS, DISTINCT_DESIRED, DUPLICATE_COUNTS, KEEP_DUPLICATES, ROLLBACK_ITEMS, SNAPSHOT_SQL, STAGE_TO_ITEMS, flush_statements, pending_among_sql, snapshot_params,
 )
 from bulkops.journal.sqlite import (
-    ITEM_COLUMNS, JOB_COLUMNS, ROWID_AT, bug, check_header, connect, dump_extra, dump_settings,
-    initialize, item_from_row, job_from_row, load_extra, lock_file, now, present, sidecar,
-    translate, upgrade, validate,
+    ITEM_COLUMNS, JOB_COLUMNS, ROWID_AT, bug, check_header, connect, dump_extra, dump_settings, initialize, item_from_row, job_from_row, load_extra, lock_file, now, present, sidecar, translate, upgrade, validate,
 )
 from bulkops.journal.states import TRANSITIONS, ItemState, JobState
 from bulkops.models import Counts, Extra, Kind, MigrateRow, NumberRow, Problem

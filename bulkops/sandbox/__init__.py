@@ -14,7 +14,7 @@ Use it in-process with ``running_sandbox(SandboxConfig(...))``, on a thread with
 
 from __future__ import annotations
 
-from .config import FaultConfig, SandboxConfig
+from .config import FaultConfig, LimiterKind, SandboxConfig
 from .demo import DemoData, demo_data, write_sample_csvs
 from .faults import FaultKind
 from .records import NumberType, ProfileRecord
@@ -26,6 +26,7 @@ __all__ = [
     "DemoData",
     "FaultConfig",
     "FaultKind",
+    "LimiterKind",
     "NumberType",
     "ProfileRecord",
     "RecordedExchange",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bulkops.errors import ConfigError
 
-from .config import DEFAULT_API_KEY, RETRY_AFTER_MODES, FaultConfig, SandboxConfig
+from .config import DEFAULT_API_KEY, RETRY_AFTER_MODES, FaultConfig, LimiterKind, SandboxConfig
 from .server import running_sandbox
 
 
@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--seed", type=int, default=0, help="seed of the account data and of the faults (default 0)")
     add("--rate", type=int, default=0, help="requests per window per API key; 0 = no limit (default 0)")
     add("--window", type=float, default=1.0, help="rate-limit window in seconds (default 1)")
+    add("--limiter", choices=[kind.value for kind in LimiterKind], default=LimiterKind.FIXED.value,
+        help="fixed window opened by a key's first request (Telnyx-like), sliding log, or token "
+             "bucket of --rate tokens refilled per --window (default fixed)")
     add("--retry-after", choices=RETRY_AFTER_MODES, default="seconds", help="Retry-After form on 429s")
     add("--error-rate", type=float, default=0.0, help="share of requests answered 5xx, not applied")
     add("--error-after-write-rate", type=float, default=0.0, help="share of writes applied, then answered 5xx")
@@ -34,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--latency-ms", type=float, default=0.0, help="mean added latency per request")
     add("--jitter-ms", type=float, default=0.0, help="uniform +- jitter around the latency")
     add("--slow-rate", type=float, default=0.0, help="share of answers held back --slow-ms")
+    add("--odd-header-rate", type=float, default=0.0,
+        help="share of answers whose x-ratelimit-* headers are junk, as proxies send them")
     add("--slow-ms", type=float, default=30_000.0, help="how long a slow answer is held back (default 30000)")
     add("--bulk-max", type=int, default=1000, help="most numbers per bulk order (default 1000)")
     add("--bulk-speed", type=float, default=500.0, help="numbers per second a bulk order processes")
@@ -52,6 +57,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         jitter_ms=args.jitter_ms,
         slow_rate=args.slow_rate,
         slow_ms=args.slow_ms,
+        odd_header_rate=args.odd_header_rate,
         seed=args.seed,
     )
     return SandboxConfig(
@@ -63,6 +69,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         port=args.port,
         rate=args.rate,
         window=args.window,
+        limiter=LimiterKind(args.limiter),
         retry_after=args.retry_after,
         faults=faults,
         bulk_max=args.bulk_max,

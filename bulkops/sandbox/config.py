@@ -11,12 +11,21 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Literal
 
 from bulkops.errors import ConfigError
 
 RetryAfterMode = Literal["seconds", "http-date", "absent"]
 RETRY_AFTER_MODES: tuple[RetryAfterMode, ...] = ("seconds", "http-date", "absent")
+
+
+class LimiterKind(str, Enum):
+    """How the sandbox counts requests against ``rate`` per ``window`` (faults.RateLimiter)."""
+
+    FIXED = "fixed"  # Telnyx-like: a window opens with a key's first request
+    SLIDING = "sliding"  # at most `rate` in any trailing window (a log)
+    BUCKET = "bucket"  # `rate` tokens, refilled continuously at rate/window per second
 
 MAX_NUMBERS = 1_000_000  # the seeded number space holds ~2.8 million long codes; keep memory sane
 DEFAULT_API_KEY = "sandbox-key"
@@ -52,10 +61,11 @@ class FaultConfig:
     jitter_ms: float = 0.0  # uniform +- jitter around latency_ms, clipped at 0
     slow_rate: float = 0.0  # the response is held back slow_ms (after any write was applied)
     slow_ms: float = 30_000.0
+    odd_header_rate: float = 0.0  # answers whose x-ratelimit-* headers are junk (faults.ODD_RATE_HEADERS)
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("error_rate", "error_after_write_rate", "drop_rate", "slow_rate"):
+        for name in ("error_rate", "error_after_write_rate", "drop_rate", "slow_rate", "odd_header_rate"):
             _check_probability(name, getattr(self, name))
         for name in ("latency_ms", "jitter_ms", "slow_ms"):
             _check_non_negative(name, getattr(self, name))
@@ -91,8 +101,9 @@ class FaultConfig:
 class SandboxConfig:
     """Everything that shapes one sandbox run; the same seed gives the same account.
 
-    Rate limiting is a fixed window per API key (the bearer token presented) that
-    opens with the key's first request. ``rate=0`` turns it off: requests are never
+    Rate limiting is per API key (the bearer token presented): a fixed window that opens
+    with the key's first request (``limiter="fixed"``, like Telnyx), a sliding log, or a
+    token bucket, all with the same headers. ``rate=0`` turns it off: requests are never
     refused, but every response still carries the ``x-ratelimit-*`` headers, with a
     nominal limit of ``UNLIMITED_NOMINAL`` (see faults.py).
     """
@@ -105,6 +116,7 @@ class SandboxConfig:
     port: int = 0  # 0 = a free port
     rate: int = 0  # requests per window per API key; 0 = off
     window: float = 1.0
+    limiter: LimiterKind = LimiterKind.FIXED
     retry_after: RetryAfterMode = "seconds"
     faults: FaultConfig = field(default_factory=FaultConfig)
     bulk_max: int = 1000  # most numbers accepted in one bulk order
@@ -129,6 +141,9 @@ class SandboxConfig:
         if self.bulk_speed <= 0:
             raise ConfigError(f"bulk_speed must be > 0 numbers per second (got {self.bulk_speed!r})")
         _check_probability("unassigned_share", self.unassigned_share)
+        if not isinstance(self.limiter, LimiterKind):
+            kinds = ", ".join(kind.value for kind in LimiterKind)
+            raise ConfigError(f"limiter must be one of {kinds} (got {self.limiter!r})")
         if self.retry_after not in RETRY_AFTER_MODES:
             raise ConfigError(
                 f"retry_after must be one of {', '.join(RETRY_AFTER_MODES)} (got {self.retry_after!r})"

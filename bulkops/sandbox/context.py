@@ -9,7 +9,7 @@ import time
 from aiohttp import web
 
 from .bulk import BulkOrders
-from .config import FaultConfig, SandboxConfig
+from .config import FaultConfig, LimiterKind, SandboxConfig
 from .faults import FaultInjector, RateLimiter
 from .seed import generate
 from .state import SandboxState
@@ -23,7 +23,7 @@ class SandboxContext:
         self.config = config
         self.state = SandboxState(generate(config))
         self.stats = SandboxStats()
-        self.limiter = RateLimiter(config.rate, config.window)
+        self.limiter = RateLimiter(config.rate, config.window, kind=config.limiter)
         self.faults = FaultInjector(config.faults)
         self.ignore_writes = config.ignore_writes
         self.recorded: list[RecordedExchange] = []
@@ -40,6 +40,7 @@ class SandboxContext:
             self.config,
             rate=self.limiter.rate,
             window=self.limiter.window,
+            limiter=self.limiter.kind,
             faults=self.faults.config,
             ignore_writes=self.ignore_writes,
         )
@@ -47,9 +48,10 @@ class SandboxContext:
     def set_faults(self, faults: FaultConfig) -> None:
         self.faults.configure(faults)
 
-    def set_rate(self, rate: int, window: float) -> None:
-        dataclasses.replace(self.config, rate=rate, window=window)  # validates (ConfigError)
-        self.limiter.configure(rate, window)
+    def set_rate(self, rate: int, window: float, kind: LimiterKind | None = None) -> None:
+        dataclasses.replace(self.config, rate=rate, window=window,
+                            limiter=kind or self.limiter.kind)  # validates (ConfigError)
+        self.limiter.configure(rate, window, kind)
 
     def set_ignore_writes(self, on: bool) -> None:
         self.ignore_writes = bool(on)

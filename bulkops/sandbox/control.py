@@ -12,7 +12,7 @@ from aiohttp import web
 
 from bulkops.errors import ConfigError
 
-from .config import SandboxConfig
+from .config import LimiterKind, SandboxConfig
 from .context import CTX
 from .params import read_object
 from .problems import dumps, invalid, not_found
@@ -62,13 +62,17 @@ async def rate(request: web.Request) -> web.Response:
     body = await read_object(request)
     new_rate = body.get("rate", ctx.limiter.rate)
     window = body.get("window", ctx.limiter.window)
+    kind = body.get("limiter", ctx.limiter.kind.value)
     try:
         if not isinstance(new_rate, int) or not isinstance(window, (int, float)):
             raise ConfigError("rate must be an integer and window a number of seconds")
-        ctx.set_rate(new_rate, float(window))
+        if not isinstance(kind, str) or kind not in {k.value for k in LimiterKind}:
+            raise ConfigError(f"limiter must be one of {', '.join(k.value for k in LimiterKind)}")
+        ctx.set_rate(new_rate, float(window), LimiterKind(kind))
     except ConfigError as exc:
         raise invalid(f"Cannot set the rate limit: {exc}", pointer="/", status=400) from None
-    return _json({"rate": ctx.limiter.rate, "window": ctx.limiter.window})
+    return _json({"rate": ctx.limiter.rate, "window": ctx.limiter.window,
+                  "limiter": ctx.limiter.kind.value})
 
 
 async def profile(request: web.Request) -> web.Response:

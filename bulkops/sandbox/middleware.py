@@ -3,7 +3,8 @@
 Order matters and mirrors Telnyx: a rate-limited request is refused before
 anything else (and a 429 never counts as a write), authentication comes next,
 and injected faults only hit requests that would otherwise have been served.
-Every response, errors included, carries the ``x-ratelimit-*`` headers.
+Every response, errors included, carries the ``x-ratelimit-*`` headers (junk ones, as
+proxies send them, for the ``odd_header_rate`` share of answers).
 Control routes (``/_control/*``) bypass all of it.
 """
 
@@ -148,7 +149,8 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
     ctx = request.app[CTX]
     # Per API key: the token, whatever the scheme's capitalisation ("" when absent).
     decision = ctx.limiter.check(request.headers.get("Authorization", "").partition(" ")[2].strip())
-    request[RATE_HEADERS] = decision.headers()
+    odd = ctx.faults.odd_rate_headers()  # junk as a proxy may send it, for a share of answers
+    request[RATE_HEADERS] = decision.headers() if odd is None else odd
     if decision.allowed:
         return await handler(request)
     ctx.stats.rate_limited += 1
@@ -161,7 +163,7 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
         RATE_LIMITED_CODE,
         "Too many requests",
         f"Rate limit of {decision.limit} requests per {ctx.limiter.window:g} s exceeded; "
-        f"retry in {decision.reset_seconds} s.",
+        f"retry in {decision.wait_seconds} s.",
         headers=headers,
     ).response()
 

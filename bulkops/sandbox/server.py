@@ -17,7 +17,7 @@ from aiohttp import web
 from bulkops.errors import ConfigError
 
 from .app import build_app
-from .config import FaultConfig, SandboxConfig
+from .config import FaultConfig, LimiterKind, SandboxConfig
 from .context import SandboxContext
 from .state import SandboxState
 from .stats import RecordedExchange, SandboxStats
@@ -80,8 +80,8 @@ class Sandbox:
     def set_faults(self, faults: FaultConfig) -> None:
         self._ctx.set_faults(faults)
 
-    def set_rate(self, rate: int, window: float) -> None:
-        self._ctx.set_rate(rate, window)
+    def set_rate(self, rate: int, window: float, kind: LimiterKind | None = None) -> None:
+        self._ctx.set_rate(rate, window, kind)
 
     def set_ignore_writes(self, on: bool) -> None:
         self._ctx.set_ignore_writes(on)

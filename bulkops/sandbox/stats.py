@@ -8,6 +8,7 @@ times.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -58,6 +59,10 @@ class SandboxStats:
     in_flight: int = 0
     peak_in_flight: int = 0
     faults_injected: Counter[str] = field(default_factory=Counter)  # by FaultKind value
+    # When the first and the last write (PATCH answered 200) left: the write phase, for the
+    # rate benchmark's "requests per second while writing" (monotonic seconds).
+    first_write_at: float | None = None
+    last_write_at: float | None = None
 
     def reset(self) -> None:
         """Zero every counter; requests in flight stay counted (they will still finish)."""
@@ -68,6 +73,7 @@ class SandboxStats:
         self.rate_limited = 0
         self.peak_in_flight = self.in_flight
         self.faults_injected.clear()
+        self.first_write_at = self.last_write_at = None
 
     def record_write(self, phone_number: str, *, bulk: bool = False) -> None:
         self.writes_applied += 1
@@ -83,6 +89,10 @@ class SandboxStats:
     def leave(self, route: str, status: int | None) -> None:
         self.in_flight -= 1
         self.requests[(route, NO_RESPONSE if status is None else status)] += 1
+        if status == 200 and route.startswith("PATCH "):
+            self.last_write_at = time.monotonic()
+            if self.first_write_at is None:
+                self.first_write_at = self.last_write_at
 
     @property
     def total_requests(self) -> int:
@@ -110,4 +120,6 @@ class SandboxStats:
             "in_flight": self.in_flight,
             "peak_in_flight": self.peak_in_flight,
             "faults_injected": dict(self.faults_injected),
+            "first_write_at": self.first_write_at,
+            "last_write_at": self.last_write_at,
         }

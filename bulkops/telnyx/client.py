@@ -27,8 +27,7 @@ from bulkops import __version__
 from bulkops.errors import ApiError, AuthError, ConfigError
 from bulkops.models import AccountNumber, ApiErrorInfo, NumberState, Profile
 from bulkops.telnyx.answers import (
-    BadShape, account_page, maybe_number_state, numbers_page, profile, profiles_page,
-    total_results, updated_number,
+    BadShape, account_page, maybe_number_state, numbers_page, profile, profiles_page, total_results, updated_number,
 )
 from bulkops.telnyx.clock import Clock, SystemClock
 from bulkops.telnyx.ratelimit import RateLimiter

@@ -1,7 +1,10 @@
 """What a response says about the account's rate limit: ``x-ratelimit-*`` and ``Retry-After``.
 
 Telnyx sends ``x-ratelimit-limit``, ``-remaining`` and ``-reset`` (seconds) on every answer
-(docs/telnyx/API-NOTES.md); other spellings and junk are tolerated, never trusted."""
+(docs/telnyx/API-NOTES.md); servers, proxies and gateways send other spellings and junk. Parsing never
+raises: a value that cannot be true (zero or negative limit, a remaining above the limit, an
+absurd size, a reset that is neither a delay nor an epoch timestamp) is dropped as "not said",
+and the limiter treats what is left as a hint."""
 
 from __future__ import annotations
 
@@ -14,6 +17,9 @@ from email.utils import parsedate_to_datetime
 from multidict import CIMultiDict, CIMultiDictProxy
 
 _EPOCH_LIKE = 1e9  # a "reset" this large is an epoch timestamp, not a delay (GitHub style)
+_EPOCH_MS_LIKE = 1e12  # ... and this large, one in milliseconds
+MAX_LIMIT = 1_000_000  # a larger limit or remaining is junk (or "unlimited"): not a budget
+MAX_RESET = 86_400.0  # a reset further away than a day is junk, not a window
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +35,7 @@ class ServerBudget:
 _NUMBER = re.compile(r"\s*(-?\d+(?:\.\d+)?)")
 _WINDOW = re.compile(r";\s*w(?:indow)?\s*=\s*(\d+(?:\.\d+)?)")
 _PREFIXES = ("x-ratelimit-", "ratelimit-", "x-rate-limit-")
+_REPEATED = re.compile(r"\s*-?\d+(?:\.\d+)?\s*(?:,\s*-?\d+(?:\.\d+)?\s*)+")
 _COMBINED = re.compile(r"(limit|remaining|reset)\s*=\s*([\d.]+)")
 
 
@@ -50,8 +57,9 @@ def plain_budget(headers: Mapping[str, str]) -> ServerBudget | None:
     limit, remaining, reset = (get("x-ratelimit-limit"), get("x-ratelimit-remaining"),
                                get("x-ratelimit-reset"))
     if limit and remaining and reset and limit.isdecimal() and remaining.isdecimal() \
-            and reset.isdecimal() and (reset_n := int(reset)) < _EPOCH_LIKE:
-        return ServerBudget(int(limit), int(remaining), float(reset_n))
+            and reset.isdecimal() and 0 < (limit_n := int(limit)) <= MAX_LIMIT \
+            and (remaining_n := int(remaining)) <= limit_n and (reset_n := int(reset)) <= MAX_RESET:
+        return ServerBudget(limit_n, remaining_n, float(reset_n))
     return None
 
 
@@ -81,26 +89,35 @@ def parse_budget(headers: Mapping[str, str], *, wall_now: float | None = None) -
 
     limit, remaining, reset = (_number(field(name)) for name in ("limit", "remaining", "reset"))
     if reset is not None and reset >= _EPOCH_LIKE:
-        reset = reset - wall_now if wall_now is not None else None
-    stated = _WINDOW.search(field("limit") or "") if limit is not None else None
+        epoch = reset / 1000.0 if reset >= _EPOCH_MS_LIKE else reset
+        reset = epoch - wall_now if wall_now is not None else None
+    if reset is not None and reset > MAX_RESET:
+        reset = None
+    whole_limit = int(limit) if limit is not None and 1 <= limit <= MAX_LIMIT else None
+    left = max(0, int(remaining)) if remaining is not None else None
+    if left is not None and (left > MAX_LIMIT or (whole_limit is not None and left > whole_limit)):
+        left = None  # more left than the limit: one of the two is wrong, trust neither number
+    stated = _WINDOW.search(field("limit") or "") if whole_limit is not None else None
     window = float(stated.group(1)) if stated else None
     return ServerBudget(
-        limit=int(limit) if limit is not None and limit >= 0 else None,
-        remaining=max(0, int(remaining)) if remaining is not None else None,
+        limit=whole_limit,
+        remaining=left,
         reset_after=max(0.0, reset) if reset is not None else None,
-        window=window if window else None,
+        window=window if window and window <= MAX_RESET else None,
     )
 
 
 def parse_retry_after(value: str | None, *, wall_now: float) -> float | None:
-    """Retry-After as delta-seconds (fractions tolerated) or an HTTP date -> seconds >= 0."""
+    """Retry-After as delta-seconds (fractions tolerated) or an HTTP date -> seconds >= 0;
+    None for anything else (a repeated header, "100, 100", counts by its first value)."""
     if value is None or not value.strip():
         return None
-    text = value.strip()
+    text = value.strip().split(",")[0].strip() if _REPEATED.fullmatch(value) else value.strip()
     if re.fullmatch(r"-?\d+(?:\.\d+)?", text):
-        return max(0.0, float(text))
+        seconds = float(text)
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+        moment = parsedate_to_datetime(text).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
         return None
-    return max(0.0, moment.timestamp() - wall_now)
+    return max(0.0, moment - wall_now) if math.isfinite(moment) else None

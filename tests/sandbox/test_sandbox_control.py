@@ -48,7 +48,7 @@ async def test_control_changes_faults_rate_profile_and_ignore_writes(sandbox_fac
         assert (await api.get("/messaging_profiles")).status >= 500
         await api.post("/_control/faults", origin=True, auth=False, json={"error_rate": 0})
         rate = await api.post("/_control/rate", origin=True, auth=False, json={"rate": 1, "window": 60})
-        assert rate.body == {"rate": 1, "window": 60.0}
+        assert rate.body == {"rate": 1, "window": 60.0, "limiter": "fixed"}
         assert (await api.get("/messaging_profiles")).status == 200
         assert (await api.get("/messaging_profiles")).status == 429
         number = sandbox.numbers()[0]

@@ -1,12 +1,18 @@
-"""Rate limiting like Telnyx: fixed window per key, headers on every answer, 429 forms."""
+"""Rate limiting like Telnyx, by a fixed window (Telnyx-like), a sliding log or a token bucket
+per key: the same headers on every answer, the same 429 forms."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from bulkops.sandbox import Sandbox
-from bulkops.sandbox.faults import UNLIMITED_NOMINAL, RateLimiter
+import argparse
+
+import pytest
+
+from bulkops.sandbox import LimiterKind, Sandbox
+from bulkops.sandbox.cli import add_arguments, config_from_args
+from bulkops.sandbox.faults import ODD_RATE_HEADERS, UNLIMITED_NOMINAL, RateLimiter
 from tests.conftest import SandboxFactory
 from tests.sandbox.sandbox_http import Api, enc
 
@@ -140,3 +146,90 @@ async def test_set_rate_takes_effect_at_once(sandbox: Sandbox, api: Api) -> None
     sandbox.set_rate(0, 1)
     assert (await api.get("/messaging_profiles")).status == 200
     assert sandbox.config.rate == 0
+
+
+# --- sliding log and token bucket -----------------------------------------------------------
+
+
+def test_sliding_log_allows_rate_in_any_trailing_window_and_frees_one_per_expiry() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(3, 1.0, clock, kind=LimiterKind.SLIDING)
+    allowed = []
+    for _ in range(3):
+        allowed.append(limiter.check("k"))
+        clock.now += 0.25
+    refused = limiter.check("k")  # at 0.75: three in the last second
+    assert [d.remaining for d in allowed] == [2, 1, 0] and not refused.allowed
+    assert refused.reset_seconds == 1 and refused.wait_seconds == 1  # 0.25 s, rounded up
+    clock.now += 0.25  # the first left the log at 1.0; the other two stay
+    assert [limiter.check("k").allowed for _ in range(2)] == [True, False]
+
+
+def test_sliding_log_reset_is_until_the_oldest_request_leaves() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(10, 10.0, clock, kind=LimiterKind.SLIDING)
+    limiter.check("k")
+    clock.now += 6.5
+    assert limiter.check("k").reset_seconds == 4  # the first leaves in 3.5 s
+
+
+def test_token_bucket_starts_full_refills_per_second_and_says_when_one_passes() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(4, 2.0, clock, kind=LimiterKind.BUCKET)  # 2 tokens a second
+    assert [limiter.check("k").remaining for _ in range(4)] == [3, 2, 1, 0]
+    refused = limiter.check("k")
+    assert not refused.allowed
+    assert refused.retry_after("seconds") == "1"  # one token in 0.5 s, rounded up
+    assert refused.reset_seconds == 2  # full again in 2 s
+    clock.now += 0.5
+    assert [limiter.check("k").allowed for _ in range(2)] == [True, False]
+
+
+@pytest.mark.parametrize("kind", list(LimiterKind))
+async def test_every_kind_refuses_over_the_limit_with_telnyx_headers_and_429(
+    sandbox_factory: SandboxFactory, kind: LimiterKind
+) -> None:
+    async with sandbox_factory(numbers=50, rate=3, window=60, limiter=kind) as sandbox, \
+            Api.open(sandbox) as api:
+        replies = [await api.get("/messaging_profiles") for _ in range(3)]
+        assert [r.headers["x-ratelimit-remaining"] for r in replies] == ["2", "1", "0"]
+        refused = await api.get("/messaging_profiles")
+        assert refused.status == 429 and refused.error["code"] == "10011"
+        for header in ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "Retry-After"):
+            assert refused.headers[header].isdigit(), header
+        assert refused.headers["x-ratelimit-remaining"] == "0"
+        assert sandbox.config.limiter is kind
+
+
+def test_sandbox_cli_takes_the_limiter_kind() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_args(parser.parse_args(["--rate", "5", "--limiter", "bucket"])).limiter is LimiterKind.BUCKET
+    assert config_from_args(parser.parse_args([])).limiter is LimiterKind.FIXED
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--limiter", "leaky"])
+
+
+async def test_set_rate_can_switch_the_limiter_kind(sandbox_factory: SandboxFactory) -> None:
+    async with sandbox_factory(numbers=10, control=True) as sandbox, Api.open(sandbox) as api:
+        reply = await api.post("/_control/rate", origin=True, auth=False,
+                               json={"rate": 2, "window": 1, "limiter": "sliding"})
+        assert reply.body == {"rate": 2, "window": 1.0, "limiter": "sliding"}
+        assert sandbox.config.limiter is LimiterKind.SLIDING
+        bad = await api.post("/_control/rate", origin=True, auth=False, json={"limiter": ["x"]})
+        assert bad.status == 400
+
+
+async def test_odd_header_rate_garbles_the_ratelimit_headers_of_that_share(
+    sandbox_factory: SandboxFactory,
+) -> None:
+    async with sandbox_factory(numbers=50, rate=100, faults={"odd_header_rate": 1.0}) as sandbox, \
+            Api.open(sandbox) as api:
+        replies = [await api.get("/messaging_profiles") for _ in range(20)]
+    assert [r.status for r in replies] == [200] * 20
+    plausible = [
+        (r.headers.get("x-ratelimit-limit"), r.headers.get("x-ratelimit-remaining"))
+        for r in replies
+    ]
+    assert all(pair != ("100", str(100 - n - 1)) for n, pair in enumerate(plausible))
+    assert len(ODD_RATE_HEADERS) >= 10
