@@ -109,6 +109,8 @@ class SandboxConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     bulk_max: int = 1000  # most numbers accepted in one bulk order
     bulk_speed: float = 500.0  # numbers per second a bulk order processes
+    order_fail_rate: float = 0.0  # share of an order's numbers listed as failed, not applied
+    order_stuck_rate: float = 0.0  # share of orders accepted and never processed (stay pending)
     ignore_writes: bool = False  # PATCH answers 200 with the unchanged profile
     unassigned_share: float = 0.2
     control: bool = False  # expose /_control/* observability routes
@@ -129,6 +131,8 @@ class SandboxConfig:
         if self.bulk_speed <= 0:
             raise ConfigError(f"bulk_speed must be > 0 numbers per second (got {self.bulk_speed!r})")
         _check_probability("unassigned_share", self.unassigned_share)
+        _check_probability("order_fail_rate", self.order_fail_rate)
+        _check_probability("order_stuck_rate", self.order_stuck_rate)
         if self.retry_after not in RETRY_AFTER_MODES:
             raise ConfigError(
                 f"retry_after must be one of {', '.join(RETRY_AFTER_MODES)} (got {self.retry_after!r})"

@@ -150,4 +150,7 @@ ROUTES = (
     web.get("/v2/messaging_profiles/{id}/phone_numbers", list_profile_numbers, allow_head=False),
     web.post("/v2/messaging_numbers_bulk_updates", post_bulk),
     web.get("/v2/messaging_numbers_bulk_updates/{order_id}", get_bulk, allow_head=False),
+    # Telnyx's docs also spell the path this way (API-NOTES); both reach the same orders.
+    web.post("/v2/messaging_numbers/bulk_updates", post_bulk),
+    web.get("/v2/messaging_numbers/bulk_updates/{order_id}", get_bulk, allow_head=False),
 )
