@@ -233,7 +233,7 @@ BAD_FILES: list[tuple[str, Callable[[Path], None], bool, str]] = [
     ("foreign sqlite db", _foreign_sqlite, False, "not a bulkops journal"),
     ("sqlite db without meta", _sqlite_without_meta, False, "not a bulkops journal"),
     ("other schema version", _other_version, True, "schema version 99, this bulkops reads "
-                                                  "version 1"),
+                                                  "version 2"),
     ("truncated mid page", _truncate_mid_page, True, "is damaged"),
     ("truncated on a page", _truncate_on_page, True, "is damaged"),
     ("corrupt page", _corrupt_a_page, True, "damaged"),
@@ -259,12 +259,13 @@ async def test_open_refuses_a_bad_file_and_leaves_it_byte_identical(
 
 # --- the state machine ----------------------------------------------------------------------
 
-PATH_TO = {PENDING: [], IN_FLIGHT: [(PENDING, IN_FLIGHT)], FAILED: [(PENDING, FAILED)]}
+PATH_TO = {PENDING: [], IN_FLIGHT: [(PENDING, IN_FLIGHT)], FAILED: [(PENDING, FAILED)],
+           ItemState.ORDERED: [(PENDING, ItemState.ORDERED)]}
 
 
 async def test_every_legal_transition_is_recorded_and_survives_reopen(tmp_path: Path) -> None:
     legal = [(frm, to) for frm, tos in TRANSITIONS.items() for to in sorted(tos)]
-    assert len(legal) == 8
+    assert len(legal) == 11
     path = tmp_path / "job.db"
     async with await loaded(path, len(legal)) as j:
         for i, (frm, to) in enumerate(legal):

@@ -20,9 +20,25 @@ from bulkops.journal.records import Item, JobRecord
 from bulkops.journal.states import ItemState, JobState
 from bulkops.models import Extra, Kind
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: bulk orders (table orders, items.order_ref and items.via)
+UPGRADABLE = frozenset({"1"})  # older versions upgraded in place when opened for writing
 APP = "bulkops"
 
+
+# Bulk orders (schema 2): an order is a row here before it is posted; items.order_ref names
+# the order holding an ORDERED item (or the last one that did), items.via the order that
+# applied it. The partial index stays empty for jobs that never use orders.
+ORDERS_DDL = (
+    "CREATE TABLE orders (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL REFERENCES jobs (id), "
+    "profile_id TEXT NOT NULL, order_id TEXT, state TEXT NOT NULL, generation INTEGER NOT NULL "
+    "DEFAULT 0, numbers INTEGER NOT NULL, posted_at REAL, created_at TEXT NOT NULL, "
+    "updated_at TEXT NOT NULL)",
+    "CREATE INDEX orders_job_state ON orders (job_id, state)",
+    "CREATE INDEX items_order ON items (order_ref) WHERE order_ref IS NOT NULL",
+)
+UPGRADE_1_TO_2 = ("ALTER TABLE items ADD COLUMN order_ref INTEGER",
+                  "ALTER TABLE items ADD COLUMN via TEXT", *ORDERS_DDL,
+                  "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
 
 # One table per concept. Every item is keyed by (job_id, phone_number): under concurrency
 # finished rows are never a contiguous prefix of the CSV, so nothing is keyed by position.
@@ -36,7 +52,8 @@ CREATE TABLE items (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL REFERENCES j
     phone_number TEXT NOT NULL, line INTEGER NOT NULL, desired TEXT NOT NULL, prior TEXT,
     expected TEXT, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
     http_status INTEGER, error_code TEXT, error_title TEXT, error_detail TEXT, note TEXT,
-    on_account INTEGER, extra TEXT, updated_at TEXT NOT NULL, UNIQUE (job_id, phone_number));
+    on_account INTEGER, extra TEXT, updated_at TEXT NOT NULL, order_ref INTEGER, via TEXT,
+    UNIQUE (job_id, phone_number));
 CREATE INDEX items_job_state ON items (job_id, state);
 CREATE TABLE rejected (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, line INTEGER NOT NULL,
     "column" INTEGER, field TEXT, message TEXT NOT NULL, path TEXT NOT NULL);
@@ -46,8 +63,8 @@ CREATE TABLE migrations (job_id INTEGER NOT NULL, from_profile_id TEXT NOT NULL,
     to_profile_id TEXT NOT NULL, line INTEGER NOT NULL, extra TEXT,
     listed INTEGER NOT NULL DEFAULT 0, listed_count INTEGER,
     PRIMARY KEY (job_id, from_profile_id)) WITHOUT ROWID;
-"""
-TABLES = frozenset({"meta", "jobs", "items", "rejected", "migrations"})
+""" + "".join(f"{s};\n" for s in ORDERS_DDL)
+TABLES = frozenset({"meta", "jobs", "items", "rejected", "migrations", "orders"})
 # TEMP (a file, temp_store=FILE): a LOADING job that dies is reloaded from its CSV anyway, so
 # 1M staged rows skip the WAL and leave no free pages. Keyed by line: the first duplicate wins.
 STAGED_DDL = """CREATE TEMP TABLE IF NOT EXISTS staged (job_id INTEGER NOT NULL,
@@ -66,7 +83,7 @@ SESSION = (
 
 ITEM_COLUMNS = ("job_id, phone_number, line, desired, prior, expected, state, attempts, "
                 "http_status, error_code, error_title, error_detail, note, on_account, extra, "
-                "updated_at")
+                "updated_at, via")
 JOB_COLUMNS = ("id, kind, name, state, created_at, updated_at, job_file, csv_path, csv_sha256, "
                "default_profile_id, parent_id, settings")
 
@@ -101,7 +118,7 @@ _STATES = {state.value: state for state in ItemState}  # faster than ItemState(v
 def item_from_row(r: tuple[Any, ...]) -> Item:
     """A row of ``SELECT {ITEM_COLUMNS}``, positionally: this runs a million times a report."""
     return Item(r[0], r[1], r[2], r[3], r[4], r[5], _STATES[r[6]], r[7], r[8], r[9], r[10], r[11],
-                r[12], None if r[13] is None else bool(r[13]), load_extra(r[14]), r[15])
+                r[12], None if r[13] is None else bool(r[13]), load_extra(r[14]), r[15], r[16])
 
 
 def job_from_row(r: tuple[Any, ...]) -> JobRecord:
@@ -187,8 +204,9 @@ async def initialize(db: aiosqlite.Connection, job: tuple[object, ...]) -> None:
                      "?4, ?5, ?6, NULL, ?7)", (*job, stamp))
 
 
-async def validate(conn: aiosqlite.Connection, path: Path) -> None:
-    """Refuse anything but an intact bulkops journal of our schema version (read-only)."""
+async def validate(conn: aiosqlite.Connection, path: Path) -> str:
+    """Refuse anything but an intact bulkops journal of our schema version, or of one we can
+    upgrade (read-only); returns its version."""
     not_ours = JournalError(f"{path} is an SQLite database but not a bulkops journal; it was "
                             "left untouched: check the --journal path, or choose a new one")
     tables = {r[0] for r in await conn.execute_fetchall(
@@ -200,16 +218,24 @@ async def validate(conn: aiosqlite.Connection, path: Path) -> None:
         meta = {}
     if meta.get("app") != APP:
         raise not_ours
-    if (version := meta.get("schema_version")) != str(SCHEMA_VERSION):
+    if (version := meta.get("schema_version")) != str(SCHEMA_VERSION) and version not in UPGRADABLE:
         raise JournalError(f"{path} is a bulkops journal of schema version {version}, this "
                            f"bulkops reads version {SCHEMA_VERSION}; it was left untouched: use "
                            "the bulkops that wrote it, or start a new journal with --journal NEW")
-    if missing := TABLES - tables:
+    if missing := TABLES - tables - ({"orders"} if version in UPGRADABLE else set()):
         raise damaged(path, "missing tables: " + ", ".join(sorted(missing)))
     # Reads every page: catches a truncated file or torn pages (about 0.5 s at 1M rows).
     problems = [str(r[0]) for r in await conn.execute_fetchall("PRAGMA quick_check(3)")]
     if problems != ["ok"]:
         raise damaged(path, "; ".join(problems))
+    return str(version)
+
+
+async def upgrade(db: aiosqlite.Connection) -> None:
+    """Version 1 -> 2 in one transaction (the caller's): new columns are NULL, which is what a
+    job that never used orders has; nothing else changes."""
+    for statement in UPGRADE_1_TO_2:
+        await db.execute(statement)
 
 
 def lock_file(journal: Path) -> int:

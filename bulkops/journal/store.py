@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
@@ -18,19 +19,20 @@ import aiosqlite
 
 from bulkops.errors import JournalError
 from bulkops.journal.records import (
-    Conflict, Item, ItemUpdate, JobRecord, SnapshotEntry, StagingResult,
+    Conflict, Item, ItemUpdate, JobRecord, OrderRecord, SnapshotEntry, StagingResult,
 )
 from bulkops.journal.sql import (
     COLLAPSED_LINES, CONFLICTS, DISTINCT_DESIRED, DUPLICATE_COUNTS, ROLLBACK_ITEMS, SNAPSHOT_SQL, STAGE_TO_ITEMS, flush_statements, pending_among_sql, snapshot_params,
 )
 from bulkops.journal.sqlite import (
-    ITEM_COLUMNS, JOB_COLUMNS, bug, check_header, connect, dump_extra, dump_settings, initialize, item_from_row, job_from_row, load_extra, lock_file, now, sidecar, translate, validate,
+    ITEM_COLUMNS, JOB_COLUMNS, SCHEMA_VERSION, bug, check_header, connect, dump_extra, dump_settings, initialize, item_from_row, job_from_row, load_extra, lock_file, now, sidecar, translate, upgrade, validate,
 )
-from bulkops.journal.states import TRANSITIONS, ItemState, JobState
+from bulkops.journal.states import ORDER_TRANSITIONS, TRANSITIONS, ItemState, JobState, OrderState
 from bulkops.models import Counts, Kind, MigrateRow, NumberRow, Problem
 
 T = TypeVar("T")
 Db = aiosqlite.Connection
+log = logging.getLogger("bulkops")
 
 
 async def _rows(db: Db, sql: str,
@@ -49,6 +51,40 @@ async def _abandon(path: Path, conn: Db | None, lock: int | None, err: BaseExcep
     if lock is not None:
         os.close(lock)
     return translate(path, err, doing) if isinstance(err, sqlite3.Error) else err
+
+
+async def _upgrade(path: Path, version: str, *, holding: bool) -> None:
+    """An older journal upgraded in place, under the lock (taken here if the caller has none:
+    ``status`` and ``report`` upgrade an idle journal too; one a live older bulkops is running
+    is refused until it finishes)."""
+    fd = None
+    if not holding:
+        try:
+            fd = lock_file(path)
+        except JournalError:
+            raise JournalError(f"{path} is a bulkops journal of schema version {version} in use "
+                               "by another bulkops process; wait for it to finish, then run "
+                               "the command again (it is then upgraded to version "
+                               f"{SCHEMA_VERSION})") from None
+    conn: Db | None = None
+    try:
+        conn = await connect(path, read_only=False)
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            await upgrade(conn)
+            await conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("ROLLBACK")
+            raise
+        log.info("journal %s upgraded from schema version %s to %d", path, version, SCHEMA_VERSION)
+    except sqlite3.Error as err:
+        raise translate(path, err, "upgrading its schema") from None
+    finally:
+        if conn is not None:
+            await conn.close()
+        if fd is not None:
+            os.close(fd)
 
 
 class Journal:
@@ -102,8 +138,11 @@ class Journal:
             check_header(path)
             # Without a WAL beside it, check the file alone: nothing gets created next to it.
             conn = await connect(path, read_only=True, immutable=not sidecar(path, "-wal").exists())
-            await validate(conn, path)
+            version = await validate(conn, path)
             await conn.close()
+            conn = None
+            if version != str(SCHEMA_VERSION):
+                await _upgrade(path, version, holding=fd is not None)
             conn = await connect(path, read_only=not lock)
             return cls(path, conn, fd, created=False)
         except BaseException as err:
@@ -325,13 +364,13 @@ class Journal:
             sql = (f"{select} INDEXED BY items_job_state WHERE job_id = :job AND "
                    f"state = '{wanted[0]}' AND id > :after ORDER BY id LIMIT :n")
         else:  # one index range per state, merged: never a full sort
-            sql = "SELECT * FROM ({}) ORDER BY 17 LIMIT :n".format(" UNION ALL ".join(
+            sql = "SELECT * FROM ({}) ORDER BY 18 LIMIT :n".format(" UNION ALL ".join(
                 f"SELECT * FROM ({select} INDEXED BY items_job_state WHERE job_id = :job AND "
                 f"state = '{s}' AND id > :after ORDER BY id LIMIT :n)" for s in wanted))
         after, batch = 0, max(batch, 1)
         while wanted != [] and (rows := await self._fetch(
                 "reading items", sql, {"job": job_id, "after": after, "n": batch})):
-            after = rows[-1][16]
+            after = rows[-1][17]
             yield [item_from_row(r) for r in rows]
             if len(rows) < batch:
                 return
@@ -441,3 +480,105 @@ class Journal:
                                  "job_id = ?1 GROUP BY state UNION ALL SELECT NULL, COUNT(*) "
                                  "FROM rejected WHERE job_id = ?1", (job_id,))
         return Counts({ItemState(s): n for s, n in rows if s}, sum(n for s, n in rows if not s))
+
+    # --- bulk orders ----------------------------------------------------------------------------
+
+    async def open_order(self, job_id: int, profile_id: str, numbers: Sequence[str],
+                         generation: int) -> OrderRecord:
+        """Journal an order (SUBMITTING) holding ``numbers`` (PENDING -> ORDERED), before its POST."""
+        await self.flush()
+        stamp = now()
+
+        async def op(db: Db) -> OrderRecord:
+            cur = await db.execute(
+                "INSERT INTO orders (job_id, profile_id, state, generation, numbers, created_at, "
+                "updated_at) VALUES (?, ?, 'submitting', ?, ?, ?, ?)",
+                (job_id, profile_id, generation, len(numbers), stamp, stamp))
+            ref = int(cur.lastrowid or 0)
+            cur = await db.executemany(
+                "UPDATE items SET state = 'ordered', order_ref = ?, updated_at = ? WHERE "
+                "job_id = ? AND phone_number = ? AND state = 'pending'",
+                [(ref, stamp, job_id, n) for n in numbers])
+            if cur.rowcount != len(numbers):
+                raise bug(f"{len(numbers) - cur.rowcount} number(s) of a new order were not "
+                          "pending")
+            return OrderRecord(ref, job_id, profile_id, None, OrderState.SUBMITTING, generation,
+                               len(numbers), None)
+        return await self._run("journaling an order", op)
+
+    async def _order_state(self, db: Db, ref: int, to: OrderState) -> None:
+        rows = await _rows(db, "SELECT state FROM orders WHERE id = ?", (ref,))
+        if not rows or to not in ORDER_TRANSITIONS[OrderState(rows[0][0])]:
+            raise bug(f"illegal order transition {rows[0][0] if rows else 'missing'} -> "
+                      f"{to.value} for order {ref}")
+        await db.execute("UPDATE orders SET state = ?, updated_at = ? WHERE id = ?",
+                         (to.value, now(), ref))
+
+    async def order_posted(self, ref: int, order_id: str, posted_at: float) -> None:
+        """The server answered: SUBMITTING -> OPEN with its order_id."""
+        async def op(db: Db) -> None:
+            await self._order_state(db, ref, OrderState.OPEN)
+            await db.execute("UPDATE orders SET order_id = ?, posted_at = ? WHERE id = ?",
+                             (order_id, posted_at, ref))
+        await self._run("saving an order id", op)
+
+    async def close_order(self, ref: int, to: OrderState, applied: Collection[str],
+                          via: str | None) -> int:
+        """End an order: its ORDERED numbers in ``applied`` become DONE (read back), the
+        others PENDING again (order_ref kept: it says which order they came from)."""
+        await self.flush()
+        stamp = now()
+        note = "applied by bulk order (read back)"
+
+        async def op(db: Db) -> int:
+            await self._order_state(db, ref, to)
+            done = (await db.executemany(
+                "UPDATE items SET state = 'done', via = ?, note = ?, http_status = NULL, "
+                "error_code = NULL, error_title = NULL, error_detail = NULL, updated_at = ? "
+                "WHERE order_ref = ? AND phone_number = ? AND state = 'ordered'",
+                [(via, note, stamp, ref, n) for n in applied])).rowcount
+            await db.execute("UPDATE items SET state = 'pending', updated_at = ? WHERE "
+                             "order_ref = ? AND state = 'ordered'", (stamp, ref))
+            return int(done)
+        return await self._run("closing an order", op)
+
+    async def orders(self, job_id: int, states: Collection[OrderState]) -> list[OrderRecord]:
+        wanted = sorted(OrderState(s).value for s in states)
+        rows = await self._fetch("reading orders", "SELECT id, job_id, profile_id, order_id, "
+                                 "state, generation, numbers, posted_at FROM orders WHERE "
+                                 f"job_id = ? AND state IN ({','.join('?' * len(wanted))}) "
+                                 "ORDER BY id", (job_id, *wanted))
+        return [OrderRecord(r[0], r[1], r[2], r[3], OrderState(r[4]), r[5], r[6], r[7])
+                for r in rows]
+
+    async def open_order_count(self, job_id: int) -> int:
+        rows = await self._fetch("counting orders", "SELECT COUNT(*) FROM orders WHERE job_id = ? "
+                                 "AND state IN ('submitting', 'open')", (job_id,))
+        return int(rows[0][0])
+
+    async def order_numbers(self, ref: int) -> list[str]:
+        """The numbers an order still holds (ORDERED)."""
+        rows = await self._fetch("reading an order", "SELECT phone_number FROM items WHERE "
+                                 "order_ref = ? AND state = 'ordered' ORDER BY id", (ref,))
+        return [r[0] for r in rows]
+
+    async def iter_orderable(self, job_id: int, batch: int = 5000,
+                             ) -> AsyncGenerator[list[tuple[str, str, int]], None]:
+        """Pages of (number, desired, generation) of PENDING items an order may take: never in
+        an order, or last in one that was refused, lost, or timed out as a first order (the one
+        re-order). Numbers an order settled without applying go to PATCH instead."""
+        sql = ("SELECT i.id, i.phone_number, i.desired, o.state, o.generation FROM items i "
+               "INDEXED BY items_job_state LEFT JOIN orders o ON o.id = i.order_ref WHERE "
+               "i.job_id = ? AND i.state = 'pending' AND i.id > ? ORDER BY i.id LIMIT ?")
+        after = 0
+        while rows := await self._fetch("reading items", sql, (job_id, after, batch)):
+            after = rows[-1][0]
+            page = []
+            for _, number, desired, state, generation in rows:
+                if state is None or state in ("refused", "lost"):
+                    page.append((number, desired, generation or 0))
+                elif state == "timed_out" and generation == 0:
+                    page.append((number, desired, 1))
+            yield page
+            if len(rows) < batch:
+                return

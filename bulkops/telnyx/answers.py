@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bulkops.models import NumberState, Profile
+from bulkops.models import NumberState, OrderStatus, Profile
 
 
 class BadShape(ValueError):
@@ -59,3 +59,19 @@ def profile(payload: Any) -> Profile | None:
         raise BadShape("the profile has no `id`")
     name = data.get("name")
     return Profile(data["id"], name if isinstance(name, str) else "")
+
+
+def _numbers(data: dict[str, Any], name: str) -> tuple[str, ...]:
+    value = data.get(name, [])  # the spec requires none of the lists: absent means empty
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        raise BadShape(f"the order's `{name}` is not a list of numbers")
+    return tuple(value)
+
+
+def order_status(payload: Any) -> OrderStatus:
+    """A ``BulkMessagingSettingsUpdatePhoneNumbers``: the order id and its three lists."""
+    data = _data(payload)
+    if not isinstance(data, dict) or not isinstance(data.get("order_id"), str) or not data["order_id"]:
+        raise BadShape("the bulk order has no `order_id`")
+    return OrderStatus(data["order_id"], _numbers(data, "success"), _numbers(data, "pending"),
+                       _numbers(data, "failed"))
