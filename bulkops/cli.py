@@ -17,7 +17,7 @@ from typing import Any, NoReturn, TypeVar
 
 import anyio
 
-from bulkops.config import RunSettings, Secret, resolve_api_key, resolve_base_url
+from bulkops.config import RunSettings, Secret, WriteMode, resolve_api_key, resolve_base_url
 from bulkops.errors import BulkOpsError, ExitCode, InputError
 from bulkops.execute import JobResult
 from bulkops.input.jobfile import JobFile, load_job_file, render_journal_path
@@ -54,6 +54,11 @@ def _add_engine(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-retry-seconds", type=float, help="time one row may spend retrying (default 300)")
     g.add_argument("--max-server-wait", type=float, help="longest 429 wait honoured, seconds (default 900)")
     g.add_argument("--verify", action="store_true", default=None, help="re-read every changed number at the end")
+    g.add_argument("--mode", choices=["auto", "bulk", "patch"],
+                   help="writes by bulk orders or one PATCH per number (default auto: orders from --bulk-min writes on)")
+    g.add_argument("--bulk-size", type=int, help="numbers per bulk order (default 1000)")
+    g.add_argument("--bulk-min", type=int, help="auto mode: use orders from this many writes on (default 100)")
+    g.add_argument("--order-timeout", type=float, help="seconds an order may stay pending before it is read back (default 900)")
     g.add_argument("--yes", "-y", action="store_true", help="never ask for confirmation")
     g.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     g.add_argument("--verbose", "-v", action="store_true")
@@ -163,6 +168,10 @@ def _settings(args: argparse.Namespace, job: JobFile | None = None) -> RunSettin
         assume_yes=bool(getattr(args, "yes", False)),
         force=bool(getattr(args, "force", False)),
         policy=policy,
+        mode=WriteMode(pick("mode", "auto")),
+        bulk_size=pick("bulk_size", 1000),
+        bulk_min=pick("bulk_min", 100),
+        order_timeout=pick("order_timeout", 900.0),
     )
 
 
@@ -309,6 +318,8 @@ async def _cmd_status(args: argparse.Namespace) -> int:
         for s in statuses:
             for line in summary_lines(s.job, s.counts):
                 print(f"#{s.job.id} {line}")
+            if s.orders_open:
+                print(f"#{s.job.id} bulk orders open: {s.orders_open} (polled again when the job resumes)")
     return 0
 
 

@@ -45,17 +45,20 @@ def _require(path: Path) -> None:
 class JobStatus:
     job: JobRecord
     counts: Counts
+    orders_open: int = 0  # bulk orders journaled and not settled (SUBMITTING or OPEN)
 
 
 async def job_status(journal_path: Path) -> list[JobStatus]:
     """Every job in the journal with its counts; works while a run holds the journal."""
     _require(journal_path)
     async with await Journal.open(journal_path, lock=False) as journal:
-        return [JobStatus(job, await journal.counts(job.id)) for job in await journal.jobs()]
+        return [JobStatus(job, await journal.counts(job.id), await journal.open_order_count(job.id))
+                for job in await journal.jobs()]
 
 
 def status_dict(statuses: list[JobStatus]) -> dict[str, Any]:
-    return {"jobs": [summary_dict(s.job, s.counts) | {"id": s.job.id} for s in statuses]}
+    return {"jobs": [summary_dict(s.job, s.counts) | {"id": s.job.id, "orders_open": s.orders_open}
+                     for s in statuses]}
 
 
 async def report_job(journal_path: Path, output: Path | None, fmt: str = "csv",

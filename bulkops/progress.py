@@ -72,6 +72,11 @@ class Tracker:
     skipped: int = 0
     retries: Callable[[], int] = lambda: 0  # retries so far (the client counts them)
     started: float = field(default_factory=time.monotonic)
+    orders_open: int | None = None  # bulk orders not settled yet; None: the job uses none
+
+    @property
+    def title(self) -> str:
+        return self.label + ("" if self.orders_open is None else f" ({self.orders_open} orders open)")
 
     @property
     def finished(self) -> int:
@@ -93,6 +98,7 @@ class Tracker:
             f"progress {self.label}: {self.finished}/{self.total} done={self.done} "
             f"failed={self.failed} skipped={self.skipped} retries={self.retries()} "
             f"rate={self.rate():.1f}/s eta={eta_text}"
+            + ("" if self.orders_open is None else f" orders_open={self.orders_open}")
         )
 
 
@@ -118,6 +124,7 @@ async def show_progress(tracker: Tracker, *, interactive: bool, plain_every: flo
             while True:
                 bar.update(
                     task,
+                    description=tracker.title,
                     completed=tracker.finished,
                     done=tracker.done,
                     failed=tracker.failed,

@@ -24,7 +24,7 @@ from bulkops.models import Counts, Problem
 
 REPORT_COLUMNS = [
     "line", "phone_number", "prior_profile_id", "desired_profile_id", "final_state",
-    "attempts", "http_status", "error_code", "error_title", "error_detail", "note",
+    "attempts", "http_status", "error_code", "error_title", "error_detail", "note", "via",
 ]
 
 
@@ -41,6 +41,7 @@ def item_record(item: Item) -> dict[str, Any]:
         "error_title": item.error_title,
         "error_detail": item.error_detail,
         "note": item.note,
+        "via": item.via or ("patch" if item.attempts else None),  # the order id, or patch
     }
     for key, value in item.extra:
         record.setdefault(key, _inert(value))
@@ -57,7 +58,7 @@ def rejected_record(problem: Problem) -> dict[str, Any]:
         "line": problem.line, "phone_number": None, "prior_profile_id": None,
         "desired_profile_id": None, "final_state": "rejected", "attempts": 0,
         "http_status": None, "error_code": None, "error_title": "invalid input",
-        "error_detail": str(problem), "note": None,
+        "error_detail": str(problem), "note": None, "via": None,
     }
 
 
@@ -77,7 +78,8 @@ def summary_dict(job: JobRecord, counts: Counts) -> dict[str, Any]:
         "done": counts.get(ItemState.DONE),
         "skipped": counts.get(ItemState.SKIPPED),
         "failed": counts.get(ItemState.FAILED),
-        "pending": counts.get(ItemState.PENDING) + counts.get(ItemState.IN_FLIGHT),
+        "pending": (counts.get(ItemState.PENDING) + counts.get(ItemState.IN_FLIGHT)
+                    + counts.get(ItemState.ORDERED)),
         "rejected": counts.rejected,
     }
 
@@ -119,7 +121,8 @@ async def write_report(
 
 # The item columns of REPORT_COLUMNS, in order, then the extra cells as stored.
 _CSV_SELECT = ("line, phone_number, prior, desired, state, attempts, http_status, error_code, "
-               "error_title, error_detail, note, extra")
+               "error_title, error_detail, note, "
+               "COALESCE(via, CASE WHEN attempts > 0 THEN 'patch' END), extra")
 
 
 async def _write_csv(handle: IO[str], journal: Journal, job_id: int) -> int:
@@ -134,16 +137,16 @@ async def _write_csv(handle: IO[str], journal: Journal, job_id: int) -> int:
             for r in page:
                 if columns is None:  # the extra CSV columns of the first row name the rest
                     extra_columns = list(dict.fromkeys(
-                        k for k, _ in load_extra(r[11]) if k not in REPORT_COLUMNS))
+                        k for k, _ in load_extra(r[12]) if k not in REPORT_COLUMNS))
                     columns = REPORT_COLUMNS + extra_columns
                     writer.writerow(columns)
                 if extra_columns:
                     cells: dict[str, str] = {}
-                    for key, value in load_extra(r[11]):
+                    for key, value in load_extra(r[12]):
                         cells.setdefault(key, _inert(value))
-                    writer.writerow([*r[:11], *(cells.get(k) for k in extra_columns)])
+                    writer.writerow([*r[:12], *(cells.get(k) for k in extra_columns)])
                 else:
-                    writer.writerow(r[:11])
+                    writer.writerow(r[:12])
                 rows += 1
     if columns is None:
         columns = REPORT_COLUMNS

@@ -32,7 +32,7 @@ from bulkops.telnyx.answers import (
 from bulkops.telnyx.clock import Clock, SystemClock
 from bulkops.telnyx.ratelimit import RateLimiter
 from bulkops.telnyx.retry import (
-    Outcome, Permanent, RateLimited, RetryPolicy, Transient, call_with_retry,
+    GaveUp, Outcome, Permanent, RateLimited, RetryPolicy, Transient, call_with_retry,
 )
 
 T = TypeVar("T")
