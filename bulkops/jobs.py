@@ -105,6 +105,9 @@ async def rollback(journal_path: Path, settings: RunSettings, api_key: Secret, *
         parent = await journal.job(1)
         if parent.state is JobState.LOADING:
             raise JournalError(f"{journal_path}: the job never started writing; nothing to roll back")
+        if orders := await journal.open_order_count(1):
+            raise JournalError(f"{journal_path}: the job has {orders} bulk order(s) still open; "
+                               "run the job again to finish them, then roll it back")
         async with client:
             counts = await journal.counts(1)
             if counts.get(ItemState.PENDING) + counts.get(ItemState.IN_FLIGHT):
