@@ -29,6 +29,7 @@ from bulkops.journal.states import ItemState, OrderState
 from bulkops.journal.store import Journal
 from bulkops.models import Kind
 from bulkops.plan import PlanSummary
+from bulkops.telnyx.retry import RetryPolicy
 from bulkops.sandbox import Sandbox
 from tests.conftest import SandboxFactory
 from tests.contract.spec import validate_exchange
@@ -335,3 +336,42 @@ async def test_a_version_1_journal_is_upgraded_in_place_and_resumes(
         with sqlite3.connect(request.journal_path) as db:
             assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
         db.close()
+
+
+# --- the fault soak, in bulk mode --------------------------------------------------------------
+
+
+async def test_every_fault_and_order_fault_at_once_converges_in_bulk_mode(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    """test_fault_soak's faults (5xx before and after the write, drops, slow answers) plus
+    orders that fail numbers and orders that never move: exact, and only the numbers the
+    account lacks fail, each with the PATCH's 404 / 10005 (an order gives no reason)."""
+    from tests.test_fault_soak import FAULTS, TIMEOUT, numbers_not_on
+
+    async with sandbox_factory(numbers=1_400, profiles=4, seed=23, faults=FAULTS, bulk_speed=2000,
+                               order_fail_rate=0.03, order_stuck_rate=0.2) as sandbox:
+        before = sandbox.dump()
+        profiles = sandbox.profile_ids()
+        valid = sandbox.numbers()[:1_000]
+        desired = {n: profiles[1 + i % 2] for i, n in enumerate(valid)}
+        missing = numbers_not_on(set(before), 10)
+        rows = list(desired.items()) + [(n, profiles[1]) for n in missing]
+        rows = rows[::2] + rows[1::2]
+        settings = settings_for(sandbox, concurrency=16, timeout=TIMEOUT, mode="bulk", bulk_size=100,
+                                order_timeout=3.0, policy=RetryPolicy(
+                                    max_attempts=40, max_elapsed=120, backoff_base=0.02, backoff_max=0.2))
+        request = JobRequest(Kind.ASSIGN, write_assign_csv(tmp_path / "soak.csv", rows),
+                             tmp_path / "soak.db", "soak")
+        result = await run_job(request, settings, Secret(sandbox.api_key))
+        assert posts(sandbox) >= 5
+        after = sandbox.dump()
+        assert {n: after[n] for n in valid} == desired
+        assert {n: p for n, p in after.items() if n not in desired} == {
+            n: p for n, p in before.items() if n not in desired}
+        assert result.counts.get(ItemState.FAILED) == len(missing)
+        report = read_report(result.report_path)  # type: ignore[arg-type]
+        failed = {r["phone_number"]: (r["http_status"], r["error_code"], r["via"])
+                  for r in report if r["final_state"] == "failed"}
+        assert failed == dict.fromkeys(missing, ("404", "10005", "patch"))
+        assert {o[0] for o in await orders_of(request.journal_path)} <= {"settled", "timed_out", "lost"}
