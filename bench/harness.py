@@ -43,6 +43,8 @@ class SandboxSpec:
     error_rate: float = 0.0
     drop_rate: float = 0.0
     error_after_write_rate: float = 0.0
+    order_fail_rate: float = 0.0  # bulk orders: numbers listed failed, not applied
+    order_stuck_rate: float = 0.0  # bulk orders never processed
 
     def args(self) -> list[str]:
         flags = {
@@ -50,6 +52,7 @@ class SandboxSpec:
             "--api-key": API_KEY, "--rate": self.rate, "--latency-ms": self.latency_ms,
             "--jitter-ms": self.jitter_ms, "--error-rate": self.error_rate,
             "--drop-rate": self.drop_rate, "--error-after-write-rate": self.error_after_write_rate,
+            "--order-fail-rate": self.order_fail_rate, "--order-stuck-rate": self.order_stuck_rate,
         }
         return [*(part for flag, value in flags.items() for part in (flag, str(value))), "--control"]
 
