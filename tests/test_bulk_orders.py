@@ -375,3 +375,27 @@ async def test_every_fault_and_order_fault_at_once_converges_in_bulk_mode(
                   for r in report if r["final_state"] == "failed"}
         assert failed == dict.fromkeys(missing, ("404", "10005", "patch"))
         assert {o[0] for o in await orders_of(request.journal_path)} <= {"settled", "timed_out", "lost"}
+
+
+# --- settings -------------------------------------------------------------------------------------
+
+
+def test_job_file_and_flags_set_the_bulk_settings(tmp_path: Path) -> None:
+    from bulkops.cli import _settings, build_parser
+    from bulkops.config import WriteMode
+    from bulkops.errors import InputError
+    from bulkops.input.jobfile import load_job_file
+
+    job_path = tmp_path / "job.toml"
+    job_path.write_text('kind = "assign"\ncsv = "a.csv"\nmode = "bulk"\n\n[limits]\nbulk_size = 500\n'
+                        "bulk_min = 0\norder_timeout = 30\n", encoding="utf-8")
+    job = load_job_file(job_path)
+    assert (job.mode, job.bulk_size, job.bulk_min, job.order_timeout) == ("bulk", 500, 0, 30.0)
+    args = build_parser().parse_args(["run", str(job_path), "--bulk-size", "250"])
+    settings = _settings(args, job)
+    assert (settings.mode, settings.bulk_size, settings.bulk_min, settings.order_timeout) == (
+        WriteMode.BULK, 250, 0, 30.0)  # the flag wins over the job file
+    assert _settings(build_parser().parse_args(["run"])).mode is WriteMode.AUTO
+    job_path.write_text('kind = "assign"\ncsv = "a.csv"\nmode = "fast"\n', encoding="utf-8")
+    with pytest.raises(InputError, match="mode.*auto, bulk, patch"):
+        load_job_file(job_path)
