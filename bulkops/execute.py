@@ -152,7 +152,10 @@ async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings
                               "kept: run the same command again to resume, with --yes to skip "
                               "the question")
     await journal.set_job_state(job_id, JobState.RUNNING)
-    if await _use_orders(journal, job_id, client, settings, stop, snapshotted=not pipelined):
+    use_orders, snapshotted = await _use_orders(journal, job_id, client, settings, stop,
+                                                snapshotted=not pipelined)
+    pipelined = pipelined and not snapshotted  # read once: a snapshot taken is not taken again
+    if use_orders:
         return await _finish(journal, job_id, client, settings, stop, started, summary,
                              await _write_by_orders(journal, job_id, client, settings, stop,
                                                     interactive=interactive))
@@ -193,25 +196,24 @@ async def _finish(journal: Journal, job_id: int, client: TelnyxClient, settings:
 
 
 async def _use_orders(journal: Journal, job_id: int, client: TelnyxClient,
-                      settings: RunSettings, stop: StopSignal, *, snapshotted: bool) -> bool:
-    """Bulk orders or PATCH for this run; takes the snapshot first when orders may be used.
+                      settings: RunSettings, stop: StopSignal, *,
+                      snapshotted: bool) -> tuple[bool, bool]:
+    """Bulk orders or PATCH for this run, and whether the snapshot is taken now: it is taken
+    first when orders may be used (their size is known only after it).
 
     Orders a crash left open are always finished by orders (never PATCHed over). Otherwise
     --mode patch, and auto with fewer than --bulk-min writes, keep the PATCH path as it is."""
     counts = await journal.counts(job_id)
-    if counts.get(ItemState.ORDERED) or await journal.open_order_count(job_id):
-        if not snapshotted:
-            await snapshot_pending(journal, job_id, client, settings, stop)
-        return True
-    if settings.mode is WriteMode.PATCH or (settings.mode is WriteMode.AUTO and
-                                            counts.get(ItemState.PENDING) < settings.bulk_min):
-        return False  # fewer rows than --bulk-min: fewer writes still, after the snapshot
+    resuming = counts.get(ItemState.ORDERED) or await journal.open_order_count(job_id)
+    if not resuming and (settings.mode is WriteMode.PATCH or (
+            settings.mode is WriteMode.AUTO and counts.get(ItemState.PENDING) < settings.bulk_min)):
+        return False, snapshotted  # fewer rows than --bulk-min: fewer writes still, after it
     if not snapshotted:
         await snapshot_pending(journal, job_id, client, settings, stop)
     if stop.requested:
         await _interrupted(journal, job_id)
     writes = (await journal.counts(job_id)).get(ItemState.PENDING)
-    return settings.mode is WriteMode.BULK or writes >= settings.bulk_min
+    return bool(resuming) or settings.mode is WriteMode.BULK or writes >= settings.bulk_min, True
 
 
 async def _write_by_orders(journal: Journal, job_id: int, client: TelnyxClient,

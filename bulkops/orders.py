@@ -32,11 +32,11 @@ import anyio
 from bulkops.config import RunSettings
 from bulkops.errors import BulkOpsError
 from bulkops.journal.records import OrderRecord
-from bulkops.journal.states import OrderState
+from bulkops.journal.states import ItemState, OrderState
 from bulkops.journal.store import Journal
 from bulkops.models import ApiErrorInfo
 from bulkops.progress import Tracker
-from bulkops.runner import FatalBox, StopSignal, gave_up_error
+from bulkops.runner import FatalBox, StopSignal, Writer, gave_up_error, write_from
 from bulkops.snapshot import SNAPSHOT_BATCH, read_states
 from bulkops.telnyx.client import OrdersUnavailable, TelnyxClient
 from bulkops.telnyx.retry import GaveUp
@@ -73,6 +73,7 @@ class OrderPipeline:
         self.tracker = tracker
         self.stop = stop
         self.size = settings.bulk_size
+        self.concurrency = settings.concurrency
         self.timeout = settings.order_timeout
         self.submit_new = submit  # False (--mode patch): only finish orders a crash left open
         self.unavailable = False  # endpoint missing or refused: the rest goes by PATCH
@@ -96,6 +97,7 @@ class OrderPipeline:
         while not self.stop.requested and self.fatal.error is None:
             followed = posted = 0
             async with anyio.create_task_group() as tg:
+                self.stop.hard.add(tg.cancel_scope)  # a second Ctrl-C cancels at once
                 for order in await self.journal.orders(self.job_id, {OrderState.OPEN}):
                     await self.slots.acquire()
                     self._opened()
@@ -103,6 +105,7 @@ class OrderPipeline:
                     followed += 1
                 if self.submit_new and not self.unavailable:
                     posted = await self._guarded_submit_all(tg)
+            self.stop.hard.discard(tg.cancel_scope)
             if not (followed or posted) or self.unavailable:
                 break
         return self.fatal
@@ -164,7 +167,7 @@ class OrderPipeline:
         try:
             answer = (await self.client.create_order(desired, numbers)).value
         except OrdersUnavailable as refused:
-            await self.journal.close_order(order.id, OrderState.REFUSED, (), None)
+            await self.journal.close_order(self.job_id, order.id, OrderState.REFUSED, (), None)
             self._closed()
             if not self.unavailable:
                 log.info("bulk orders unavailable (%s); the whole job goes by PATCH",
@@ -195,7 +198,7 @@ class OrderPipeline:
                 log.info("bulk orders kept failing; the rest of the job goes by PATCH")
                 self.unavailable = True
             return
-        await self.journal.close_order(order.id, OrderState.REFUSED, (), None)
+        await self.journal.close_order(self.job_id, order.id, OrderState.REFUSED, (), None)
         self._closed()
         if _too_big(info) and len(numbers) > 1:
             self.size = max(1, len(numbers) // 2)
@@ -213,41 +216,58 @@ class OrderPipeline:
     # --- following ------------------------------------------------------------------------------
 
     async def _follow(self, order: OrderRecord, pending: Sequence[str] | None) -> None:
-        """Poll until nothing is pending or the order times out; then read it back."""
-        assert order.order_id is not None and order.posted_at is not None
-        interval = POLL_FIRST
+        """Poll until nothing is pending or the order times out; read it back; then PATCH
+        what it left, unless those numbers get their one re-order (a first order timed out).
+        Those numbers are held by no open order any more, so the PATCHes run while other
+        orders are still open (the order's slot is free by then)."""
         try:
-            while True:
-                if pending is not None and not pending:
-                    await self._close(order, OrderState.SETTLED)
-                    return
-                left = order.posted_at + self.timeout - time.time()
-                if left <= 0 and pending is not None:
-                    log.info("order timed out order_id=%s pending=%d after %.0fs; reading its "
-                             "numbers back", order.order_id, len(pending), self.timeout)
-                    await self._close(order, OrderState.TIMED_OUT)
-                    return
-                if pending is not None:  # the first poll of a resumed order goes out at once
-                    with anyio.move_on_after(max(0.0, min(interval, left))):
-                        await self.stop.event.wait()
-                    if self.stop.requested:
-                        return  # stays OPEN in the journal: the next run polls it again
-                    interval = min(POLL_MAX, interval * POLL_BACKOFF)
-                try:
-                    pending = (await self.client.get_order(order.order_id)).value.pending
-                except OrdersUnavailable as refused:
-                    self._lost(order, refused.info)
-                    await self._close(order, OrderState.LOST)
-                    return
-                except GaveUp as gave_up:
-                    if gave_up.retryable:
-                        pending = pending if pending is not None else _UNKNOWN
-                        continue  # the server is struggling: keep polling until the timeout
-                    self._lost(order, gave_up.info)
-                    await self._close(order, OrderState.LOST)
-                    return
+            ended = await self._poll(order, pending)
         finally:
             self._closed()
+        if ended is OrderState.SETTLED or (ended is OrderState.TIMED_OUT and order.generation):
+            await self._patch_left(order)
+
+    async def _patch_left(self, order: OrderRecord) -> None:
+        if self.stop.requested:
+            return
+        source = self.journal.iter_order_items(order.job_id, order.id, ItemState.PENDING)
+        fatal = await write_from(self.journal, source, Writer(self.journal, self.client, self.tracker),
+                                 concurrency=self.concurrency, stop=self.stop)
+        if fatal.error is not None:
+            raise fatal.error
+
+    async def _poll(self, order: OrderRecord, pending: Sequence[str] | None) -> OrderState | None:
+        assert order.order_id is not None and order.posted_at is not None
+        interval = POLL_FIRST
+        while True:
+            if pending is not None and not pending:
+                await self._close(order, OrderState.SETTLED)
+                return OrderState.SETTLED
+            left = order.posted_at + self.timeout - time.time()
+            if left <= 0 and pending is not None:
+                log.info("order timed out order_id=%s pending=%d after %.0fs; reading its "
+                         "numbers back", order.order_id, len(pending), self.timeout)
+                await self._close(order, OrderState.TIMED_OUT)
+                return OrderState.TIMED_OUT
+            if pending is not None:  # the first poll of a resumed order goes out at once
+                with anyio.move_on_after(max(0.0, min(interval, left))):
+                    await self.stop.event.wait()
+                if self.stop.requested:
+                    return None  # stays OPEN in the journal: the next run polls it again
+                interval = min(POLL_MAX, interval * POLL_BACKOFF)
+            try:
+                pending = (await self.client.get_order(order.order_id)).value.pending
+            except OrdersUnavailable as refused:
+                self._lost(order, refused.info)
+                await self._close(order, OrderState.LOST)
+                return OrderState.LOST
+            except GaveUp as gave_up:
+                if gave_up.retryable:
+                    pending = pending if pending is not None else _UNKNOWN
+                    continue  # the server is struggling: keep polling until the timeout
+                self._lost(order, gave_up.info)
+                await self._close(order, OrderState.LOST)
+                return OrderState.LOST
 
     def _lost(self, order: OrderRecord, info: ApiErrorInfo) -> None:
         log.info("order %s cannot be polled (%s); reading its numbers back", order.order_id,
@@ -266,7 +286,7 @@ class OrderPipeline:
             entries = await read_states(self.client, batch)
             applied.extend(e.phone_number for e in entries if e.current == order.profile_id)
         via = order.order_id or "order"  # LOST before its id was saved: "order", id unknown
-        done = await self.journal.close_order(order.id, to, applied, via)
+        done = await self.journal.close_order(self.job_id, order.id, to, applied, via)
         self.tracker.done += done
         log.info("order %s order_id=%s numbers=%d applied=%d not_applied=%d", to.value,
                  order.order_id or "unknown", len(numbers), done, len(numbers) - done)

@@ -522,7 +522,7 @@ class Journal:
                              (order_id, posted_at, ref))
         await self._run("saving an order id", op)
 
-    async def close_order(self, ref: int, to: OrderState, applied: Collection[str],
+    async def close_order(self, job_id: int, ref: int, to: OrderState, applied: Collection[str],
                           via: str | None) -> int:
         """End an order: its ORDERED numbers in ``applied`` become DONE (read back), the
         others PENDING again (order_ref kept: it says which order they came from)."""
@@ -535,8 +535,8 @@ class Journal:
             done = (await db.executemany(
                 "UPDATE items SET state = 'done', via = ?, note = ?, http_status = NULL, "
                 "error_code = NULL, error_title = NULL, error_detail = NULL, updated_at = ? "
-                "WHERE order_ref = ? AND phone_number = ? AND state = 'ordered'",
-                [(via, note, stamp, ref, n) for n in applied])).rowcount
+                "WHERE job_id = ? AND phone_number = ? AND state = 'ordered' AND +order_ref = ?",
+                [(via, note, stamp, job_id, n, ref) for n in applied])).rowcount
             await db.execute("UPDATE items SET state = 'pending', updated_at = ? WHERE "
                              "order_ref = ? AND state = 'ordered'", (stamp, ref))
             return int(done)
@@ -555,6 +555,15 @@ class Journal:
         rows = await self._fetch("counting orders", "SELECT COUNT(*) FROM orders WHERE job_id = ? "
                                  "AND state IN ('submitting', 'open')", (job_id,))
         return int(rows[0][0])
+
+    async def iter_order_items(self, job_id: int, ref: int, state: ItemState,
+                               ) -> AsyncGenerator[list[Item], None]:
+        """The items of one order (its last one) now in ``state``, in one page (<= --bulk-size)."""
+        rows = await self._fetch("reading an order", f"SELECT {ITEM_COLUMNS}, id FROM items "
+                                 "WHERE order_ref = ? AND job_id = ? AND state = ? ORDER BY id",
+                                 (ref, job_id, state.value))
+        if rows:
+            yield [item_from_row(r) for r in rows]
 
     async def order_numbers(self, ref: int) -> list[str]:
         """The numbers an order still holds (ORDERED)."""
