@@ -78,6 +78,9 @@ class BulkOrders:
         self._ids = ids
         self._writes_enabled = writes_enabled
         self._faults = faults or random.Random(0)
+        # Its own stream: which orders get stuck depends on the order sequence alone, not on
+        # how the per-number failure draws interleave with it (timing).
+        self._stuck = random.Random(self._faults.random())
         self._fail_rate = fail_rate
         self._stuck_rate = stuck_rate
         self._orders: dict[str, BulkOrder] = {}
@@ -87,7 +90,7 @@ class BulkOrders:
         order_id = str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
         order = BulkOrder(order_id, profile_id, numbers, assign_only)
         self._orders[order_id] = order
-        if self._stuck_rate and self._faults.random() < self._stuck_rate:
+        if self._stuck_rate and self._stuck.random() < self._stuck_rate:
             return order  # accepted, never processed: every number stays pending
         task = asyncio.get_running_loop().create_task(self._run(order))
         self._tasks.add(task)
