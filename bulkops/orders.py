@@ -11,13 +11,13 @@ profile and answers an ``order_id``; ``GET .../{order_id}`` shows its ``success`
    or until ``--order-timeout`` from its POST;
 3. its numbers are then read back (``GET /phone_numbers/messaging``, 250 per request): those on
    the desired profile are DONE (``via`` = the order id); the others go back to PENDING, once
-   into a new order if the order timed out on its first try, else to one PATCH each, which
-   applies or gives Telnyx's reason for the report.
+   into a new order if the order timed out on its first try, else to one PATCH each (sent as
+   soon as that order is over), which applies or gives Telnyx's reason for the report.
 
 A crash leaves orders SUBMITTING (maybe posted, id unknown: read back, then LOST) or OPEN
-(polled again, never posted again). No number is PATCHed while an order holding it is open:
-the PATCH phase starts once every order is over, as Telnyx warns a pending order can overwrite
-a change made meanwhile.
+(polled again, never posted again). No number is PATCHed while an order holding it is open,
+as Telnyx warns a pending order can overwrite a change made meanwhile; the caller PATCHes
+whatever is still PENDING once every order is over.
 """
 
 from __future__ import annotations
