@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import drive, scenario_faults, scenario_overhead, scenario_rate, scenario_resume, scenario_scale
+from . import (drive, scenario_bulk, scenario_faults, scenario_overhead, scenario_rate,
+               scenario_resume, scenario_scale)
 from .harness import describe
 from .results import Machine, ScenarioResult, render
 from .sizes import Sizes, sizes_for
@@ -28,6 +29,7 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "3": ("Scale", scenario_scale.run),
     "4": ("Resume", scenario_resume.run),
     "5": ("Faults", scenario_faults.run),
+    "6": ("Bulk orders", scenario_bulk.run),
 }
 DEFAULT_OUTPUT = drive.REPO / "bench" / "RESULTS.md"
 
@@ -37,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true",
                         help="smaller sizes: the whole run takes a few minutes")
     parser.add_argument("--only", nargs="+", choices=sorted(SCENARIOS), metavar="N",
-                        help="run only these scenarios (1-5)")
+                        help="run only these scenarios (1-6)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
                         help=f"results file (default {DEFAULT_OUTPUT.relative_to(drive.REPO)})")
     parser.add_argument("--workdir", type=Path,

@@ -51,14 +51,15 @@ def log_to(path: Path) -> None:
 
 
 async def run_in_process(csv_path: Path, journal_path: Path, base_url: str, *,
-                         concurrency: int, name: str = "bench") -> BulkopsRun:
+                         concurrency: int, name: str = "bench", mode: str = "auto") -> BulkopsRun:
     """``run_job`` from validation to report, timed from the call to its return."""
-    from bulkops.config import RunSettings, Secret
+    from bulkops.config import RunSettings, Secret, WriteMode
     from bulkops.jobs import JobRequest, run_job
     from bulkops.models import Kind
 
     request = JobRequest(kind=Kind.ASSIGN, csv_path=csv_path, journal_path=journal_path, name=name)
-    settings = RunSettings(base_url=base_url, concurrency=concurrency, rate=None, assume_yes=True)
+    settings = RunSettings(base_url=base_url, concurrency=concurrency, rate=None, assume_yes=True,
+                           mode=WriteMode(mode))
     started = time.perf_counter()
     result = await run_job(request, settings, Secret(API_KEY))
     elapsed = time.perf_counter() - started

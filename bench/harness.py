@@ -45,6 +45,8 @@ class SandboxSpec:
     error_after_write_rate: float = 0.0
     limiter: str = "fixed"  # fixed | sliding | bucket
     odd_header_rate: float = 0.0
+    order_fail_rate: float = 0.0  # bulk orders: numbers listed failed, not applied
+    order_stuck_rate: float = 0.0  # bulk orders never processed
 
     def args(self) -> list[str]:
         flags = {
@@ -53,6 +55,7 @@ class SandboxSpec:
             "--jitter-ms": self.jitter_ms, "--error-rate": self.error_rate,
             "--drop-rate": self.drop_rate, "--error-after-write-rate": self.error_after_write_rate,
             "--limiter": self.limiter, "--odd-header-rate": self.odd_header_rate,
+            "--order-fail-rate": self.order_fail_rate, "--order-stuck-rate": self.order_stuck_rate,
         }
         return [*(part for flag, value in flags.items() for part in (flag, str(value))), "--control"]
 

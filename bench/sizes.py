@@ -37,6 +37,12 @@ class Sizes:
     error_rate: float = 0.05
     drop_rate: float = 0.02
     error_after_write_rate: float = 0.02
+    # 6. bulk orders (R = 10/s, as the brief's figures)
+    bulk_rate: int = 10
+    bulk_rows: int = 10_000
+    bulk_patch_rows: int = 300  # PATCH contenders at R = 10/s, extrapolated to bulk_rows
+    bulk_stuck_rows: int = 10_000
+    order_timeout: float = 15.0
 
     @property
     def label(self) -> str:
@@ -52,6 +58,9 @@ QUICK = Sizes(
     scale_rows=200_000,
     resume_rows=100_000,
     fault_rows=2_000,
+    bulk_rows=2_000,
+    bulk_patch_rows=100,
+    bulk_stuck_rows=2_000,
 )
 
 

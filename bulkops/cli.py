@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 import anyio
 
 from bulkops.config import (
-    API_KEY_ENV, BASE_URL_ENV, RunSettings, Secret, resolve_api_key, resolve_base_url,
+    API_KEY_ENV, BASE_URL_ENV, RunSettings, Secret, WriteMode, resolve_api_key, resolve_base_url,
 )
 from bulkops.errors import BulkOpsError, ExitCode, InputError
 from bulkops.execute import JobResult
@@ -86,6 +86,11 @@ def _add_engine(p: argparse.ArgumentParser) -> None:
                    help="stop when the last N writes all failed permanently with the same Telnyx "
                         "code (default 50; 0 = never)")
     g.add_argument("--verify", action="store_true", default=None, help="re-read every changed number at the end")
+    g.add_argument("--mode", choices=["auto", "bulk", "patch"],
+                   help="writes by bulk orders or one PATCH per number (default auto: orders from --bulk-min writes on)")
+    g.add_argument("--bulk-size", type=int, help="numbers per bulk order (default 1000)")
+    g.add_argument("--bulk-min", type=int, help="auto mode: use orders from this many writes on (default 100)")
+    g.add_argument("--order-timeout", type=float, help="seconds an order may stay pending before it is read back (default 900)")
     g.add_argument("--yes", "-y", action="store_true", help="never ask for confirmation")
     _add_output(g)
 
@@ -238,6 +243,10 @@ def _settings(args: argparse.Namespace, base: Mapping[str, Any] | None = None) -
         assume_yes=bool(getattr(args, "yes", False)),
         force=bool(getattr(args, "force", False)),
         policy=policy,
+        mode=WriteMode(pick("mode", "auto")),
+        bulk_size=pick("bulk_size", 1000),
+        bulk_min=pick("bulk_min", 100),
+        order_timeout=pick("order_timeout", 900.0),
     )
 
 
@@ -395,6 +404,8 @@ async def _cmd_status(args: argparse.Namespace) -> int:
         for s in statuses:
             for line in summary_lines(s.job, s.counts):
                 print(f"#{s.job.id} {line}")
+            if s.orders_open:
+                print(f"#{s.job.id} bulk orders open: {s.orders_open} (polled again when the job resumes)")
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 from bulkops.errors import ConfigError
@@ -79,6 +80,14 @@ def resolve_base_url(flag: str | None, env: dict[str, str] | None = None) -> str
     return url
 
 
+class WriteMode(str, Enum):
+    """How writes are sent: ``--mode``."""
+
+    AUTO = "auto"  # bulk orders for jobs of at least --bulk-min writes, else PATCH
+    BULK = "bulk"  # bulk orders; PATCH only for what orders could not do
+    PATCH = "patch"  # one PATCH per number
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """How a job talks to the API; everything here may be written to the journal (no secrets)."""
@@ -97,6 +106,10 @@ class RunSettings:
     confirm_threshold: int = 100
     force: bool = False
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    mode: WriteMode = WriteMode.AUTO
+    bulk_size: int = 1000  # numbers per order (halved when the server says it is too big)
+    bulk_min: int = 100  # auto: fewer writes than this go by PATCH
+    order_timeout: float = 900.0  # an order still pending after this is read back
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.concurrency > 1000:
@@ -110,6 +123,15 @@ class RunSettings:
         if self.max_consecutive_failures < 0:
             raise ConfigError("--max-consecutive-failures must be 0 (never stop) or more, not "
                               f"{self.max_consecutive_failures}")
+        if not isinstance(self.mode, WriteMode):
+            if self.mode not in {m.value for m in WriteMode}:
+                raise ConfigError(f"--mode must be auto, bulk or patch, not {self.mode!r}")
+            object.__setattr__(self, "mode", WriteMode(self.mode))  # library callers pass "bulk"
+        if self.bulk_size < 1 or self.bulk_min < 0:
+            raise ConfigError(f"--bulk-size must be at least 1 (got {self.bulk_size}) and --bulk-min "
+                              f"0 or more (got {self.bulk_min})")
+        if not self.order_timeout > 0:
+            raise ConfigError(f"--order-timeout must be a positive number of seconds, not {self.order_timeout}")
 
     def journal_view(self) -> dict[str, object]:
         """What a journal records about how the job was run."""
@@ -124,4 +146,8 @@ class RunSettings:
             "max_retry_seconds": self.policy.max_elapsed,
             "default_region": self.default_region,
             "skip_invalid": self.skip_invalid,
+            "mode": self.mode.value,
+            "bulk_size": self.bulk_size,
+            "bulk_min": self.bulk_min,
+            "order_timeout": self.order_timeout,
         }

@@ -15,16 +15,17 @@ from typing import Any
 
 import anyio
 
-from bulkops.config import RunSettings, Secret
+from bulkops.config import RunSettings, Secret, WriteMode
 from bulkops.errors import ApiError, BulkOpsError, ExitCode, Interrupted
 from bulkops.journal.records import CSV_JOB, Item, JobRecord
 from bulkops.journal.states import ItemState, JobState
 from bulkops.journal.store import Journal
 from bulkops.models import Counts, Kind
+from bulkops.orders import OrderPipeline
 from bulkops.plan import PlanSummary, summarize
 from bulkops.progress import Tracker, show_progress
 from bulkops.report import write_report
-from bulkops.runner import StopSignal, pump, watch_signals, write_items
+from bulkops.runner import FatalBox, StopSignal, pump, watch_signals, write_items
 from bulkops.snapshot import (
     SNAPSHOT_CONCURRENCY, item_batches, read_states, snapshot_and_write, take_snapshot,
 )
@@ -185,11 +186,18 @@ async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings
             raise Interrupted(f"not confirmed; nothing was sent and job #{job_id} is cancelled; "
                               + again)
     await journal.set_job_state(job_id, JobState.RUNNING)
+    use_orders, snapshotted = await _use_orders(journal, job_id, client, settings, stop,
+                                                snapshotted=not pipelined)
+    pipelined = pipelined and not snapshotted  # read once: a snapshot taken is not taken again
+    storm = FailureStorm(settings.max_consecutive_failures)
+    if use_orders:
+        return await _finish(journal, job_id, client, settings, stop, started, summary,
+                             await _write_by_orders(journal, job_id, client, settings, stop,
+                                                    interactive=interactive, storm=storm))
     counts = await journal.counts(job_id)
     pending = counts.get(ItemState.PENDING)
     tracker = Tracker("write", total=counts.total, already=counts.total - pending,
                       retries=lambda: client.stats.retries)
-    storm = FailureStorm(settings.max_consecutive_failures)
     log.info("writes started rows=%d concurrency=%d rate=%s%s", pending, settings.concurrency,
              settings.rate or "server-paced", " (each batch read back first)" if pipelined else "")
     async with anyio.create_task_group() as tg:
@@ -202,6 +210,12 @@ async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings
             fatal = await write_items(journal, job_id, client, tracker,
                                       concurrency=settings.concurrency, stop=stop, storm=storm)
         tg.cancel_scope.cancel()
+    return await _finish(journal, job_id, client, settings, stop, started, summary, fatal)
+
+
+async def _finish(journal: Journal, job_id: int, client: TelnyxClient, settings: RunSettings,
+                  stop: StopSignal, started: float, summary: PlanSummary | None,
+                  fatal: FatalBox) -> JobResult:
     fatal.raise_if_set()
     if stop.requested:
         await _interrupted(journal, job_id)
@@ -217,6 +231,53 @@ async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings
     log.info("job finished %s elapsed=%.1fs report=%s", _counts_text(result.counts),
              result.elapsed, report.path)
     return result
+
+
+async def _use_orders(journal: Journal, job_id: int, client: TelnyxClient,
+                      settings: RunSettings, stop: StopSignal, *,
+                      snapshotted: bool) -> tuple[bool, bool]:
+    """Bulk orders or PATCH for this run, and whether the snapshot is taken now: it is taken
+    first when orders may be used (their size is known only after it).
+
+    Orders a crash left open are always finished by orders (never PATCHed over). Otherwise
+    --mode patch, and auto with fewer than --bulk-min writes, keep the PATCH path as it is."""
+    counts = await journal.counts(job_id)
+    resuming = counts.get(ItemState.ORDERED) or await journal.open_order_count(job_id)
+    if not resuming and (settings.mode is WriteMode.PATCH or (
+            settings.mode is WriteMode.AUTO and counts.get(ItemState.PENDING) < settings.bulk_min)):
+        return False, snapshotted  # fewer rows than --bulk-min: fewer writes still, after it
+    if not snapshotted:
+        await snapshot_pending(journal, job_id, client, settings, stop)
+    if stop.requested:
+        await _interrupted(journal, job_id)
+    writes = (await journal.counts(job_id)).get(ItemState.PENDING)
+    return bool(resuming) or settings.mode is WriteMode.BULK or writes >= settings.bulk_min, True
+
+
+async def _write_by_orders(journal: Journal, job_id: int, client: TelnyxClient,
+                           settings: RunSettings, stop: StopSignal, *,
+                           interactive: bool, storm: FailureStorm) -> FatalBox:
+    """Orders for what they can take, then one PATCH for each number they left."""
+    counts = await journal.counts(job_id)
+    total = counts.get(ItemState.PENDING) + counts.get(ItemState.ORDERED)
+    tracker = Tracker("write", total=counts.total, already=counts.total - total,
+                      retries=lambda: client.stats.retries)
+    orders = OrderPipeline(journal, job_id, client, settings, tracker, stop,
+                           submit=settings.mode is not WriteMode.PATCH)
+    log.info("writes started rows=%d by bulk orders of up to %d numbers (mode %s), then PATCH "
+             "for what orders leave", total, settings.bulk_size, settings.mode.value)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: show_progress(tracker, interactive=interactive))
+        fatal = await orders.run()
+        if fatal.error is None and not stop.requested:
+            left = (await journal.counts(job_id)).get(ItemState.PENDING)
+            if left:
+                log.info("orders finished posted=%d; %d number(s) left for PATCH", orders.posted,
+                         left)
+            fatal = await write_items(journal, job_id, client, tracker,
+                                      concurrency=settings.concurrency, stop=stop, storm=storm)
+        tg.cancel_scope.cancel()
+    return fatal
 
 
 def _counts_text(counts: Counts) -> str:

@@ -91,17 +91,20 @@ def _resolve(settings: RunSettings | SettingsFor, job: JobRecord) -> RunSettings
 class JobStatus:
     job: JobRecord
     counts: Counts
+    orders_open: int = 0  # bulk orders journaled and not settled (SUBMITTING or OPEN)
 
 
 async def job_status(journal_path: Path) -> list[JobStatus]:
     """Every job in the journal with its counts; works while a run holds the journal."""
     _require(journal_path)
     async with await Journal.open(journal_path, lock=False) as journal:
-        return [JobStatus(job, await journal.counts(job.id)) for job in await journal.jobs()]
+        return [JobStatus(job, await journal.counts(job.id), await journal.open_order_count(job.id))
+                for job in await journal.jobs()]
 
 
 def status_dict(statuses: list[JobStatus]) -> dict[str, Any]:
-    return {"jobs": [summary_dict(s.job, s.counts) | {"id": s.job.id} for s in statuses]}
+    return {"jobs": [summary_dict(s.job, s.counts) | {"id": s.job.id, "orders_open": s.orders_open}
+                     for s in statuses]}
 
 
 async def report_job(journal_path: Path, output: Path | None, fmt: str = "csv",
@@ -166,6 +169,9 @@ async def rollback(journal_path: Path, settings: RunSettings | SettingsFor, api_
         if parent.state in (JobState.LOADING, JobState.READY, JobState.CANCELLED):
             raise InputError(f"job #{parent.id} of {journal_path} never started writing "
                              f"({parent.state.value}); nothing to roll back")
+        if orders := await journal.open_order_count(parent.id):
+            raise InputError(f"job #{parent.id} of {journal_path} has {orders} bulk order(s) still "
+                             "open; run the job again to finish them, then roll it back")
         run_settings = _resolve(settings, parent)
         if done := await _already_rolled_back(journal, parent, run_settings.force):
             return done

@@ -90,6 +90,16 @@ class NumberState:
 
 
 @dataclass(frozen=True, slots=True)
+class OrderStatus:
+    """A bulk order as the API shows it: only the three lists (no status, no reasons)."""
+
+    order_id: str
+    success: tuple[str, ...]
+    pending: tuple[str, ...]
+    failed: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     id: str
     name: str

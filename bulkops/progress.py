@@ -77,6 +77,11 @@ class Tracker:
     retries: Callable[[], int] = lambda: 0  # retries so far (the client counts them)
     started: float = field(default_factory=time.monotonic)
     already: int = 0  # finished before this run (a resume)
+    orders_open: int | None = None  # bulk orders not settled yet; None: the job uses none
+
+    @property
+    def title(self) -> str:
+        return self.label + ("" if self.orders_open is None else f" ({self.orders_open} orders open)")
 
     @property
     def finished(self) -> int:
@@ -114,6 +119,7 @@ class Tracker:
             f"failed={self.failed} skipped={self.skipped} retries={self.retries()} "
             f"rate={self.rate():.1f}/s time left={self.eta_text()}"
             + (f" (resumed at {self.already})" if self.already else "")
+            + ("" if self.orders_open is None else f" orders_open={self.orders_open}")
         )
 
 
@@ -143,7 +149,8 @@ async def show_progress(tracker: Tracker, *, interactive: bool, plain_every: flo
                             done=0, failed=0, retries=0, rate=0.0, left="?")
 
         def show() -> None:
-            bar.update(task, completed=tracker.position, done=tracker.done, failed=tracker.failed,
+            bar.update(task, description=tracker.title, completed=tracker.position,
+                       done=tracker.done, failed=tracker.failed,
                        retries=tracker.retries(), rate=tracker.rate(), left=tracker.eta_text())
 
         try:

@@ -39,6 +39,8 @@ ITEM_FIELDS: tuple[tuple[str, str], ...] = (
     ("error_title", "error_title"),
     ("error_detail", "error_detail"),
     ("note", "note"),
+    # the order that applied the number, or "patch" once a PATCH was sent for it
+    ("via", "COALESCE(via, CASE WHEN attempts > 0 THEN 'patch' END)"),
 )
 REPORT_COLUMNS = [name for name, _ in ITEM_FIELDS]
 INPUT_PREFIX = "input_"
@@ -111,7 +113,8 @@ def summary_dict(job: JobRecord, counts: Counts) -> dict[str, Any]:
         "done": counts.get(ItemState.DONE),
         "skipped": counts.get(ItemState.SKIPPED),
         "failed": counts.get(ItemState.FAILED),
-        "pending": counts.get(ItemState.PENDING) + counts.get(ItemState.IN_FLIGHT),
+        "pending": (counts.get(ItemState.PENDING) + counts.get(ItemState.IN_FLIGHT)
+                    + counts.get(ItemState.ORDERED)),
         "rejected": counts.rejected,
     }
 

@@ -98,6 +98,7 @@ async def test_kill_9_at_random_moments_then_resume_ends_exact_with_bounded_rewr
             "run", "--kind", "assign", "--csv", csv_path, "--journal", journal,
             "--base-url", sandbox.base_url, "--yes", "--json", "--concurrency", str(CONCURRENCY),
             "--timeout", "10", "--max-attempts", "10",
+            "--mode", "patch",  # the PATCH path; tests/test_bulk_orders.py kills bulk runs
         )
         env = cli_env(sandbox.api_key)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bulkops.config import RunSettings, Secret
+from bulkops.config import RunSettings, Secret, WriteMode
 from bulkops.errors import ExitCode
 from bulkops.jobs import JobRequest, run_job
 from bulkops.journal.states import ItemState
@@ -67,6 +67,7 @@ async def test_all_faults_at_once_converge_and_only_numbers_not_on_the_account_f
 
         settings = RunSettings(
             base_url=sandbox.base_url, assume_yes=True, concurrency=32, timeout=TIMEOUT,
+            mode=WriteMode.PATCH,  # the PATCH path; tests/test_bulk_orders.py soaks bulk mode
             policy=RetryPolicy(max_attempts=40, max_elapsed=120, backoff_base=0.02, backoff_max=0.2),
         )
         request = JobRequest(Kind.ASSIGN, csv_path, tmp_path / "soak.journal.db", "soak")

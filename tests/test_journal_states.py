@@ -25,12 +25,13 @@ from tests.journal_kit import (
 
 # --- the state machine ----------------------------------------------------------------------
 
-PATH_TO = {PENDING: [], IN_FLIGHT: [(PENDING, IN_FLIGHT)], FAILED: [(PENDING, FAILED)]}
+PATH_TO = {PENDING: [], IN_FLIGHT: [(PENDING, IN_FLIGHT)], FAILED: [(PENDING, FAILED)],
+           ItemState.ORDERED: [(PENDING, ItemState.ORDERED)]}
 
 
 async def test_every_legal_transition_is_recorded_and_survives_reopen(tmp_path: Path) -> None:
     legal = [(frm, to) for frm, tos in TRANSITIONS.items() for to in sorted(tos)]
-    assert len(legal) == 8
+    assert len(legal) == 11
     path = tmp_path / "job.db"
     async with await loaded(path, len(legal)) as j:
         for i, (frm, to) in enumerate(legal):

@@ -83,7 +83,7 @@ async def test_rows_failing_on_transport_errors_record_no_key(sandbox_factory: S
         process = await asyncio.create_subprocess_exec(
             *cli_command("run", "--kind", "assign", "--csv", csv_path, "--journal", journal,
                          "--base-url", sandbox.base_url, "--yes", "--json", "--verbose",
-                         "--concurrency", "2", "--max-attempts", "1"),
+                         "--concurrency", "2", "--max-attempts", "1", "--mode", "patch"),
             env=cli_env(CANARY_KEY), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
@@ -125,7 +125,7 @@ async def test_faults_and_a_kill_leave_no_key_and_only_owner_readable_files(
         wal, shm = (journal.with_name(journal.name + s) for s in ("-wal", "-shm"))
         args: Args = ["run", "--kind", "assign", "--csv", csv_path, "--journal", journal,
                       "--base-url", sandbox.base_url, "--yes", "--verbose", "--concurrency", "16",
-                      "--timeout", "0.5", "--max-attempts", "10"]
+                      "--timeout", "0.5", "--max-attempts", "10", "--mode", "patch"]
         env = cli_env(CANARY_KEY)
 
         with open(tmp_path / "killed.out", "wb") as out, open(tmp_path / "killed.err", "wb") as err:

@@ -11,6 +11,7 @@ Format (relative paths are relative to the job file's folder, not the working di
     default_region = "US"            # optional: region for numbers written without +country
     verify = true                    # optional: read every number back after the job
     skip_invalid = false             # optional: journal invalid rows as rejected and go on
+    mode = "auto"                    # optional: auto | bulk | patch (how writes are sent)
 
     [limits]                         # optional table; every key in it is optional
     rate = 50                        # requests per second, ceiling (> 0)
@@ -19,6 +20,9 @@ Format (relative paths are relative to the job file's folder, not the working di
     max_retry_seconds = 300          # time one row may spend retrying (>= 0)
     max_server_wait = 900            # longest single 429 wait we accept from the server (>= 0)
     max_consecutive_failures = 50    # stop when this many writes in a row fail alike (0 = never)
+    bulk_size = 1000                 # numbers per bulk order (>= 1)
+    bulk_min = 100                   # auto mode: bulk orders from this many writes on (>= 0)
+    order_timeout = 900              # seconds an order may stay pending (> 0)
 
 Limits live only in ``[limits]``; written at the top level they are an error that says so.
 The API key never goes in a job file (they get copied and committed): a key named like
@@ -40,10 +44,12 @@ from bulkops.input.phone import normalize_profile_ref, normalize_region
 from bulkops.models import Kind
 
 TOP_KEYS = (
-    "name", "kind", "csv", "profile_id", "journal", "default_region", "verify", "skip_invalid"
+    "name", "kind", "csv", "profile_id", "journal", "default_region", "verify", "skip_invalid",
+    "mode",
 )
 LIMIT_KEYS = ("rate", "concurrency", "max_attempts", "max_retry_seconds", "max_server_wait",
-              "max_consecutive_failures")
+              "max_consecutive_failures", "bulk_size", "bulk_min", "order_timeout")
+MODES = ("auto", "bulk", "patch")
 JOB_KINDS = (Kind.ASSIGN, Kind.UNASSIGN, Kind.MIGRATE, Kind.SET)
 
 _SECRET_KEY = re.compile(r"api[_\-]?key|token|secret|passw(or)?d|bearer|credential", re.IGNORECASE)
@@ -72,6 +78,10 @@ class JobFile:
     default_region: str | None = None
     verify: bool | None = None
     skip_invalid: bool | None = None
+    mode: str | None = None  # auto | bulk | patch
+    bulk_size: int | None = None
+    bulk_min: int | None = None
+    order_timeout: float | None = None
 
     def journal_path(self, today: date) -> Path | None:
         """The journal for a run on ``today``, or None when the job file names none."""
@@ -276,6 +286,13 @@ def _check(loader: _Loader, data: dict[str, Any]) -> JobFile:
         except ValueError as err:
             raise loader.error("default_region", str(err)) from None
 
+    mode = loader.text(data, "mode")
+    if mode is not None and mode.lower() not in MODES:
+        raise loader.error("mode", f"must be one of {', '.join(MODES)}, got {_show(mode)}")
+    bulk_min = loader._limit(limits, "bulk_min", whole=True)
+    if bulk_min is not None and bulk_min < 0:
+        raise loader.error("bulk_min", f"must be 0 or more, got {bulk_min}", "limits")
+
     return JobFile(
         path=path.absolute(),
         name=loader.text(data, "name") or path.stem,
@@ -292,4 +309,8 @@ def _check(loader: _Loader, data: dict[str, Any]) -> JobFile:
         default_region=region,
         verify=loader.flag(data, "verify"),
         skip_invalid=loader.flag(data, "skip_invalid"),
+        mode=None if mode is None else mode.lower(),
+        bulk_size=loader.count(limits, "bulk_size"),
+        bulk_min=None if bulk_min is None else int(bulk_min),
+        order_timeout=loader.seconds(limits, "order_timeout", positive=True),
     )

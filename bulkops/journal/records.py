@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bulkops.journal.states import ItemState, JobState
+from bulkops.journal.states import ItemState, JobState, OrderState
 from bulkops.models import ApiErrorInfo, Extra, Kind
 
 # The job a journal is created for, from its CSV; rollbacks of it get the ids after it.
@@ -46,6 +46,7 @@ class Item:
     on_account: bool | None  # None = not checked; False = the API does not know the number
     extra: Extra
     updated_at: str
+    via: str | None = None  # the bulk order that applied it (its order_id), else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,20 @@ class StagingResult:
     collapsed_lines: tuple[int, ...]  # the first 20 of them
     conflicts: tuple[Conflict, ...]  # the first 50
     conflict_count: int  # lines whose target differs from the number's first line
+
+
+@dataclass(frozen=True)
+class OrderRecord:
+    """One bulk order as journaled (table ``orders``)."""
+
+    id: int  # ours, known before the POST
+    job_id: int
+    profile_id: str  # the target: "" = unassign
+    order_id: str | None  # the server's, once it answered
+    state: OrderState
+    generation: int  # 0 = first order of its numbers; 1 = the one re-order after a time-out
+    numbers: int
+    posted_at: float | None  # epoch seconds of the POST: the --order-timeout runs from here
 
 
 @dataclass(frozen=True)

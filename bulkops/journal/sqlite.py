@@ -20,9 +20,22 @@ from bulkops.journal.records import CSV_JOB, Item, JobRecord
 from bulkops.journal.states import ItemState, JobState
 from bulkops.models import Extra, Kind
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: bulk orders (table orders, items.order_ref and items.via)
+UPGRADABLE = frozenset({"1"})  # older versions upgraded in place when opened for writing
 APP = "bulkops"
 
+
+# Bulk orders (schema 2): an order is a row here before it is posted; items.order_ref names
+# the order holding an ORDERED item (or the last one that did), items.via the order that
+# applied it. The partial index stays empty for jobs that never use orders.
+ORDERS_DDL = (
+    "CREATE TABLE orders (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL REFERENCES jobs (id), "
+    "profile_id TEXT NOT NULL, order_id TEXT, state TEXT NOT NULL, generation INTEGER NOT NULL "
+    "DEFAULT 0, numbers INTEGER NOT NULL, posted_at REAL, created_at TEXT NOT NULL, "
+    "updated_at TEXT NOT NULL)",
+    "CREATE INDEX orders_job_state ON orders (job_id, state)",
+    "CREATE INDEX items_order ON items (order_ref) WHERE order_ref IS NOT NULL",
+)
 
 # One table per concept. Every item is keyed by (job_id, phone_number): under concurrency
 # finished rows are never a contiguous prefix of the CSV, so nothing is keyed by position.
@@ -36,7 +49,8 @@ CREATE TABLE items (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL REFERENCES j
     phone_number TEXT NOT NULL, line INTEGER NOT NULL, desired TEXT NOT NULL, prior TEXT,
     expected TEXT, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
     http_status INTEGER, error_code TEXT, error_title TEXT, error_detail TEXT, note TEXT,
-    on_account INTEGER, extra TEXT, updated_at TEXT NOT NULL, UNIQUE (job_id, phone_number));
+    on_account INTEGER, extra TEXT, updated_at TEXT NOT NULL, order_ref INTEGER, via TEXT,
+    UNIQUE (job_id, phone_number));
 CREATE INDEX items_job_state ON items (job_id, state);
 CREATE TABLE rejected (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, line INTEGER NOT NULL,
     "column" INTEGER, field TEXT, message TEXT NOT NULL, path TEXT NOT NULL, cells TEXT);
@@ -50,13 +64,17 @@ CREATE TABLE migrations (job_id INTEGER NOT NULL, from_profile_id TEXT NOT NULL,
     to_profile_id TEXT NOT NULL, line INTEGER NOT NULL, extra TEXT,
     listed INTEGER NOT NULL DEFAULT 0, listed_count INTEGER,
     PRIMARY KEY (job_id, from_profile_id)) WITHOUT ROWID;
-"""
-TABLES = frozenset({"meta", "jobs", "items", "rejected", "migrations"})  # in every version-1 file
-# Added to version 1 later, additively: a writable open adds them to an older file (nothing
-# else changes, so the schema version stays); a read-only open reads around their absence.
-ADDITIONS = (
+""" + "".join(f"{s};\n" for s in ORDERS_DDL)
+TABLES = frozenset({"meta", "jobs", "items", "rejected", "migrations", "duplicates", "orders"})
+# What a version-1 file may lack, as (table, column or None, statement), each added by
+# ``upgrade`` only where it is missing: the orders of schema 2, and the duplicates table and
+# rejected.cells that came into version 1 late.
+UPGRADE_1_TO_2 = (
     ("duplicates", None, DDL[DDL.index("CREATE TABLE duplicates"):].split(";")[0]),
     ("rejected", "cells", "ALTER TABLE rejected ADD COLUMN cells TEXT"),
+    ("items", "order_ref", "ALTER TABLE items ADD COLUMN order_ref INTEGER"),
+    ("items", "via", "ALTER TABLE items ADD COLUMN via TEXT"),
+    ("orders", None, ORDERS_DDL[0]),
 )
 # TEMP (a file, temp_store=FILE): a LOADING job that dies is reloaded from its CSV anyway, so
 # 1M staged rows skip the WAL and leave no free pages. Keyed by line: the first duplicate wins.
@@ -76,7 +94,7 @@ SESSION = (
 
 ITEM_COLUMNS = ("job_id, phone_number, line, desired, prior, expected, state, attempts, "
                 "http_status, error_code, error_title, error_detail, note, on_account, extra, "
-                "updated_at")
+                "updated_at, via")
 # ``SELECT {ITEM_COLUMNS}, id``: where the rowid sits, for keyset pages and ORDER BY.
 ROWID_AT = ITEM_COLUMNS.count(",") + 1
 JOB_COLUMNS = ("id, kind, name, state, created_at, updated_at, job_file, csv_path, csv_sha256, "
@@ -113,7 +131,7 @@ _STATES = {state.value: state for state in ItemState}  # faster than ItemState(v
 def item_from_row(r: tuple[Any, ...]) -> Item:
     """A row of ``SELECT {ITEM_COLUMNS}``, positionally: this runs a million times a report."""
     return Item(r[0], r[1], r[2], r[3], r[4], r[5], _STATES[r[6]], r[7], r[8], r[9], r[10], r[11],
-                r[12], None if r[13] is None else bool(r[13]), load_extra(r[14]), r[15])
+                r[12], None if r[13] is None else bool(r[13]), load_extra(r[14]), r[15], r[16])
 
 
 def job_from_row(r: tuple[Any, ...]) -> JobRecord:
@@ -200,25 +218,16 @@ async def initialize(db: aiosqlite.Connection, job: tuple[object, ...]) -> None:
 
 
 async def present(conn: aiosqlite.Connection, table: str, column: str | None = None) -> bool:
-    """Whether ``table`` (and its ``column``) exists: older files lack the ADDITIONS."""
+    """Whether ``table`` (and its ``column``) exists: a version-1 file may lack some."""
     if column is None:
         return bool(list(await conn.execute_fetchall(
             "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?", (table,))))
     return column in {r[1] for r in await conn.execute_fetchall(f"PRAGMA table_info({table})")}
 
 
-async def upgrade(conn: aiosqlite.Connection) -> None:
-    """Add the ADDITIONS an older version-1 file lacks (in one transaction)."""
-    missing = [sql for table, column, sql in ADDITIONS if not await present(conn, table, column)]
-    if missing:
-        await conn.execute("BEGIN IMMEDIATE")
-        for sql in missing:
-            await conn.execute(sql)
-        await conn.execute("COMMIT")
-
-
-async def validate(conn: aiosqlite.Connection, path: Path) -> None:
-    """Refuse anything but an intact bulkops journal of our schema version (read-only)."""
+async def validate(conn: aiosqlite.Connection, path: Path) -> str:
+    """Refuse anything but an intact bulkops journal of our schema version, or of one we can
+    upgrade (read-only); returns its version."""
     not_ours = JournalError(f"{path} is an SQLite database but not a bulkops journal; it was "
                             "left untouched: check the --journal path, or choose a new one")
     tables = {r[0] for r in await conn.execute_fetchall(
@@ -230,16 +239,29 @@ async def validate(conn: aiosqlite.Connection, path: Path) -> None:
         meta = {}
     if meta.get("app") != APP:
         raise not_ours
-    if (version := meta.get("schema_version")) != str(SCHEMA_VERSION):
+    if (version := meta.get("schema_version")) != str(SCHEMA_VERSION) and version not in UPGRADABLE:
         raise JournalError(f"{path} is a bulkops journal of schema version {version}, this "
                            f"bulkops reads version {SCHEMA_VERSION}; it was left untouched: use "
                            "the bulkops that wrote it, or start a new journal with --journal NEW")
-    if missing := TABLES - tables:
+    if missing := TABLES - tables - ({"orders", "duplicates"} if version in UPGRADABLE else set()):
         raise damaged(path, "missing tables: " + ", ".join(sorted(missing)))
     # Reads every page: catches a truncated file or torn pages (about 0.5 s at 1M rows).
     problems = [str(r[0]) for r in await conn.execute_fetchall("PRAGMA quick_check(3)")]
     if problems != ["ok"]:
         raise damaged(path, "; ".join(problems))
+    return str(version)
+
+
+async def upgrade(db: aiosqlite.Connection) -> None:
+    """Version 1 -> 2 in one transaction (the caller's): what the file lacks is added (new
+    columns are NULL, which is what a job that never used orders has); nothing else changes."""
+    for table, column, statement in UPGRADE_1_TO_2:
+        if not await present(db, table, column):
+            await db.execute(statement)
+    for statement in ORDERS_DDL[1:]:  # the indexes
+        await db.execute(statement.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS"))
+    await db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                     (str(SCHEMA_VERSION),))
 
 
 def lock_file(journal: Path) -> int:

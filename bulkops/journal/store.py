@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
@@ -19,19 +20,20 @@ import aiosqlite
 
 from bulkops.errors import JournalError
 from bulkops.journal.records import (
-    CSV_JOB, Conflict, Item, ItemUpdate, JobRecord, SnapshotEntry, StagingResult,
+    CSV_JOB, Conflict, Item, ItemUpdate, JobRecord, OrderRecord, SnapshotEntry, StagingResult,
 )
 from bulkops.journal.sql import (
     COLLAPSED_LINES, CONFLICTS, DISTINCT_DESIRED, DUPLICATE_COUNTS, KEEP_DUPLICATES, ROLLBACK_ITEMS, SNAPSHOT_SQL, STAGE_TO_ITEMS, flush_statements, pending_among_sql, snapshot_params,
 )
 from bulkops.journal.sqlite import (
-    ITEM_COLUMNS, JOB_COLUMNS, ROWID_AT, bug, check_header, connect, dump_extra, dump_settings, initialize, item_from_row, job_from_row, load_extra, lock_file, now, present, sidecar, translate, upgrade, validate,
+    ITEM_COLUMNS, JOB_COLUMNS, ROWID_AT, SCHEMA_VERSION, bug, check_header, connect, dump_extra, dump_settings, initialize, item_from_row, job_from_row, load_extra, lock_file, now, sidecar, translate, upgrade, validate,
 )
-from bulkops.journal.states import TRANSITIONS, ItemState, JobState
+from bulkops.journal.states import ORDER_TRANSITIONS, TRANSITIONS, ItemState, JobState, OrderState
 from bulkops.models import Counts, Extra, Kind, MigrateRow, NumberRow, Problem
 
 T = TypeVar("T")
 Db = aiosqlite.Connection
+log = logging.getLogger("bulkops")
 
 
 async def _rows(db: Db, sql: str,
@@ -50,6 +52,40 @@ async def _abandon(path: Path, conn: Db | None, lock: int | None, err: BaseExcep
     if lock is not None:
         os.close(lock)
     return translate(path, err, doing) if isinstance(err, sqlite3.Error) else err
+
+
+async def _upgrade(path: Path, version: str, *, holding: bool) -> None:
+    """An older journal upgraded in place, under the lock (taken here if the caller has none:
+    ``status`` and ``report`` upgrade an idle journal too; one a live older bulkops is running
+    is refused until it finishes)."""
+    fd = None
+    if not holding:
+        try:
+            fd = lock_file(path)
+        except JournalError:
+            raise JournalError(f"{path} is a bulkops journal of schema version {version} in use "
+                               "by another bulkops process; wait for it to finish, then run "
+                               "the command again (it is then upgraded to version "
+                               f"{SCHEMA_VERSION})") from None
+    conn: Db | None = None
+    try:
+        conn = await connect(path, read_only=False)
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            await upgrade(conn)
+            await conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("ROLLBACK")
+            raise
+        log.info("journal %s upgraded from schema version %s to %d", path, version, SCHEMA_VERSION)
+    except sqlite3.Error as err:
+        raise translate(path, err, "upgrading its schema") from None
+    finally:
+        if conn is not None:
+            await conn.close()
+        if fd is not None:
+            os.close(fd)
 
 
 class Journal:
@@ -103,11 +139,12 @@ class Journal:
             check_header(path)
             # Without a WAL beside it, check the file alone: nothing gets created next to it.
             conn = await connect(path, read_only=True, immutable=not sidecar(path, "-wal").exists())
-            await validate(conn, path)
+            version = await validate(conn, path)
             await conn.close()
+            conn = None
+            if version != str(SCHEMA_VERSION):
+                await _upgrade(path, version, holding=fd is not None)
             conn = await connect(path, read_only=not lock)
-            if lock:
-                await upgrade(conn)
             return cls(path, conn, fd, created=False)
         except BaseException as err:
             raise await _abandon(path, conn, fd, err, "opening it") from None
@@ -377,9 +414,8 @@ class Journal:
                             batch: int = 1000) -> AsyncGenerator[list[Problem], None]:
         """Rejected rows' problems in input order (a row may have several), with its cells."""
         after = 0
-        cells = "cells" if await self._has("rejected", "cells") else "NULL"
         while rows := await self._fetch(
-                "reading rejected rows", f'SELECT id, path, line, message, "column", field, {cells} '
+                "reading rejected rows", 'SELECT id, path, line, message, "column", field, cells '
                 "FROM rejected WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?",
                 (job_id, after, max(batch, 1))):
             after = rows[-1][0]
@@ -389,8 +425,6 @@ class Journal:
     async def iter_duplicates(self, job_id: int, batch: int = 1000
                               ) -> AsyncGenerator[list[tuple[int, str, str, int, Extra]], None]:
         """(line, number, target, the line it repeats, extra cells) of collapsed lines."""
-        if not await self._has("duplicates"):
-            return
         after = 0
         while rows := await self._fetch(
                 "reading duplicate rows", "SELECT line, phone_number, desired, first_line, extra "
@@ -398,10 +432,6 @@ class Journal:
                 (job_id, after, max(batch, 1))):
             after = rows[-1][0]
             yield [(r[0], r[1], r[2], r[3], load_extra(r[4])) for r in rows]
-
-    async def _has(self, table: str, column: str | None = None) -> bool:
-        return await self._run("reading its schema", lambda db: present(db, table, column),
-                               write=False)
 
     def record(self, update: ItemUpdate) -> None:
         """Buffer one outcome (no I/O); an illegal transition is a bug and raises.
@@ -496,3 +526,114 @@ class Journal:
         rows = await self._fetch("reading profile names",
                                  "SELECT value FROM meta WHERE key = 'profile_names'")
         return {str(k): str(v) for k, v in json.loads(rows[0][0]).items()} if rows else {}
+
+    # --- bulk orders ----------------------------------------------------------------------------
+
+    async def open_order(self, job_id: int, profile_id: str, numbers: Sequence[str],
+                         generation: int) -> OrderRecord:
+        """Journal an order (SUBMITTING) holding ``numbers`` (PENDING -> ORDERED), before its POST."""
+        await self.flush()
+        stamp = now()
+
+        async def op(db: Db) -> OrderRecord:
+            cur = await db.execute(
+                "INSERT INTO orders (job_id, profile_id, state, generation, numbers, created_at, "
+                "updated_at) VALUES (?, ?, 'submitting', ?, ?, ?, ?)",
+                (job_id, profile_id, generation, len(numbers), stamp, stamp))
+            ref = int(cur.lastrowid or 0)
+            cur = await db.executemany(
+                "UPDATE items SET state = 'ordered', order_ref = ?, updated_at = ? WHERE "
+                "job_id = ? AND phone_number = ? AND state = 'pending'",
+                [(ref, stamp, job_id, n) for n in numbers])
+            if cur.rowcount != len(numbers):
+                raise bug(f"{len(numbers) - cur.rowcount} number(s) of a new order were not "
+                          "pending")
+            return OrderRecord(ref, job_id, profile_id, None, OrderState.SUBMITTING, generation,
+                               len(numbers), None)
+        return await self._run("journaling an order", op)
+
+    async def _order_state(self, db: Db, ref: int, to: OrderState) -> None:
+        rows = await _rows(db, "SELECT state FROM orders WHERE id = ?", (ref,))
+        if not rows or to not in ORDER_TRANSITIONS[OrderState(rows[0][0])]:
+            raise bug(f"illegal order transition {rows[0][0] if rows else 'missing'} -> "
+                      f"{to.value} for order {ref}")
+        await db.execute("UPDATE orders SET state = ?, updated_at = ? WHERE id = ?",
+                         (to.value, now(), ref))
+
+    async def order_posted(self, ref: int, order_id: str, posted_at: float) -> None:
+        """The server answered: SUBMITTING -> OPEN with its order_id."""
+        async def op(db: Db) -> None:
+            await self._order_state(db, ref, OrderState.OPEN)
+            await db.execute("UPDATE orders SET order_id = ?, posted_at = ? WHERE id = ?",
+                             (order_id, posted_at, ref))
+        await self._run("saving an order id", op)
+
+    async def close_order(self, job_id: int, ref: int, to: OrderState, applied: Collection[str],
+                          via: str | None) -> int:
+        """End an order: its ORDERED numbers in ``applied`` become DONE (read back), the
+        others PENDING again (order_ref kept: it says which order they came from)."""
+        await self.flush()
+        stamp = now()
+        note = "applied by bulk order (read back)"
+
+        async def op(db: Db) -> int:
+            await self._order_state(db, ref, to)
+            done = (await db.executemany(
+                "UPDATE items SET state = 'done', via = ?, note = ?, http_status = NULL, "
+                "error_code = NULL, error_title = NULL, error_detail = NULL, updated_at = ? "
+                "WHERE job_id = ? AND phone_number = ? AND state = 'ordered' AND +order_ref = ?",
+                [(via, note, stamp, job_id, n, ref) for n in applied])).rowcount
+            await db.execute("UPDATE items SET state = 'pending', updated_at = ? WHERE "
+                             "order_ref = ? AND state = 'ordered'", (stamp, ref))
+            return int(done)
+        return await self._run("closing an order", op)
+
+    async def orders(self, job_id: int, states: Collection[OrderState]) -> list[OrderRecord]:
+        wanted = sorted(OrderState(s).value for s in states)
+        rows = await self._fetch("reading orders", "SELECT id, job_id, profile_id, order_id, "
+                                 "state, generation, numbers, posted_at FROM orders WHERE "
+                                 f"job_id = ? AND state IN ({','.join('?' * len(wanted))}) "
+                                 "ORDER BY id", (job_id, *wanted))
+        return [OrderRecord(r[0], r[1], r[2], r[3], OrderState(r[4]), r[5], r[6], r[7])
+                for r in rows]
+
+    async def open_order_count(self, job_id: int) -> int:
+        rows = await self._fetch("counting orders", "SELECT COUNT(*) FROM orders WHERE job_id = ? "
+                                 "AND state IN ('submitting', 'open')", (job_id,))
+        return int(rows[0][0])
+
+    async def iter_order_items(self, job_id: int, ref: int, state: ItemState,
+                               ) -> AsyncGenerator[list[Item], None]:
+        """The items of one order (its last one) now in ``state``, in one page (<= --bulk-size)."""
+        rows = await self._fetch("reading an order", f"SELECT {ITEM_COLUMNS}, id FROM items "
+                                 "WHERE order_ref = ? AND job_id = ? AND state = ? ORDER BY id",
+                                 (ref, job_id, state.value))
+        if rows:
+            yield [item_from_row(r) for r in rows]
+
+    async def order_numbers(self, ref: int) -> list[str]:
+        """The numbers an order still holds (ORDERED)."""
+        rows = await self._fetch("reading an order", "SELECT phone_number FROM items WHERE "
+                                 "order_ref = ? AND state = 'ordered' ORDER BY id", (ref,))
+        return [r[0] for r in rows]
+
+    async def iter_orderable(self, job_id: int, batch: int = 5000,
+                             ) -> AsyncGenerator[list[tuple[str, str, int]], None]:
+        """Pages of (number, desired, generation) of PENDING items an order may take: never in
+        an order, or last in one that was refused, lost, or timed out as a first order (the one
+        re-order). Numbers an order settled without applying go to PATCH instead."""
+        sql = ("SELECT i.id, i.phone_number, i.desired, o.state, o.generation FROM items i "
+               "INDEXED BY items_job_state LEFT JOIN orders o ON o.id = i.order_ref WHERE "
+               "i.job_id = ? AND i.state = 'pending' AND i.id > ? ORDER BY i.id LIMIT ?")
+        after = 0
+        while rows := await self._fetch("reading items", sql, (job_id, after, batch)):
+            after = rows[-1][0]
+            page = []
+            for _, number, desired, state, generation in rows:
+                if state is None or state in ("refused", "lost"):
+                    page.append((number, desired, generation or 0))
+                elif state == "timed_out" and generation == 0:
+                    page.append((number, desired, 1))
+            yield page
+            if len(rows) < batch:
+                return

@@ -5,6 +5,10 @@ works through it at ``bulk_speed`` numbers per second, moving each number to
 ``success`` (applied) or ``failed`` (not on the account, or its target profile
 was deleted meanwhile). As on Telnyx, a per-number change made while the order
 is pending can be overwritten when the order reaches that number.
+
+Faults (seeded): ``fail_rate`` lists a number as failed without applying it (a
+PATCH of it then applies, or answers why not); ``stuck_rate`` accepts an order
+and never processes it, so its numbers stay pending for ever.
 """
 
 from __future__ import annotations
@@ -63,12 +67,22 @@ class BulkOrders:
         speed: float,
         ids: random.Random,
         writes_enabled: Callable[[], bool],
+        *,
+        faults: random.Random | None = None,
+        fail_rate: float = 0.0,
+        stuck_rate: float = 0.0,
     ) -> None:
         self._state = state
         self._stats = stats
         self._speed = speed
         self._ids = ids
         self._writes_enabled = writes_enabled
+        self._faults = faults or random.Random(0)
+        # Its own stream: which orders get stuck depends on the order sequence alone, not on
+        # how the per-number failure draws interleave with it (timing).
+        self._stuck = random.Random(self._faults.random())
+        self._fail_rate = fail_rate
+        self._stuck_rate = stuck_rate
         self._orders: dict[str, BulkOrder] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -76,6 +90,8 @@ class BulkOrders:
         order_id = str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
         order = BulkOrder(order_id, profile_id, numbers, assign_only)
         self._orders[order_id] = order
+        if self._stuck_rate and self._stuck.random() < self._stuck_rate:
+            return order  # accepted, never processed: every number stays pending
         task = asyncio.get_running_loop().create_task(self._run(order))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -104,6 +120,9 @@ class BulkOrders:
         target = order.profile_id
         if self._state.get(number) is None or (target is not None and not self._state.has_profile(target)):
             order.failed.append(number)
+            return
+        if self._fail_rate and self._faults.random() < self._fail_rate:
+            order.failed.append(number)  # listed as failed, nothing applied, no reason given
             return
         if self._writes_enabled():
             self._state.assign(number, target, time.time())

@@ -42,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--slow-ms", type=float, default=30_000.0, help="how long a slow answer is held back (default 30000)")
     add("--bulk-max", type=int, default=1000, help="most numbers per bulk order (default 1000)")
     add("--bulk-speed", type=float, default=500.0, help="numbers per second a bulk order processes")
+    add("--order-fail-rate", type=float, default=0.0,
+        help="share of an order's numbers listed as failed and not applied (a PATCH then applies)")
+    add("--order-stuck-rate", type=float, default=0.0,
+        help="share of bulk orders accepted and never processed (their numbers stay pending)")
+    add("--orders-refused", type=int, choices=(0, 403, 404, 405), default=0,
+        help="answer the bulk-order routes with this status, as for an account without them (0 = serve them)")
     add("--ignore-writes", action="store_true", help="answer PATCHes 200 without applying them")
     add("--control", action="store_true", help="expose /_control/* observability routes")
     add("--ready-file", type=Path, default=None, help="write the base URL to this file once listening")
@@ -74,6 +80,9 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         faults=faults,
         bulk_max=args.bulk_max,
         bulk_speed=args.bulk_speed,
+        order_fail_rate=args.order_fail_rate,
+        order_stuck_rate=args.order_stuck_rate,
+        orders_refused=args.orders_refused,
         ignore_writes=args.ignore_writes,
         control=args.control,
     )

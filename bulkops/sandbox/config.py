@@ -121,6 +121,9 @@ class SandboxConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     bulk_max: int = 1000  # most numbers accepted in one bulk order
     bulk_speed: float = 500.0  # numbers per second a bulk order processes
+    order_fail_rate: float = 0.0  # share of an order's numbers listed as failed, not applied
+    order_stuck_rate: float = 0.0  # share of orders accepted and never processed (stay pending)
+    orders_refused: int = 0  # 0: orders served; 403, 404 or 405: the order routes answer that
     ignore_writes: bool = False  # PATCH answers 200 with the unchanged profile
     unassigned_share: float = 0.2
     control: bool = False  # expose /_control/* observability routes
@@ -144,6 +147,10 @@ class SandboxConfig:
         if not isinstance(self.limiter, LimiterKind):
             kinds = ", ".join(kind.value for kind in LimiterKind)
             raise ConfigError(f"limiter must be one of {kinds} (got {self.limiter!r})")
+        _check_probability("order_fail_rate", self.order_fail_rate)
+        _check_probability("order_stuck_rate", self.order_stuck_rate)
+        if self.orders_refused not in (0, 403, 404, 405):
+            raise ConfigError(f"orders_refused must be 0, 403, 404 or 405 (got {self.orders_refused!r})")
         if self.retry_after not in RETRY_AFTER_MODES:
             raise ConfigError(
                 f"retry_after must be one of {', '.join(RETRY_AFTER_MODES)} (got {self.retry_after!r})"

@@ -30,7 +30,9 @@ class SandboxContext:
         # Ids the server mints (new profiles, bulk orders) are seeded too.
         self.ids = random.Random(f"bulkops-sandbox/ids/{config.seed}")
         self.bulk = BulkOrders(
-            self.state, self.stats, config.bulk_speed, self.ids, lambda: not self.ignore_writes
+            self.state, self.stats, config.bulk_speed, self.ids, lambda: not self.ignore_writes,
+            faults=random.Random(f"bulkops-sandbox/orders/{config.seed}"),
+            fail_rate=config.order_fail_rate, stuck_rate=config.order_stuck_rate,
         )
 
 

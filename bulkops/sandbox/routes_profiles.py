@@ -18,7 +18,7 @@ from aiohttp import web
 from .bulk import create_order, get_order
 from .context import CTX, SandboxContext
 from .params import as_uuid, parse_page, read_object
-from .problems import dumps, invalid, not_found
+from .problems import INVALID, ApiProblem, dumps, invalid, not_found
 from .records import ProfileRecord
 from .shapes import number_json, page_meta, profile_json
 from .validation import CREATE_RULES, UPDATE_RULES, check_fields, require
@@ -132,12 +132,25 @@ async def list_profile_numbers(request: web.Request) -> web.Response:
     )
 
 
+def _refuse_orders(ctx: SandboxContext) -> None:
+    """--orders-refused: an account (or a Telnyx-like server) without bulk orders."""
+    status = ctx.config.orders_refused
+    if status == 404:
+        raise not_found("No route for bulk updates on this account.")
+    if status in (403, 405):
+        title = "Forbidden" if status == 403 else "Method not allowed"
+        raise ApiProblem(status, "10010" if status == 403 else INVALID, title,
+                         "Bulk updates are not enabled for this account.")
+
+
 async def post_bulk(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
+    _refuse_orders(ctx)
     return await create_order(request, ctx.state, ctx.bulk, ctx.config.bulk_max)
 
 
 async def get_bulk(request: web.Request) -> web.Response:
+    _refuse_orders(request.app[CTX])
     return get_order(request.match_info["order_id"], request.app[CTX].bulk)
 
 
@@ -150,4 +163,7 @@ ROUTES = (
     web.get("/v2/messaging_profiles/{id}/phone_numbers", list_profile_numbers, allow_head=False),
     web.post("/v2/messaging_numbers_bulk_updates", post_bulk),
     web.get("/v2/messaging_numbers_bulk_updates/{order_id}", get_bulk, allow_head=False),
+    # Telnyx's docs also spell the path this way (API-NOTES); both reach the same orders.
+    web.post("/v2/messaging_numbers/bulk_updates", post_bulk),
+    web.get("/v2/messaging_numbers/bulk_updates/{order_id}", get_bulk, allow_head=False),
 )

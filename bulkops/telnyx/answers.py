@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bulkops.models import AccountNumber, NumberState, Profile
+from bulkops.models import AccountNumber, NumberState, OrderStatus, Profile
 
 
 class BadShape(ValueError):
@@ -115,3 +115,19 @@ def account_page(payload: Any) -> tuple[list[AccountNumber], int, int]:
         numbers.append(AccountNumber(state.phone_number, state.profile_id, _text(item, "type"),
                                      _text(item, "messaging_product")))
     return numbers, _pages(payload, items), _meta_int(payload, "total_results", missing=0)
+
+
+def _numbers(data: dict[str, Any], name: str) -> tuple[str, ...]:
+    value = data.get(name, [])  # the spec requires none of the lists: absent means empty
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        raise BadShape(f"the order's `{name}` is not a list of numbers")
+    return tuple(value)
+
+
+def order_status(payload: Any) -> OrderStatus:
+    """A ``BulkMessagingSettingsUpdatePhoneNumbers``: the order id and its three lists."""
+    data = _data(payload)
+    if not isinstance(data, dict) or not isinstance(data.get("order_id"), str) or not data["order_id"]:
+        raise BadShape("the bulk order has no `order_id`")
+    return OrderStatus(data["order_id"], _numbers(data, "success"), _numbers(data, "pending"),
+                       _numbers(data, "failed"))

@@ -25,14 +25,14 @@ from yarl import URL
 
 from bulkops import __version__
 from bulkops.errors import ApiError, AuthError, ConfigError
-from bulkops.models import AccountNumber, ApiErrorInfo, NumberState, Profile
+from bulkops.models import AccountNumber, ApiErrorInfo, NumberState, OrderStatus, Profile
 from bulkops.telnyx.answers import (
-    BadShape, account_page, maybe_number_state, numbers_page, profile, profiles_page, total_results, updated_number,
+    BadShape, account_page, maybe_number_state, numbers_page, order_status, profile, profiles_page, total_results, updated_number,
 )
 from bulkops.telnyx.clock import Clock, SystemClock
 from bulkops.telnyx.ratelimit import RateLimiter
 from bulkops.telnyx.retry import (
-    Outcome, Permanent, RateLimited, RetryPolicy, Transient, call_with_retry,
+    GaveUp, Outcome, Permanent, RateLimited, RetryPolicy, Transient, call_with_retry,
 )
 
 T = TypeVar("T")
@@ -42,6 +42,18 @@ PAGE_SIZE = 250  # the API's largest page[size]; also the most numbers one filte
 USER_AGENT = f"bulkops/{__version__} aiohttp/{aiohttp.__version__}"
 _JSON_BODY = {"Content-Type": "application/json"}
 _BODY_CACHE = 1024  # request bodies kept by profile id
+
+
+ORDERS_PATH = "/messaging_numbers_bulk_updates"  # the spec's spelling (API-NOTES)
+
+
+class OrdersUnavailable(Exception):
+    """The bulk-order endpoint is missing or refused for this account (404, 405, or a 403 on
+    it alone): the job goes on with PATCH. Never a key problem: a 401 stays fatal."""
+
+    def __init__(self, info: ApiErrorInfo) -> None:
+        super().__init__(info.describe())
+        self.info = info
 
 
 @dataclass(frozen=True)
@@ -215,6 +227,36 @@ class TelnyxClient:
                 self._bodies[profile_id] = body
         request = _Request("PATCH", f"/phone_numbers/{_segment(number)}/messaging", body=body)
         return await self._call(request, updated_number)
+
+    async def create_order(self, profile_id: str, numbers: Sequence[str]) -> Outcome[OrderStatus]:
+        """POST a bulk order moving ``numbers`` to ``profile_id`` (``""`` unassigns; never
+        null, as for PATCH). ``assign_only``: nothing but the profile changes, as with PATCH.
+        Raises OrdersUnavailable, GaveUp (a 4xx such as "too many numbers"), or AuthError."""
+        if not isinstance(profile_id, str):
+            raise TypeError("profile_id must be a str: a profile UUID, or '' to unassign (never None)")
+        body = orjson.dumps({"messaging_profile_id": profile_id, "numbers": list(numbers),
+                             "assign_only": True})
+        return await self._order_call(_Request("POST", ORDERS_PATH, body=body))
+
+    async def get_order(self, order_id: str) -> Outcome[OrderStatus]:
+        """The order's three lists now. Raises OrdersUnavailable, GaveUp (404: unknown order)."""
+        return await self._order_call(_Request("GET", f"{ORDERS_PATH}/{_segment(order_id)}"))
+
+    async def _order_call(self, request: _Request) -> Outcome[OrderStatus]:
+        try:
+            outcome = await self._call(request, order_status)
+        except AuthError as refused:
+            if refused.status != 403:
+                raise
+            # A 403 on the order endpoint alone (bulk not enabled for the account): if the key
+            # itself is refused, the PATCHes that follow stop the job with the same 403.
+            raise OrdersUnavailable(ApiErrorInfo(403, code=refused.code, title=refused.title,
+                                                 detail=refused.detail)) from None
+        except GaveUp as gave_up:
+            if request.method == "POST" and gave_up.info.status in (404, 405):
+                raise OrdersUnavailable(gave_up.info) from None
+            raise
+        return outcome
 
     async def get_numbers(self, numbers: Sequence[str]) -> Outcome[dict[str, NumberState]]:
         """The current state of each number; numbers the account lacks are absent."""

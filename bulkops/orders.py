@@ -1,0 +1,303 @@
+"""Server-side bulk orders: the write path that sends a list of numbers per request.
+
+``POST /messaging_numbers_bulk_updates`` takes up to ``--bulk-size`` numbers for one target
+profile and answers an ``order_id``; ``GET .../{order_id}`` shows its ``success`` / ``pending``
+/ ``failed`` lists. An order promises little (API-NOTES): no reasons, no status, and its
+``success`` list is not proof. So, for every order:
+
+1. it is journaled SUBMITTING, with its numbers (PENDING -> ORDERED), before the POST, and its
+   ``order_id`` is journaled when the answer comes (OPEN);
+2. it is polled through the shared limiter (1 s, backing off to 10 s) until nothing is pending,
+   or until ``--order-timeout`` from its POST;
+3. its numbers are then read back (``GET /phone_numbers/messaging``, 250 per request): those on
+   the desired profile are DONE (``via`` = the order id); the others go back to PENDING, once
+   into a new order if the order timed out on its first try, else to one PATCH each (sent as
+   soon as that order is over), which applies or gives Telnyx's reason for the report.
+
+A crash leaves orders SUBMITTING (maybe posted, id unknown: read back, then LOST) or OPEN
+(polled again, never posted again). No number is PATCHed while an order holding it is open,
+as Telnyx warns a pending order can overwrite a change made meanwhile; the caller PATCHes
+whatever is still PENDING once every order is over.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import anyio
+
+from bulkops.config import RunSettings
+from bulkops.errors import BulkOpsError
+from bulkops.journal.records import OrderRecord
+from bulkops.journal.states import ItemState, OrderState
+from bulkops.journal.store import Journal
+from bulkops.models import ApiErrorInfo
+from bulkops.progress import Tracker
+from bulkops.runner import FatalBox, StopSignal, Writer, gave_up_error, write_from
+from bulkops.snapshot import SNAPSHOT_BATCH, read_states
+from bulkops.telnyx.client import OrdersUnavailable, TelnyxClient
+from bulkops.telnyx.retry import GaveUp
+
+log = logging.getLogger("bulkops")
+
+POLL_FIRST = 1.0  # seconds before an order's first poll
+POLL_MAX = 10.0  # the poll interval backs off to this
+POLL_BACKOFF = 1.5
+# Telnyx's other bulk number API allows 20 pending jobs per account (API-NOTES).
+MAX_OPEN_ORDERS = 20
+REORDER_SPLIT = 4
+LOST_POSTS = 3  # POSTs without an answer (retries exhausted) before the job turns to PATCH
+_UNKNOWN = ("(not polled yet)",)  # pending list of an order whose first poll failed
+_TOO_BIG = ("at most", "too many", "too large", "too big", "maximum", "exceed", "split", "limit")
+
+
+def _too_big(info: ApiErrorInfo) -> bool:
+    """A 4xx that says the order holds too many numbers (then the chunk is halved)."""
+    if info.status == 413:
+        return True
+    text = " ".join(filter(None, (info.title, info.detail))).lower()
+    return info.status in (400, 422) and any(word in text for word in _TOO_BIG)
+
+
+class OrderPipeline:
+    """Orders for the PENDING items of one job, after its snapshot; leftovers stay PENDING."""
+
+    def __init__(self, journal: Journal, job_id: int, client: TelnyxClient,
+                 settings: RunSettings, tracker: Tracker, stop: StopSignal, *,
+                 submit: bool = True) -> None:
+        self.journal = journal
+        self.job_id = job_id
+        self.client = client
+        self.tracker = tracker
+        self.stop = stop
+        self.size = settings.bulk_size
+        self.concurrency = settings.concurrency
+        self.timeout = settings.order_timeout
+        self.submit_new = submit  # False (--mode patch): only finish orders a crash left open
+        self.unavailable = False  # endpoint missing or refused: the rest goes by PATCH
+        self.lost_posts = 0
+        self.posted = 0
+        self.fatal = FatalBox()
+        self.slots = anyio.Semaphore(MAX_OPEN_ORDERS)
+        tracker.orders_open = 0
+
+    async def run(self) -> FatalBox:
+        """Recover, then rounds of (follow open orders, post new ones) until no order is left."""
+        try:
+            for order in await self.journal.orders(self.job_id, {OrderState.SUBMITTING}):
+                log.info("resume: order %d (%d numbers) may have been posted without its id "
+                         "being saved; reading its numbers back before anything is sent again",
+                         order.id, order.numbers)
+                await self._close(order, OrderState.LOST)
+        except (BulkOpsError, GaveUp) as exc:
+            self._fail(exc)
+            return self.fatal
+        while not self.stop.requested and self.fatal.error is None:
+            followed = posted = 0
+            async with anyio.create_task_group() as tg:
+                self.stop.hard.add(tg.cancel_scope)  # a second Ctrl-C cancels at once
+                for order in await self.journal.orders(self.job_id, {OrderState.OPEN}):
+                    await self.slots.acquire()
+                    self._opened()
+                    tg.start_soon(self._guard, tg.cancel_scope, self._follow, order, None)
+                    followed += 1
+                if self.submit_new and not self.unavailable:
+                    posted = await self._guarded_submit_all(tg)
+            self.stop.hard.discard(tg.cancel_scope)
+            if not (followed or posted) or self.unavailable:
+                break
+        return self.fatal
+
+    def _fail(self, exc: BulkOpsError | GaveUp) -> None:
+        if self.fatal.error is None:
+            self.fatal.error = gave_up_error(exc) if isinstance(exc, GaveUp) else exc
+
+    async def _guard(self, group: anyio.CancelScope, fn: Callable[..., Awaitable[Any]],
+                     *args: Any) -> None:
+        try:
+            await fn(*args)
+        except (BulkOpsError, GaveUp) as exc:
+            self._fail(exc)
+            group.cancel()
+
+    async def _guarded_submit_all(self, tg: anyio.abc.TaskGroup) -> int:
+        before = self.posted
+        await self._guard(tg.cancel_scope, self._submit_all, tg)
+        return self.posted - before
+
+    def _opened(self) -> None:
+        self.tracker.orders_open = (self.tracker.orders_open or 0) + 1
+
+    def _closed(self) -> None:
+        self.tracker.orders_open = max(0, (self.tracker.orders_open or 0) - 1)
+        self.slots.release()
+
+    # --- posting ------------------------------------------------------------------------------
+
+    async def _submit_all(self, tg: anyio.abc.TaskGroup) -> None:
+        """Group what orders may take by (target, generation) and post chunks of --bulk-size."""
+        buckets: dict[tuple[str, int], list[str]] = {}
+        async for page in self.journal.iter_orderable(self.job_id):
+            for number, desired, generation in page:
+                bucket = buckets.setdefault((desired, generation), [])
+                bucket.append(number)
+                while len(bucket) >= (size := self._chunk(generation)):
+                    if not await self._can_post():
+                        return
+                    chunk, bucket[:] = bucket[:size], bucket[size:]
+                    await self._submit(tg, desired, generation, chunk)
+        for (desired, generation), bucket in buckets.items():
+            while bucket:
+                if not await self._can_post():
+                    return
+                size = self._chunk(generation)
+                chunk, bucket[:] = bucket[:size], bucket[size:]
+                await self._submit(tg, desired, generation, chunk)
+
+    def _chunk(self, generation: int) -> int:
+        """Re-orders (of numbers a stuck order held) are cut 4 times smaller: one that gets
+        stuck again then sends fewer numbers to PATCH, at the cost of a few more POSTs."""
+        return self.size if generation == 0 else max(1, self.size // REORDER_SPLIT)
+
+    async def _can_post(self) -> bool:
+        return not (self.stop.requested or self.unavailable or self.fatal.error is not None)
+
+    async def _submit(self, tg: anyio.abc.TaskGroup, desired: str, generation: int,
+                      numbers: Sequence[str]) -> None:
+        await self.slots.acquire()
+        self._opened()
+        order = await self.journal.open_order(self.job_id, desired, numbers, generation)
+        posted_at = time.time()  # the timeout runs from before the POST: never too late
+        try:
+            answer = (await self.client.create_order(desired, numbers)).value
+        except OrdersUnavailable as refused:
+            await self.journal.close_order(self.job_id, order.id, OrderState.REFUSED, (), None)
+            self._closed()
+            if not self.unavailable:
+                log.info("bulk orders unavailable (%s); the whole job goes by PATCH",
+                         refused.info.describe())
+            self.unavailable = True
+            return
+        except GaveUp as gave_up:
+            await self._refused(tg, order, numbers, gave_up)
+            return
+        await self.journal.order_posted(order.id, answer.order_id, posted_at)
+        self.posted += 1
+        log.info("order posted order_id=%s numbers=%d target=%s", answer.order_id, len(numbers),
+                 desired or "unassigned")
+        posted = OrderRecord(order.id, self.job_id, desired, answer.order_id, OrderState.OPEN,
+                             generation, len(numbers), posted_at)
+        tg.start_soon(self._guard, tg.cancel_scope, self._follow, posted, answer.pending)
+
+    async def _refused(self, tg: anyio.abc.TaskGroup, order: OrderRecord,
+                       numbers: Sequence[str], gave_up: GaveUp) -> None:
+        info = gave_up.info
+        if gave_up.retryable:  # no answer after every retry: the order may exist
+            self.lost_posts += 1
+            log.info("order %d got no answer (%s); reading its numbers back", order.id,
+                     info.describe())
+            await self._close(order, OrderState.LOST)
+            self._closed()
+            if self.lost_posts >= LOST_POSTS:
+                log.info("bulk orders kept failing; the rest of the job goes by PATCH")
+                self.unavailable = True
+            return
+        await self.journal.close_order(self.job_id, order.id, OrderState.REFUSED, (), None)
+        self._closed()
+        if _too_big(info) and len(numbers) > 1:
+            self.size = max(1, len(numbers) // 2)
+            log.info("order too big (%s); --bulk-size is now %d", info.describe(), self.size)
+            for start in range(0, len(numbers), self.size):
+                if not await self._can_post():
+                    return
+                await self._submit(tg, order.profile_id, order.generation,
+                                   numbers[start:start + self.size])
+            return
+        # Refused for another reason: per-number PATCHes give each number's own answer.
+        log.info("bulk order refused (%s); the rest of the job goes by PATCH", info.describe())
+        self.unavailable = True
+
+    # --- following ------------------------------------------------------------------------------
+
+    async def _follow(self, order: OrderRecord, pending: Sequence[str] | None) -> None:
+        """Poll until nothing is pending or the order times out; read it back; then PATCH
+        what it left, unless those numbers get their one re-order (a first order timed out).
+        Those numbers are held by no open order any more, so the PATCHes run while other
+        orders are still open (the order's slot is free by then)."""
+        try:
+            ended = await self._poll(order, pending)
+        finally:
+            self._closed()
+        if ended is OrderState.SETTLED or (ended is OrderState.TIMED_OUT and order.generation):
+            await self._patch_left(order)
+
+    async def _patch_left(self, order: OrderRecord) -> None:
+        if self.stop.requested:
+            return
+        source = self.journal.iter_order_items(order.job_id, order.id, ItemState.PENDING)
+        fatal = await write_from(self.journal, source, Writer(self.journal, self.client, self.tracker),
+                                 concurrency=self.concurrency, stop=self.stop)
+        if fatal.error is not None:
+            raise fatal.error
+
+    async def _poll(self, order: OrderRecord, pending: Sequence[str] | None) -> OrderState | None:
+        assert order.order_id is not None and order.posted_at is not None
+        interval = POLL_FIRST
+        while True:
+            if pending is not None and not pending:
+                await self._close(order, OrderState.SETTLED)
+                return OrderState.SETTLED
+            left = order.posted_at + self.timeout - time.time()
+            if left <= 0 and pending is not None:
+                log.info("order timed out order_id=%s pending=%d after %.0fs; reading its "
+                         "numbers back", order.order_id, len(pending), self.timeout)
+                await self._close(order, OrderState.TIMED_OUT)
+                return OrderState.TIMED_OUT
+            if pending is not None:  # the first poll of a resumed order goes out at once
+                with anyio.move_on_after(max(0.0, min(interval, left))):
+                    await self.stop.event.wait()
+                if self.stop.requested:
+                    return None  # stays OPEN in the journal: the next run polls it again
+                interval = min(POLL_MAX, interval * POLL_BACKOFF)
+            try:
+                pending = (await self.client.get_order(order.order_id)).value.pending
+            except OrdersUnavailable as refused:
+                self._lost(order, refused.info)
+                await self._close(order, OrderState.LOST)
+                return OrderState.LOST
+            except GaveUp as gave_up:
+                if gave_up.retryable:
+                    pending = pending if pending is not None else _UNKNOWN
+                    continue  # the server is struggling: keep polling until the timeout
+                self._lost(order, gave_up.info)
+                await self._close(order, OrderState.LOST)
+                return OrderState.LOST
+
+    def _lost(self, order: OrderRecord, info: ApiErrorInfo) -> None:
+        log.info("order %s cannot be polled (%s); reading its numbers back", order.order_id,
+                 info.describe())
+        self.lost_posts += 1
+        if self.lost_posts >= LOST_POSTS:  # a server that forgets orders: stop re-ordering
+            log.info("bulk orders kept getting lost; the rest of the job goes by PATCH")
+            self.unavailable = True
+
+    async def _close(self, order: OrderRecord, to: OrderState) -> None:
+        """Read the order's numbers back and end it: applied ones DONE, the others PENDING."""
+        numbers = await self.journal.order_numbers(order.id)
+        applied: list[str] = []
+        for start in range(0, len(numbers), SNAPSHOT_BATCH):
+            batch = numbers[start:start + SNAPSHOT_BATCH]
+            entries = await read_states(self.client, batch)
+            applied.extend(e.phone_number for e in entries if e.current == order.profile_id)
+        via = order.order_id or "order"  # LOST before its id was saved: "order", id unknown
+        done = await self.journal.close_order(self.job_id, order.id, to, applied, via)
+        self.tracker.done += done
+        log.info("order %s order_id=%s numbers=%d applied=%d not_applied=%d", to.value,
+                 order.order_id or "unknown", len(numbers), done, len(numbers) - done)
+
+    @property
+    def orders_posted(self) -> int:
+        return self.posted
