@@ -381,7 +381,7 @@ async def test_every_fault_and_order_fault_at_once_converges_in_bulk_mode(
 
 
 def test_job_file_and_flags_set_the_bulk_settings(tmp_path: Path) -> None:
-    from bulkops.cli import _settings, build_parser
+    from bulkops.cli import _job_fields, _settings, build_parser
     from bulkops.config import WriteMode
     from bulkops.errors import InputError
     from bulkops.input.jobfile import load_job_file
@@ -392,7 +392,7 @@ def test_job_file_and_flags_set_the_bulk_settings(tmp_path: Path) -> None:
     job = load_job_file(job_path)
     assert (job.mode, job.bulk_size, job.bulk_min, job.order_timeout) == ("bulk", 500, 0, 30.0)
     args = build_parser().parse_args(["run", str(job_path), "--bulk-size", "250"])
-    settings = _settings(args, job)
+    settings = _settings(args, _job_fields(job))
     assert (settings.mode, settings.bulk_size, settings.bulk_min, settings.order_timeout) == (
         WriteMode.BULK, 250, 0, 30.0)  # the flag wins over the job file
     assert _settings(build_parser().parse_args(["run"])).mode is WriteMode.AUTO

@@ -487,7 +487,8 @@ class RateLimiter:
         # first answer to a request sent after it.
         self._report, self._order, self._tight_since = None, None, None
         self._fresh_after = self._hold_until
-        return max(self._hold_until - now, 0.0)
+        # Each until is at most max_server_wait past its own answer: clamp the float residue.
+        return min(max(self._hold_until - now, 0.0), self._max_server_wait)
 
     def _cut(self, slot: Slot, now: float) -> None:
         """Multiplicative decrease, sized when the hold ends: by then the requests started
