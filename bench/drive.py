@@ -51,8 +51,9 @@ def log_to(path: Path) -> None:
 
 
 async def run_in_process(csv_path: Path, journal_path: Path, base_url: str, *,
-                         concurrency: int, name: str = "bench", mode: str = "auto") -> BulkopsRun:
-    """``run_job`` from validation to report, timed from the call to its return."""
+                         concurrency: int, name: str = "bench", mode: str = "patch") -> BulkopsRun:
+    """``run_job`` from validation to report, timed from the call to its return. The PATCH
+    path unless ``mode`` says otherwise: scenarios 1-5 measure it (6 measures orders)."""
     from bulkops.config import RunSettings, Secret, WriteMode
     from bulkops.jobs import JobRequest, run_job
     from bulkops.models import Kind
@@ -67,11 +68,13 @@ async def run_in_process(csv_path: Path, journal_path: Path, base_url: str, *,
     return BulkopsRun(elapsed, dict(summary["counts"]), dict(summary["requests"]), int(result.exit_code))
 
 
-def cli_command(csv_path: Path, journal_path: Path, base_url: str, *, concurrency: int) -> list[str]:
-    """``bulkops run`` as a user types it (through ``python -m bulkops.cli``: no install needed)."""
+def cli_command(csv_path: Path, journal_path: Path, base_url: str, *, concurrency: int,
+                mode: str = "patch") -> list[str]:
+    """``bulkops run`` as a user types it (through ``python -m bulkops.cli``: no install needed);
+    the PATCH path unless ``mode`` says otherwise."""
     return [sys.executable, "-m", "bulkops.cli", "run", "--kind", "assign", "--csv", str(csv_path),
             "--journal", str(journal_path), "--base-url", base_url, "--concurrency",
-            str(concurrency), "--yes", "--json"]
+            str(concurrency), "--yes", "--json", "--mode", mode]
 
 
 def cli_env() -> dict[str, str]:

@@ -158,8 +158,9 @@ def _killed(spec: SandboxSpec, n: int, timeout: float, workdir: Path, *,
         moves = Account.from_dump(box.dump()).moves(n)
         csv_path = write_csv(workdir / "rows.csv", moves)
         box.reset_stats()
-        command = [*drive.cli_command(csv_path, workdir / "job.db", box.base_url, concurrency=32),
-                   "--mode", "bulk", "--order-timeout", f"{timeout:g}", "--bulk-size", str(bulk_size)]
+        command = [*drive.cli_command(csv_path, workdir / "job.db", box.base_url, concurrency=32,
+                                      mode="bulk"),
+                   "--order-timeout", f"{timeout:g}", "--bulk-size", str(bulk_size)]
         started = time.perf_counter()
         kills = 0
         for attempt in range(3):

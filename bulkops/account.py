@@ -97,6 +97,7 @@ class ExportResult:
     path: Path | None  # None: written to stdout
     numbers: int
     profiles: int  # profiles on the account
+    complete: bool = True  # False: the reader of stdout closed it before the end
 
 
 def _filters(query: ExportQuery) -> list[tuple[str, str]]:
@@ -208,10 +209,14 @@ async def _list_into(client: TelnyxClient, writer: _Writer, query: ExportQuery,
     async with anyio.create_task_group() as tg:
         try:
             for listing in listings:
+                first = True
                 async for page, total in client.account_numbers(listing):
                     if tracker is None:
-                        tracker = Tracker("export", total * len(listings))
+                        tracker = Tracker("export", 0)
                         tg.start_soon(partial(show_progress, tracker, interactive=interactive))
+                    if first:  # each listing's own total, known from its first page
+                        tracker.total += total
+                        first = False
                     tracker.done += len(page)
                     fresh = [n for n in page if n.phone_number not in seen
                              and (keep is None or n.profile_id in keep)]
@@ -263,7 +268,7 @@ async def export(
             raise
         _silence_stdout()
         log.info("export stopped: stdout was closed")
-        return ExportResult(None, writer.rows if writer else 0, len(names.profiles))
+        return ExportResult(None, writer.rows if writer else 0, len(names.profiles), complete=False)
     except BaseException:
         if target is not None:
             target.abandon()

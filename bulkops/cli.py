@@ -468,6 +468,10 @@ async def _cmd_export(args: argparse.Namespace) -> int:
     query = ExportQuery(tuple(args.profile), args.unassigned, args.type, args.contains)
     result = await export_numbers(_settings(args), _key(args), output, query, args.format,
                                   interactive=_interactive() and output is not None)
+    if not result.complete:
+        print("export: standard output was closed by its reader before the end; the export "
+              "is incomplete", file=sys.stderr)
+        return 0
     print(f"export: {result.path or 'stdout'} ({result.numbers} numbers)", file=sys.stderr)
     return 0
 
@@ -555,6 +559,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Error: interrupted; run the same command again to resume", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:  # `bulkops report --output - | head`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail again
+        os.close(devnull)
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -146,6 +146,7 @@ class RunSettings:
             "max_retry_seconds": self.policy.max_elapsed,
             "default_region": self.default_region,
             "skip_invalid": self.skip_invalid,
+            "verify": self.verify,
             "mode": self.mode.value,
             "bulk_size": self.bulk_size,
             "bulk_min": self.bulk_min,

@@ -113,7 +113,7 @@ async def execute(
 
     A job that a rollback undid is never written again (that would silently undo the
     rollback): the result says so and nothing is sent."""
-    if undone := await _rolled_back(journal, job_id):
+    if undone := await rolled_back(journal, job_id):
         return undone
     stop = StopSignal()
     error: BulkOpsError | None = None
@@ -142,7 +142,8 @@ async def execute(
     return result
 
 
-async def _rolled_back(journal: Journal, job_id: int) -> JobResult | None:
+async def rolled_back(journal: Journal, job_id: int) -> JobResult | None:
+    """The idle result to give instead of writing ``job_id`` again, when a rollback undid it."""
     undid = []
     for rollback in await journal.rollbacks_of(job_id):
         counts = await journal.counts(rollback.id)  # one that stopped before sending undid nothing
@@ -164,6 +165,10 @@ async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings
     if recovered:
         log.info("resume: %d row(s) were in flight when the last run stopped; each is read back "
                  "before it is sent again", recovered)
+    before = await journal.counts(job_id)
+    # Rows earlier runs finished: the progress bar starts there, and counts what the snapshot
+    # of this run settles as skipped, not as resumed.
+    finished_before = before.total - before.get(ItemState.PENDING) - before.get(ItemState.ORDERED)
     # Nobody to approve a plan (--yes, cron): read back and write as one pipeline.
     pipelined = settings.assume_yes or confirm is None
     summary: PlanSummary | None = None
@@ -177,14 +182,7 @@ async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings
                  summary.change, summary.in_place, summary.not_on_account, summary.left_alone)
         if (summary.writes > settings.confirm_threshold and confirm is not None
                 and not await confirm(summary)):
-            # Cancelled, so no other command (retry-failed, report's default) picks it up.
-            await journal.set_job_state(job_id, JobState.CANCELLED)
-            log.info("job cancelled job=%d: not confirmed, nothing was sent", job_id)
-            again = ("run `bulkops rollback` again to be asked again" if job.kind is Kind.ROLLBACK
-                     else f"the journal {journal.path} is kept: run the same command again to be "
-                     "asked again, with --yes to skip the question")
-            raise Interrupted(f"not confirmed; nothing was sent and job #{job_id} is cancelled; "
-                              + again)
+            await _declined(journal, job)
     await journal.set_job_state(job_id, JobState.RUNNING)
     use_orders, snapshotted = await _use_orders(journal, job_id, client, settings, stop,
                                                 snapshotted=not pipelined)
@@ -193,11 +191,11 @@ async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings
     if use_orders:
         return await _finish(journal, job_id, client, settings, stop, started, summary,
                              await _write_by_orders(journal, job_id, client, settings, stop,
-                                                    interactive=interactive, storm=storm))
+                                                    interactive=interactive, storm=storm,
+                                                    finished_before=finished_before))
     counts = await journal.counts(job_id)
     pending = counts.get(ItemState.PENDING)
-    tracker = Tracker("write", total=counts.total, already=counts.total - pending,
-                      retries=lambda: client.stats.retries)
+    tracker = _tracker(counts, finished_before, client)
     log.info("writes started rows=%d concurrency=%d rate=%s%s", pending, settings.concurrency,
              settings.rate or "server-paced", " (each batch read back first)" if pipelined else "")
     async with anyio.create_task_group() as tg:
@@ -211,6 +209,36 @@ async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings
                                       concurrency=settings.concurrency, stop=stop, storm=storm)
         tg.cancel_scope.cancel()
     return await _finish(journal, job_id, client, settings, stop, started, summary, fatal)
+
+
+def _tracker(counts: Counts, finished_before: int, client: TelnyxClient) -> Tracker:
+    """The write phase's counters: rows earlier runs finished are ``already``; rows finished
+    since this run started (the snapshot found them in place) are ``skipped``."""
+    tracker = Tracker("write", total=counts.total, already=finished_before,
+                      retries=lambda: client.stats.retries)
+    left = counts.get(ItemState.PENDING) + counts.get(ItemState.ORDERED)
+    tracker.skipped = counts.total - left - finished_before
+    return tracker
+
+
+async def _declined(journal: Journal, job: JobRecord) -> None:
+    """The operator said no. A job that never wrote is cancelled, so no other command
+    (retry-failed, report's default) picks it up; one that already wrote keeps its progress
+    and stays resumable (a cancelled job could no longer be rolled back)."""
+    if not job.state.ran:
+        await journal.set_job_state(job.id, JobState.CANCELLED)
+        log.info("job cancelled job=%d: not confirmed, nothing was sent", job.id)
+        again = ("run `bulkops rollback` again to be asked again" if job.kind is Kind.ROLLBACK
+                 else f"the journal {journal.path} is kept: run the same command again to be "
+                 "asked again, with --yes to skip the question")
+        raise Interrupted(f"not confirmed; nothing was sent and job #{job.id} is cancelled; "
+                          + again)
+    await journal.flush()
+    await journal.set_job_state(job.id, JobState.INTERRUPTED)
+    log.info("job interrupted job=%d: not confirmed, nothing more was sent", job.id)
+    raise Interrupted(f"not confirmed; nothing more was sent. Job #{job.id} keeps what it did "
+                      f"so far in {journal.path}: run the same command again to be asked again, "
+                      "with --yes to skip the question")
 
 
 async def _finish(journal: Journal, job_id: int, client: TelnyxClient, settings: RunSettings,
@@ -256,12 +284,12 @@ async def _use_orders(journal: Journal, job_id: int, client: TelnyxClient,
 
 async def _write_by_orders(journal: Journal, job_id: int, client: TelnyxClient,
                            settings: RunSettings, stop: StopSignal, *,
-                           interactive: bool, storm: FailureStorm) -> FatalBox:
+                           interactive: bool, storm: FailureStorm,
+                           finished_before: int) -> FatalBox:
     """Orders for what they can take, then one PATCH for each number they left."""
     counts = await journal.counts(job_id)
     total = counts.get(ItemState.PENDING) + counts.get(ItemState.ORDERED)
-    tracker = Tracker("write", total=counts.total, already=counts.total - total,
-                      retries=lambda: client.stats.retries)
+    tracker = _tracker(counts, finished_before, client)
     orders = OrderPipeline(journal, job_id, client, settings, tracker, stop,
                            submit=settings.mode is not WriteMode.PATCH)
     log.info("writes started rows=%d by bulk orders of up to %d numbers (mode %s), then PATCH "

@@ -24,7 +24,9 @@ from typing import Any
 from bulkops.account import ExportQuery, ExportResult, ProfileCount, export, profiles_with_counts
 from bulkops.config import RunSettings, Secret
 from bulkops.errors import ApiError, ApiUnreachable, InputError, JournalError
-from bulkops.execute import Confirm, JobResult, execute, make_client, snapshot_pending
+from bulkops.execute import (
+    Confirm, JobResult, execute, make_client, rolled_back, snapshot_pending,
+)
 from bulkops.input.loading import (
     LoadReport, check_profiles, freeze_migrations, load_rows, profiles_in_use,
 )
@@ -56,13 +58,18 @@ async def _job(journal: Journal, job_id: int) -> JobRecord:
 
 
 def _api_hint(err: ApiError, base_url: str, then: str) -> ApiError:
-    """An unreachable API named as such: the base URL and what to check, then what next."""
+    """An unreachable API named as such: the base URL and what to check, then ``then`` (what
+    next); any other fatal answer says to fix it first."""
     if isinstance(err, ApiUnreachable):
         err.message += (f"\nCheck that {base_url} is the API's address (--base-url or "
                         "$TELNYX_API_BASE_URL), that this host can reach it (network, proxy, "
                         "firewall) and the API's status page.")
-    if then and "run the same command again" not in err.message:
-        err.message += f"\n{then}"
+    if "run the same command again" in err.message:
+        return err
+    if isinstance(err, ApiUnreachable):
+        err.message += f"\n{then}" if then else ""
+    else:  # a refused key or request: waiting for the API would not help
+        err.message += "\nFix that, then run the same command again."
     return err
 
 
@@ -133,6 +140,8 @@ async def retry_failed(journal_path: Path, settings: RunSettings | SettingsFor, 
         if not job.state.ran:
             raise InputError(f"job #{job.id} of {journal_path} never ran ({job.state.value}); "
                              "there is nothing to retry")
+        if undone := await rolled_back(journal, job.id):
+            return undone  # before any reset: a job a rollback undid keeps its rows as they are
         counts = await journal.counts(job.id)
         waiting = counts.get(ItemState.PENDING) + counts.get(ItemState.IN_FLIGHT)
         if waiting and job.state is not JobState.ABORTED:
@@ -259,12 +268,19 @@ def _check_same_job(journal: Journal, job: JobRecord, request: JobRequest) -> No
     if not request.csv_path.is_file():
         log.warning("warning csv %s not found; resuming from the journal alone", request.csv_path)
         return
-    if file_sha256(request.csv_path) != job.csv_sha256:
+    if file_sha256(request.csv_path) == job.csv_sha256:
+        return
+    if job.csv_path and Path(job.csv_path) != request.csv_path.resolve():
         raise JournalError(
-            f"{request.csv_path} has changed since the journal {journal.path} was started from it. "
-            "A journal belongs to one exact file: restore the original CSV to resume, or pass a new "
-            "--journal to start a new job from the changed file."
+            f"the journal {journal.path} belongs to {job.csv_path}, not {request.csv_path}: pass "
+            "the CSV it was started from to resume it, or a new --journal to start a job from "
+            f"{request.csv_path}"
         )
+    raise JournalError(
+        f"{request.csv_path} has changed since the journal {journal.path} was started from it. "
+        "A journal belongs to one exact file: restore the original CSV to resume, or pass a new "
+        "--journal to start a new job from the changed file."
+    )
 
 
 async def _load(journal: Journal, request: JobRequest, settings: RunSettings,

@@ -315,3 +315,49 @@ async def test_rollback_inherits_the_jobs_limits_and_takes_job(sandbox: Sandbox,
     assert json.loads(result.stdout)["counts"]["done"] == 4
     items = await journal_items(journal, 2)
     assert {i.state for i in items.values()} == {ItemState.DONE}
+
+
+async def test_retry_failed_of_a_rolled_back_job_keeps_its_failed_rows_as_they_were(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    numbers = sandbox.numbers()[:3]
+    rows = [(n, other_profile(sandbox, sandbox.profile_of(n))) for n in numbers]
+    csv_path = write_csv(tmp_path / "a.csv", ASSIGN, rows + [("+13125550196", sandbox.profile_ids()[0])])
+    journal = tmp_path / "a.db"
+    assert (await _run(sandbox, csv_path, journal)).returncode == ExitCode.FAILED_ROWS
+    rolled = await run_cli(["rollback", "--journal", journal, "--base-url", sandbox.base_url, "--yes"],
+                           env=cli_env(sandbox.api_key))
+    assert rolled.returncode == 0, rolled.describe()
+    failed_before = {n: i for n, i in (await journal_items(journal)).items()
+                     if i.state is ItemState.FAILED}
+
+    for _ in range(2):  # the second time too: nothing was left half-reset by the first
+        retry = await run_cli(["retry-failed", "--journal", journal, "--job", "1", "--base-url",
+                               sandbox.base_url, "--yes"], env=cli_env(sandbox.api_key))
+        assert retry.returncode == 0 and "rolled back by job #2" in retry.stdout, retry.describe()
+
+    after = await journal_items(journal)
+    assert {n: after[n] for n in failed_before} == failed_before  # state, code, detail kept
+
+
+async def test_declining_a_job_that_already_wrote_keeps_it_resumable_and_rollbackable(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    csv_path, targets = _assign_csv(sandbox, tmp_path / "a.csv", 120)  # above the question threshold
+    journal = tmp_path / "a.db"
+    sandbox.set_ignore_writes(True)  # every write answers 200 and changes nothing: all fail
+    first = await _run(sandbox, csv_path, journal, "--mode", "patch", "--max-consecutive-failures", "0")
+    assert first.returncode == ExitCode.FAILED_ROWS, first.describe()
+    sandbox.set_ignore_writes(False)
+
+    code, screen = await _on_terminal(["retry-failed", "--journal", journal, "--base-url",
+                                       sandbox.base_url, "--mode", "patch"],
+                                      env=cli_env(sandbox.api_key), answer="n")
+
+    assert code == ExitCode.INTERRUPTED and "nothing more was sent" in screen, screen[-2000:]
+    async with await Journal.open(journal, lock=False) as j:
+        assert (await j.job(1)).state is JobState.INTERRUPTED  # never "cancelled": it ran
+    resumed = await _run(sandbox, csv_path, journal, "--mode", "patch")
+    assert resumed.returncode == 0, resumed.describe()
+    assert all(sandbox.profile_of(n) == t for n, t in targets.items())
+    rolled = await run_cli(["rollback", "--journal", journal, "--base-url", sandbox.base_url, "--yes"],
+                           env=cli_env(sandbox.api_key))
+    assert rolled.returncode == 0 and "never started writing" not in rolled.stderr, rolled.describe()

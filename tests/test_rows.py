@@ -210,7 +210,7 @@ def test_missing_file_and_folder_raise_input_errors_naming_the_path(tmp_path: Pa
 
 def test_bad_default_profile_region_or_kind_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "phone_number\n+13125550101\n")
-    with pytest.raises(InputError, match="default profile id.*not a messaging profile id"):
+    with pytest.raises(InputError, match="--profile-id.*not a messaging profile id"):
         read_rows(path, Kind.ASSIGN, default_profile_id=P1[:-1])
     with pytest.raises(InputError, match="only applies to assign jobs"):
         read_rows(path, Kind.UNASSIGN, default_profile_id=P1)

@@ -107,12 +107,13 @@ def _reject_data_or_bad_text(
 
 def _kind_hint(kind: Kind, keys: list[str]) -> str:
     """A hint naming the job kind whose columns the header does have, if any."""
-    for other, cols in REQUIRED_COLUMNS.items():
-        # Never suggest unassign: "run it as an unassign job" on an assign file
-        # whose profile column is misspelt would take every number off its profile.
-        if other not in (kind, Kind.UNASSIGN) and all(c in keys for c in cols):
-            return f"; this looks like {a_kind(other)} file: run it as {a_kind(other)} job"
-    return ""
+    # Never suggest unassign: "run it as an unassign job" on an assign file whose profile
+    # column is misspelt would take every number off its profile.
+    fits = [a_kind(other) for other, cols in REQUIRED_COLUMNS.items()
+            if other not in (kind, Kind.UNASSIGN) and all(c in keys for c in cols)]
+    if not fits:
+        return ""
+    return f"; this looks like {' or '.join(fits)} file: run it as {' or '.join(fits)} job"
 
 
 def check_header(

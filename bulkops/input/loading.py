@@ -201,7 +201,7 @@ async def check_profiles(
         raise InputError(
             f"{csv_path} names {len(missing)} messaging profile(s) this account does not have; "
             "nothing was sent.\n" + "\n".join(missing)
-            + "\nCheck the ids (bulkops lists them with GET /messaging_profiles) and run again."
+            + "\nCheck the ids (`bulkops profiles` lists the account's) and run again."
         )
 
 
@@ -228,8 +228,8 @@ async def freeze_migrations(journal: Journal, job_id: int, client: TelnyxClient)
         log.info("migration listed line=%d from=%s to=%s numbers=%d", migration.line,
                  migration.from_profile_id, migration.to_profile_id, len(numbers))
         if not numbers:
-            log.warning("warning %s line %d: profile %s has 0 numbers; nothing moves from it",
-                        "migrate", migration.line, migration.from_profile_id)
+            log.warning("warning migrate CSV line %d: profile %s has 0 numbers; nothing moves "
+                        "from it", migration.line, migration.from_profile_id)
         listed += len(numbers)
     return listed
 

@@ -78,14 +78,15 @@ def read_rows(
     if default_profile_id is not None:
         if kind is not Kind.ASSIGN:
             raise InputError(
-                f"a default profile id only applies to assign jobs, not {kind.value}; remove it"
+                f"a default profile (--profile-id, or profile_id in the job file) only applies to "
+                f"assign jobs, not {kind.value}; remove it"
             )
         try:
             default = normalize_profile_ref(default_profile_id)
             if not is_profile_id(default):
                 default = lookup.resolve(default)  # the loader lists the profiles first
         except ValueError as err:
-            raise InputError(f"default profile id: {err}") from None
+            raise InputError(f"--profile-id (or profile_id in the job file): {err}") from None
     rows = _Reader(path, kind, default, region, lookup).rows()
     next(rows)  # runs up to the end of the header checks, so InputError raises here
     return cast(Iterator[Row], rows)
@@ -385,8 +386,8 @@ class _Reader:
                 errors.append(self._problem(line, PROFILE, str(err), cells=cells))
         elif self.default is None and not self.unassign_empty:
             message = (
-                "the cell is empty and no default profile is set; write the profile "
-                "UUID, or give a default (--profile-id, or profile_id in the job file)"
+                "the cell is empty and no default profile is set; write the profile's "
+                "UUID or name, or give a default (--profile-id, or profile_id in the job file)"
             )
             errors.append(self._problem(line, PROFILE, message, cells=cells))
         return errors
