@@ -1,6 +1,6 @@
 """`bulkops demo`: the sample jobs against an in-process sandbox, no account, no network.
 
-It shows the whole life of a job: validation, the plan, rate-limited writes
+It shows the whole life of a job: validation, read-back, rate-limited writes
 (the sandbox is limited to 50 requests/s with 20 ms latency, like a small
 account), per-row reports, a second run that sends no write, and a rollback.
 """
@@ -68,7 +68,8 @@ async def run_demo(workdir: Path | None = None) -> int:
             stats = sandbox.stats.as_dict()
         _summary(console, results, stats)
         if workdir is None:
-            console.print("journals and reports were in a temporary folder; keep them with --workdir DIR")
+            console.print("the journals and reports above were in a temporary folder, deleted "
+                          "now; keep them with --workdir DIR")
         else:
             console.print(f"journals and reports are in {folder}")
     return int(max((r.exit_code for r in results), default=ExitCode.OK))

@@ -218,6 +218,7 @@ async def _already_rolled_back(journal: Journal, parent: JobRecord, force: bool)
                  "pass --force to roll back the ones changed since too")
     return JobResult(journal.path, last, counts, idle=True, message=text)
 
+
 @dataclass(frozen=True)
 class JobRequest:
     """What to run: a kind, a CSV and the journal that records it."""

@@ -243,6 +243,8 @@ def summary_lines(job: JobRecord, counts: Counts) -> Iterator[str]:
         f"skipped {s['skipped']}, failed {s['failed']}, pending {s['pending']}"
         + (f", rejected {s['rejected']}" if s["rejected"] else "")
     )
+
+
 def open_private(path: Path, what: str = "report", option: str = "--output") -> int:
     """A file readable by its owner only (reports and plans name every number)."""
     try:

@@ -27,6 +27,7 @@ class LimiterKind(str, Enum):
     SLIDING = "sliding"  # at most `rate` in any trailing window (a log)
     BUCKET = "bucket"  # `rate` tokens, refilled continuously at rate/window per second
 
+
 MAX_NUMBERS = 1_000_000  # the seeded number space holds ~2.8 million long codes; keep memory sane
 DEFAULT_API_KEY = "sandbox-key"
 

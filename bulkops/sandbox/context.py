@@ -35,7 +35,6 @@ class SandboxContext:
             fail_rate=config.order_fail_rate, stuck_rate=config.order_stuck_rate,
         )
 
-
     def current_config(self) -> SandboxConfig:
         """The config with the live rate, faults and ignore_writes settings."""
         return dataclasses.replace(

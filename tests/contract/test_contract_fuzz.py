@@ -71,6 +71,7 @@ def map_body(context: schemathesis.HookContext, body: Any) -> Any:
             body["numbers"] = list(NUMBERS[pick % 10 : pick % 10 + 3])
     return body
 
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
