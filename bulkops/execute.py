@@ -256,7 +256,7 @@ async def _finish(journal: Journal, job_id: int, client: TelnyxClient, settings:
     result = JobResult(journal.path, job, report.counts, plan=summary, report_path=report.path,
                        elapsed=time.monotonic() - started, requests=client.stats.as_dict(),
                        drift=drift)
-    log.info("job finished %s elapsed=%.1fs report=%s", _counts_text(result.counts),
+    log.info("job finished %s elapsed=%.1fs report=%s", _counts_text(result.counts) or "rows=0",
              result.elapsed, report.path)
     return result
 
