@@ -25,7 +25,7 @@ from bulkops.orders import OrderPipeline
 from bulkops.plan import PlanSummary, summarize
 from bulkops.progress import Tracker, show_progress
 from bulkops.report import write_report
-from bulkops.runner import FatalBox, StopSignal, pump, watch_signals, write_items
+from bulkops.runner import FatalBox, StopSignal, pump, watch_signals, write_items, write_pending
 from bulkops.snapshot import (
     SNAPSHOT_CONCURRENCY, item_batches, read_states, snapshot_and_write, take_snapshot,
 )
@@ -146,7 +146,8 @@ async def _rolled_back(journal: Journal, job_id: int) -> JobResult | None:
     undid = []
     for rollback in await journal.rollbacks_of(job_id):
         counts = await journal.counts(rollback.id)  # one that stopped before sending undid nothing
-        if counts.get(ItemState.DONE) + counts.get(ItemState.IN_FLIGHT) + counts.get(ItemState.FAILED):
+        if (counts.get(ItemState.DONE) + counts.get(ItemState.IN_FLIGHT) + counts.get(ItemState.FAILED)
+                + counts.get(ItemState.ORDERED) or await journal.open_order_count(rollback.id)):
             undid.append(rollback)
     if not undid:
         return None
@@ -262,7 +263,7 @@ async def _write_by_orders(journal: Journal, job_id: int, client: TelnyxClient,
     total = counts.get(ItemState.PENDING) + counts.get(ItemState.ORDERED)
     tracker = Tracker("write", total=counts.total, already=counts.total - total,
                       retries=lambda: client.stats.retries)
-    orders = OrderPipeline(journal, job_id, client, settings, tracker, stop,
+    orders = OrderPipeline(journal, job_id, client, settings, tracker, stop, storm,
                            submit=settings.mode is not WriteMode.PATCH)
     log.info("writes started rows=%d by bulk orders of up to %d numbers (mode %s), then PATCH "
              "for what orders leave", total, settings.bulk_size, settings.mode.value)
@@ -274,8 +275,9 @@ async def _write_by_orders(journal: Journal, job_id: int, client: TelnyxClient,
             if left:
                 log.info("orders finished posted=%d; %d number(s) left for PATCH", orders.posted,
                          left)
-            fatal = await write_items(journal, job_id, client, tracker,
-                                      concurrency=settings.concurrency, stop=stop, storm=storm)
+            # The orders' Writer: one failure storm and one failure log cap for the run.
+            fatal = await write_pending(journal, job_id, orders.writer,
+                                        concurrency=settings.concurrency, stop=stop)
         tg.cancel_scope.cancel()
     return fatal
 

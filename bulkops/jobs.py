@@ -134,7 +134,8 @@ async def retry_failed(journal_path: Path, settings: RunSettings | SettingsFor, 
             raise InputError(f"job #{job.id} of {journal_path} never ran ({job.state.value}); "
                              "there is nothing to retry")
         counts = await journal.counts(job.id)
-        waiting = counts.get(ItemState.PENDING) + counts.get(ItemState.IN_FLIGHT)
+        waiting = (counts.get(ItemState.PENDING) + counts.get(ItemState.IN_FLIGHT)
+                   + counts.get(ItemState.ORDERED))
         if waiting and job.state is not JobState.ABORTED:
             again = "bulkops rollback" if job.kind is Kind.ROLLBACK else "bulkops run"
             raise InputError(f"job #{job.id} of {journal_path} still has {waiting} row(s) that "
