@@ -25,7 +25,7 @@ from bulkops.orders import OrderPipeline
 from bulkops.plan import PlanSummary, summarize
 from bulkops.progress import Tracker, show_progress
 from bulkops.report import write_report
-from bulkops.runner import FatalBox, StopSignal, pump, watch_signals, write_items
+from bulkops.runner import FatalBox, StopSignal, pump, watch_signals, write_items, write_pending
 from bulkops.snapshot import (
     SNAPSHOT_CONCURRENCY, item_batches, read_states, snapshot_and_write, take_snapshot,
 )
@@ -147,7 +147,8 @@ async def rolled_back(journal: Journal, job_id: int) -> JobResult | None:
     undid = []
     for rollback in await journal.rollbacks_of(job_id):
         counts = await journal.counts(rollback.id)  # one that stopped before sending undid nothing
-        if counts.get(ItemState.DONE) + counts.get(ItemState.IN_FLIGHT) + counts.get(ItemState.FAILED):
+        if (counts.get(ItemState.DONE) + counts.get(ItemState.IN_FLIGHT) + counts.get(ItemState.FAILED)
+                + counts.get(ItemState.ORDERED) or await journal.open_order_count(rollback.id)):
             undid.append(rollback)
     if not undid:
         return None
@@ -290,7 +291,7 @@ async def _write_by_orders(journal: Journal, job_id: int, client: TelnyxClient,
     counts = await journal.counts(job_id)
     total = counts.get(ItemState.PENDING) + counts.get(ItemState.ORDERED)
     tracker = _tracker(counts, finished_before, client)
-    orders = OrderPipeline(journal, job_id, client, settings, tracker, stop,
+    orders = OrderPipeline(journal, job_id, client, settings, tracker, stop, storm,
                            submit=settings.mode is not WriteMode.PATCH)
     log.info("writes started rows=%d by bulk orders of up to %d numbers (mode %s), then PATCH "
              "for what orders leave", total, settings.bulk_size, settings.mode.value)
@@ -302,8 +303,9 @@ async def _write_by_orders(journal: Journal, job_id: int, client: TelnyxClient,
             if left:
                 log.info("orders finished posted=%d; %d number(s) left for PATCH", orders.posted,
                          left)
-            fatal = await write_items(journal, job_id, client, tracker,
-                                      concurrency=settings.concurrency, stop=stop, storm=storm)
+            # The orders' Writer: one failure storm and one failure log cap for the run.
+            fatal = await write_pending(journal, job_id, orders.writer,
+                                        concurrency=settings.concurrency, stop=stop)
         tg.cancel_scope.cancel()
     return fatal
 

@@ -24,9 +24,7 @@ from typing import Any
 from bulkops.account import ExportQuery, ExportResult, ProfileCount, export, profiles_with_counts
 from bulkops.config import RunSettings, Secret
 from bulkops.errors import ApiError, ApiUnreachable, InputError, JournalError
-from bulkops.execute import (
-    Confirm, JobResult, execute, make_client, rolled_back, snapshot_pending,
-)
+from bulkops.execute import Confirm, JobResult, execute, make_client, rolled_back, snapshot_pending
 from bulkops.input.loading import (
     LoadReport, check_profiles, freeze_migrations, load_rows, profiles_in_use,
 )
@@ -38,6 +36,7 @@ from bulkops.models import Counts, Kind
 from bulkops.plan import write_plan_csv
 from bulkops.report import ReportResult, open_private, summary_dict, write_report
 from bulkops.runner import StopSignal, gave_up_error
+from bulkops.storm import FailureStormError
 from bulkops.telnyx.client import TelnyxClient
 from bulkops.telnyx.retry import GaveUp
 
@@ -64,8 +63,8 @@ def _api_hint(err: ApiError, base_url: str, then: str) -> ApiError:
         err.message += (f"\nCheck that {base_url} is the API's address (--base-url or "
                         "$TELNYX_API_BASE_URL), that this host can reach it (network, proxy, "
                         "firewall) and the API's status page.")
-    if "run the same command again" in err.message:
-        return err
+    if "run the same command again" in err.message or isinstance(err, FailureStormError):
+        return err  # it already says what to do next (a storm: retry-failed once fixed)
     if isinstance(err, ApiUnreachable):
         err.message += f"\n{then}" if then else ""
     else:  # a refused key or request: waiting for the API would not help
@@ -143,7 +142,8 @@ async def retry_failed(journal_path: Path, settings: RunSettings | SettingsFor, 
         if undone := await rolled_back(journal, job.id):
             return undone  # before any reset: a job a rollback undid keeps its rows as they are
         counts = await journal.counts(job.id)
-        waiting = counts.get(ItemState.PENDING) + counts.get(ItemState.IN_FLIGHT)
+        waiting = (counts.get(ItemState.PENDING) + counts.get(ItemState.IN_FLIGHT)
+                   + counts.get(ItemState.ORDERED))
         if waiting and job.state is not JobState.ABORTED:
             again = "bulkops rollback" if job.kind is Kind.ROLLBACK else "bulkops run"
             raise InputError(f"job #{job.id} of {journal_path} still has {waiting} row(s) that "

@@ -16,8 +16,17 @@ profile and answers an ``order_id``; ``GET .../{order_id}`` shows its ``success`
 
 A crash leaves orders SUBMITTING (maybe posted, id unknown: read back, then LOST) or OPEN
 (polled again, never posted again). No number is PATCHed while an order holding it is open,
-as Telnyx warns a pending order can overwrite a change made meanwhile; the caller PATCHes
-whatever is still PENDING once every order is over.
+as Telnyx warns a pending order can overwrite a change made meanwhile: the pipeline PATCHes
+each settled order's leftovers itself once that order is over, while other orders are still
+open; the caller PATCHes whatever is still PENDING once every order is over (numbers of refused
+or lost orders when orders became unavailable).
+
+Bounds: at most MAX_OPEN_ORDERS orders are open at once, each with at most one request in
+flight (its POST, a poll or a read-back); the PATCHes for every order's leftovers share one
+``CapacityLimiter(--concurrency)`` and one ``Writer`` (its failure storm and its log cap are
+the run's). So requests in flight never exceed --concurrency plus the open orders. Ctrl-C
+works as in ``runner.pump``: no new order is posted, polls stop (open orders stay OPEN for the
+next run), what is in flight gets a grace period, a second Ctrl-C cancels at once.
 """
 
 from __future__ import annotations
@@ -31,13 +40,14 @@ import anyio
 
 from bulkops.config import RunSettings
 from bulkops.errors import BulkOpsError
-from bulkops.journal.records import OrderRecord
+from bulkops.journal.records import Item, OrderRecord
 from bulkops.journal.states import ItemState, OrderState
 from bulkops.journal.store import Journal
 from bulkops.models import ApiErrorInfo
 from bulkops.progress import Tracker
-from bulkops.runner import FatalBox, StopSignal, Writer, gave_up_error, write_from
+from bulkops.runner import GRACE, FatalBox, StopSignal, Writer, write_from
 from bulkops.snapshot import SNAPSHOT_BATCH, read_states
+from bulkops.storm import FailureStorm
 from bulkops.telnyx.client import OrdersUnavailable, TelnyxClient
 from bulkops.telnyx.retry import GaveUp
 
@@ -49,9 +59,15 @@ POLL_BACKOFF = 1.5
 # Telnyx's other bulk number API allows 20 pending jobs per account (API-NOTES).
 MAX_OPEN_ORDERS = 20
 REORDER_SPLIT = 4
-LOST_POSTS = 3  # POSTs without an answer (retries exhausted) before the job turns to PATCH
+VIA_UNKNOWN_ORDER = "order (id unknown)"  # report ``via`` of a number a lost order applied
+LOST_POSTS = 3  # POSTs without a usable answer before the job turns to PATCH
 _UNKNOWN = ("(not polled yet)",)  # pending list of an order whose first poll failed
 _TOO_BIG = ("at most", "too many", "too large", "too big", "maximum", "exceed", "split", "limit")
+
+
+def _answered_unreadable(info: ApiErrorInfo) -> bool:
+    """A 2xx whose body could not be read: the server took the order, id unknown."""
+    return info.status is not None and 200 <= info.status < 300
 
 
 def _too_big(info: ApiErrorInfo) -> bool:
@@ -66,8 +82,8 @@ class OrderPipeline:
     """Orders for the PENDING items of one job, after its snapshot; leftovers stay PENDING."""
 
     def __init__(self, journal: Journal, job_id: int, client: TelnyxClient,
-                 settings: RunSettings, tracker: Tracker, stop: StopSignal, *,
-                 submit: bool = True) -> None:
+                 settings: RunSettings, tracker: Tracker, stop: StopSignal,
+                 storm: FailureStorm, *, submit: bool = True) -> None:
         self.journal = journal
         self.job_id = job_id
         self.client = client
@@ -79,54 +95,67 @@ class OrderPipeline:
         self.submit_new = submit  # False (--mode patch): only finish orders a crash left open
         self.unavailable = False  # endpoint missing or refused: the rest goes by PATCH
         self.lost_posts = 0
-        self.posted = 0
+        self.posted = 0  # orders the server answered with an id
+        self.sent = 0  # POSTs sent, answered or not
         self.fatal = FatalBox()
         self.slots = anyio.Semaphore(MAX_OPEN_ORDERS)
+        self.writer = Writer(journal, client, tracker, storm)  # the run's one Writer
+        self.patching = anyio.CapacityLimiter(settings.concurrency)  # every order's leftovers
+        self.halted = False
         tracker.orders_open = 0
 
     async def run(self) -> FatalBox:
-        """Recover, then rounds of (follow open orders, post new ones) until no order is left."""
-        try:
-            for order in await self.journal.orders(self.job_id, {OrderState.SUBMITTING}):
-                log.info("resume: order %d (%d numbers) may have been posted without its id "
-                         "being saved; reading its numbers back before anything is sent again",
-                         order.id, order.numbers)
-                await self._close(order, OrderState.LOST)
-        except (BulkOpsError, GaveUp) as exc:
-            self._fail(exc)
-            return self.fatal
+        """Recover, then rounds of (follow open orders, post new ones) until no order is left.
+
+        The whole phase runs in one scope a second Ctrl-C cancels, and that the first cancels
+        ``GRACE`` seconds later (as ``runner.pump``)."""
+        async with anyio.create_task_group() as phase:
+            self.stop.hard.add(phase.cancel_scope)
+            timer = anyio.CancelScope()
+            phase.start_soon(self._grace_timer, timer, phase.cancel_scope)
+            try:
+                await self._guard(phase.cancel_scope, self._rounds)
+            finally:
+                timer.cancel()
+                self.stop.hard.discard(phase.cancel_scope)
+        return self.fatal
+
+    async def _grace_timer(self, timer: anyio.CancelScope, phase: anyio.CancelScope) -> None:
+        with timer:
+            await self.stop.event.wait()
+            await anyio.sleep(GRACE)
+            log.info("stop: grace period of %.0fs is over; cancelling requests in flight", GRACE)
+            phase.cancel()
+
+    async def _rounds(self) -> None:
+        for order in await self.journal.orders(self.job_id, {OrderState.SUBMITTING}):
+            if self.stop.requested:
+                return  # it stays SUBMITTING: the next run reads it back
+            log.info("resume: order %d (%d numbers) may have been posted without its id "
+                     "being saved; reading its numbers back before anything is sent again",
+                     order.id, order.numbers)
+            await self._close(order, OrderState.LOST)
         while not self.stop.requested and self.fatal.error is None:
-            followed = posted = 0
+            followed, sent = 0, self.sent
             async with anyio.create_task_group() as tg:
-                self.stop.hard.add(tg.cancel_scope)  # a second Ctrl-C cancels at once
                 for order in await self.journal.orders(self.job_id, {OrderState.OPEN}):
                     await self.slots.acquire()
                     self._opened()
                     tg.start_soon(self._guard, tg.cancel_scope, self._follow, order, None)
                     followed += 1
                 if self.submit_new and not self.unavailable:
-                    posted = await self._guarded_submit_all(tg)
-            self.stop.hard.discard(tg.cancel_scope)
-            if not (followed or posted) or self.unavailable:
+                    await self._guard(tg.cancel_scope, self._submit_all, tg)
+            # A round whose POSTs all went unanswered goes on: their numbers are orderable
+            # again, until LOST_POSTS of them turn the job to PATCH.
+            if not (followed or self.sent - sent) or self.unavailable:
                 break
-        return self.fatal
-
-    def _fail(self, exc: BulkOpsError | GaveUp) -> None:
-        if self.fatal.error is None:
-            self.fatal.error = gave_up_error(exc) if isinstance(exc, GaveUp) else exc
 
     async def _guard(self, group: anyio.CancelScope, fn: Callable[..., Awaitable[Any]],
                      *args: Any) -> None:
         try:
             await fn(*args)
         except (BulkOpsError, GaveUp) as exc:
-            self._fail(exc)
-            group.cancel()
-
-    async def _guarded_submit_all(self, tg: anyio.abc.TaskGroup) -> int:
-        before = self.posted
-        await self._guard(tg.cancel_scope, self._submit_all, tg)
-        return self.posted - before
+            self.fatal.keep(exc, group)
 
     def _opened(self) -> None:
         self.tracker.orders_open = (self.tracker.orders_open or 0) + 1
@@ -168,9 +197,13 @@ class OrderPipeline:
     async def _submit(self, tg: anyio.abc.TaskGroup, desired: str, generation: int,
                       numbers: Sequence[str]) -> None:
         await self.slots.acquire()
+        if not await self._can_post():  # Ctrl-C (or a fatal error) while waiting for a slot
+            self.slots.release()
+            return
         self._opened()
         order = await self.journal.open_order(self.job_id, desired, numbers, generation)
         posted_at = time.time()  # the timeout runs from before the POST: never too late
+        self.sent += 1
         try:
             answer = (await self.client.create_order(desired, numbers)).value
         except OrdersUnavailable as refused:
@@ -195,9 +228,11 @@ class OrderPipeline:
     async def _refused(self, tg: anyio.abc.TaskGroup, order: OrderRecord,
                        numbers: Sequence[str], gave_up: GaveUp) -> None:
         info = gave_up.info
-        if gave_up.retryable:  # no answer after every retry: the order may exist
+        # No answer (client.create_order retries a POST only when it surely never arrived),
+        # or a 2xx whose body is unreadable: either way the order may exist.
+        if gave_up.retryable or _answered_unreadable(info):
             self.lost_posts += 1
-            log.info("order %d got no answer (%s); reading its numbers back", order.id,
+            log.info("order %d got no usable answer (%s); reading its numbers back", order.id,
                      info.describe())
             await self._close(order, OrderState.LOST)
             self._closed()
@@ -238,10 +273,18 @@ class OrderPipeline:
         if self.stop.requested:
             return
         source = self.journal.iter_order_items(order.job_id, order.id, ItemState.PENDING)
-        fatal = await write_from(self.journal, source, Writer(self.journal, self.client, self.tracker),
-                                 concurrency=self.concurrency, stop=self.stop)
-        if fatal.error is not None:
-            raise fatal.error
+        (await write_from(self.journal, source, self._patch, concurrency=self.concurrency,
+                          stop=self.stop)).raise_if_set()
+
+    async def _patch(self, item: Item) -> None:
+        async with self.patching:  # one bound for all orders' pools: --concurrency in flight
+            if self.halted:  # another order's PATCHes met a fatal error (a storm): send no more
+                return
+            try:
+                await self.writer(item)
+            except BaseException:
+                self.halted = True
+                raise
 
     async def _poll(self, order: OrderRecord, pending: Sequence[str] | None) -> OrderState | None:
         assert order.order_id is not None and order.posted_at is not None
@@ -252,8 +295,9 @@ class OrderPipeline:
                 return OrderState.SETTLED
             left = order.posted_at + self.timeout - time.time()
             if left <= 0 and pending is not None:
-                log.info("order timed out order_id=%s pending=%d after %.0fs; reading its "
-                         "numbers back", order.order_id, len(pending), self.timeout)
+                log.info("order timed out order_id=%s pending=%s after %.0fs; reading its "
+                         "numbers back", order.order_id,
+                         "unknown" if pending is _UNKNOWN else len(pending), self.timeout)
                 await self._close(order, OrderState.TIMED_OUT)
                 return OrderState.TIMED_OUT
             if pending is not None:  # the first poll of a resumed order goes out at once
@@ -292,12 +336,8 @@ class OrderPipeline:
             batch = numbers[start:start + SNAPSHOT_BATCH]
             entries = await read_states(self.client, batch)
             applied.extend(e.phone_number for e in entries if e.current == order.profile_id)
-        via = order.order_id or "order"  # LOST before its id was saved: "order", id unknown
+        via = order.order_id or VIA_UNKNOWN_ORDER  # LOST before its id was saved
         done = await self.journal.close_order(self.job_id, order.id, to, applied, via)
         self.tracker.done += done
         log.info("order %s order_id=%s numbers=%d applied=%d not_applied=%d", to.value,
                  order.order_id or "unknown", len(numbers), done, len(numbers) - done)
-
-    @property
-    def orders_posted(self) -> int:
-        return self.posted

@@ -41,6 +41,7 @@ log = logging.getLogger("bulkops")
 T = TypeVar("T")
 
 LOGGED_FAILURES = 20  # per run; the report has every one
+GRACE = 15.0  # seconds requests in flight get after the first Ctrl-C
 
 
 class StopSignal:
@@ -115,7 +116,7 @@ async def pump(
     *,
     concurrency: int,
     stop: StopSignal,
-    grace: float = 15.0,
+    grace: float = GRACE,
 ) -> FatalBox:
     """Hand the items of ``source``'s batches to ``concurrency`` workers until done or stopped.
 
@@ -193,12 +194,12 @@ class Writer:
     """Processes one item: PATCH, read back the answer, record the outcome."""
 
     def __init__(self, journal: Journal, client: TelnyxClient, tracker: Tracker,
-                 storm: FailureStorm | None = None) -> None:
+                 storm: FailureStorm) -> None:
         self.journal = journal
         self.client = client
         self.tracker = tracker
-        self.storm = storm or FailureStorm(0)  # raises FailureStormError: the pool stops
-        self.logged_failures = 0
+        self.storm = storm  # raises FailureStormError: the pool stops (FailureStorm(0): never)
+        self.logged_failures = 0  # one Writer per run: the log cap is per run
 
     async def __call__(self, item: Item) -> None:
         record = self.journal.record
@@ -254,18 +255,24 @@ async def write_items(
     *,
     concurrency: int,
     stop: StopSignal,
-    storm: FailureStorm | None = None,
+    storm: FailureStorm,
 ) -> FatalBox:
     """Send every PENDING item of the job; outcomes land in the journal."""
+    return await write_pending(journal, job_id, Writer(journal, client, tracker, storm),
+                               concurrency=concurrency, stop=stop)
+
+
+async def write_pending(journal: Journal, job_id: int, writer: Writer, *, concurrency: int,
+                        stop: StopSignal) -> FatalBox:
+    """Send every PENDING item of the job with ``writer`` (one per run: see ``Writer``)."""
     return await write_from(journal, journal.iter_items(job_id, {ItemState.PENDING}, batch=500),
-                            Writer(journal, client, tracker, storm), concurrency=concurrency,
-                            stop=stop)
+                            writer, concurrency=concurrency, stop=stop)
 
 
 async def write_from(
     journal: Journal,
     source: AsyncGenerator[list[Item], None],
-    writer: Writer,
+    writer: Callable[[Item], Awaitable[None]],
     *,
     concurrency: int,
     stop: StopSignal,

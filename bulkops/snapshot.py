@@ -81,8 +81,8 @@ async def snapshot_and_write(
     *,
     concurrency: int,
     stop: StopSignal,
+    storm: FailureStorm,
     force: bool = False,
-    storm: FailureStorm | None = None,
 ) -> FatalBox:
     """Snapshot and write as one pipeline: each batch of 250 is read back, then written.
 

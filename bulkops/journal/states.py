@@ -61,10 +61,6 @@ class OrderState(str, Enum):
     LOST = "lost"  # no order_id known (crash before it was journaled, or the server forgot it)
     REFUSED = "refused"  # the POST was refused (too big, endpoint unavailable...): nothing sent
 
-    @property
-    def open(self) -> bool:
-        return self in (OrderState.SUBMITTING, OrderState.OPEN)
-
 
 _OS, _OO, _OT, _OX, _OL, _OR = (OrderState.SUBMITTING, OrderState.OPEN, OrderState.SETTLED,
                                 OrderState.TIMED_OUT, OrderState.LOST, OrderState.REFUSED)

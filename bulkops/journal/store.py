@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from bulkops.errors import JournalError
+from bulkops.errors import JournalError, JournalLockedError
 from bulkops.journal.records import (
     CSV_JOB, Conflict, Item, ItemUpdate, JobRecord, OrderRecord, SnapshotEntry, StagingResult,
 )
@@ -62,11 +62,11 @@ async def _upgrade(path: Path, version: str, *, holding: bool) -> None:
     if not holding:
         try:
             fd = lock_file(path)
-        except JournalError:
-            raise JournalError(f"{path} is a bulkops journal of schema version {version} in use "
-                               "by another bulkops process; wait for it to finish, then run "
-                               "the command again (it is then upgraded to version "
-                               f"{SCHEMA_VERSION})") from None
+        except JournalLockedError:  # other JournalErrors (no lock file) go through unchanged
+            raise JournalLockedError(
+                f"{path} is a bulkops journal of schema version {version} in use by another "
+                "bulkops process; wait for it to finish, then run the command again (it is then "
+                f"upgraded to version {SCHEMA_VERSION})") from None
     conn: Db | None = None
     try:
         conn = await connect(path, read_only=False)
@@ -129,7 +129,11 @@ class Journal:
     @classmethod
     async def open(cls, path: Path, *, lock: bool = True) -> Journal:
         """An existing journal, validated read-only first; never repaired or replaced.
-        ``lock=False``: read-only and unlocked, for status and report while a run holds it."""
+
+        A journal of an older schema version (1) is upgraded in place first, under the lock
+        (taken just for the upgrade when ``lock=False``; one another bulkops process holds is
+        refused, JournalLockedError); nothing else is ever changed on open.
+        ``lock=False``: then read-only and unlocked, for status and report while a run holds it."""
         path = Path(path)
         if not path.is_file():
             what = "is not a file" if path.exists() else "does not exist"

@@ -32,7 +32,7 @@ from bulkops.telnyx.answers import (
 from bulkops.telnyx.clock import Clock, SystemClock
 from bulkops.telnyx.ratelimit import RateLimiter
 from bulkops.telnyx.retry import (
-    GaveUp, Outcome, Permanent, RateLimited, RetryPolicy, Transient, call_with_retry,
+    GaveUp, NotSent, Outcome, Permanent, RateLimited, RetryPolicy, Transient, call_with_retry,
 )
 
 T = TypeVar("T")
@@ -101,6 +101,7 @@ class _Answer:
 
 
 _CERTIFICATE = "the server's TLS certificate could not be verified"
+_NOT_CONNECTED = "could not connect to the server"
 
 
 def _segment(value: str) -> str:
@@ -231,7 +232,11 @@ class TelnyxClient:
     async def create_order(self, profile_id: str, numbers: Sequence[str]) -> Outcome[OrderStatus]:
         """POST a bulk order moving ``numbers`` to ``profile_id`` (``""`` unassigns; never
         null, as for PATCH). ``assign_only``: nothing but the profile changes, as with PATCH.
-        Raises OrdersUnavailable, GaveUp (a 4xx such as "too many numbers"), or AuthError."""
+        Raises OrdersUnavailable, GaveUp (a 4xx such as "too many numbers"), or AuthError.
+
+        Retried only when it surely never counted (429, no connection): otherwise a timeout or
+        5xx raises GaveUp (retryable) at once, as the order may exist; the caller reads its
+        numbers back instead of posting it twice."""
         if not isinstance(profile_id, str):
             raise TypeError("profile_id must be a str: a profile UUID, or '' to unassign (never None)")
         body = orjson.dumps({"messaging_profile_id": profile_id, "numbers": list(numbers),
@@ -351,8 +356,11 @@ class TelnyxClient:
     # --- one call: retries around attempts ------------------------------------------------------
 
     async def _call(self, request: _Request, parse: Callable[[Any], T]) -> Outcome[T]:
+        # A POST (a bulk order) is not safe to repeat: a retry of one that reached the server
+        # would leave a second, untracked order. GET and PATCH (an absolute value) are.
         return await call_with_retry(partial(self._attempt, request, parse), self._policy,
-                                     clock=self._clock, on_retry=self._retried)
+                                     clock=self._clock, on_retry=self._retried,
+                                     repeatable=request.method != "POST")
 
     def _retried(self, attempt: int, error: BaseException, wait: float) -> None:
         self._retries += 1
@@ -383,7 +391,7 @@ class TelnyxClient:
             except TimeoutError:
                 answer = f"no answer within {self._timeout:g} s"
             except aiohttp.ClientConnectorError:
-                answer = "could not connect to the server"
+                answer = _NOT_CONNECTED
             except aiohttp.ClientError as error:
                 answer = f"the connection failed ({type(error).__name__})"
             if not isinstance(answer, str):  # no answer: the gate's exit frees the slot
@@ -397,6 +405,8 @@ class TelnyxClient:
                 )
             self._transport_errors += 1
             detail = f"{request.target}: {answer}"
+            if answer is _NOT_CONNECTED:  # never reached the server: safe to send again
+                raise NotSent(ApiErrorInfo(None, detail=detail), detail)
             raise Transient(ApiErrorInfo(None, detail=detail), detail)
         payload = self._classify(request, answer, wait)
         try:

@@ -10,6 +10,11 @@ Three kinds of failure, decided by the HTTP layer (``client.py``):
   and the held time does not count against ``max_elapsed``.
 - ``Permanent`` (other 4xx): not retried; the row fails with Telnyx's code/title/detail.
 
+A call that is not safe to repeat (``repeatable=False``: a bulk order POST, which would leave a
+second order) is retried only when the request surely never counted: a 429, or ``NotSent`` (no
+connection could be made). Any other transient failure ends it at once, ``GaveUp`` retryable:
+the request may have landed.
+
 ``AuthError`` (and any other exception) is never retried and propagates unchanged; everything
 that ends a call early becomes ``GaveUp``, a row failure.
 """
@@ -58,6 +63,10 @@ class _CallError(Exception):
 
 class Transient(_CallError):
     """Retryable: 408, 5xx, or no response at all (``info.status`` is None)."""
+
+
+class NotSent(Transient):
+    """No connection could be made: the request never reached the server."""
 
 
 class RateLimited(_CallError):
@@ -113,9 +122,11 @@ async def call_with_retry(
     clock: Clock,
     on_retry: Callable[[int, BaseException, float], None] | None = None,
     rng: random.Random | None = None,
+    repeatable: bool = True,
 ) -> Outcome[T]:
     """Call ``fn`` until it succeeds or the policy gives up; ``on_retry(attempt, error, wait)``
-    is told before each retry. Raises ``GaveUp``; other exceptions propagate unchanged."""
+    is told before each retry. Raises ``GaveUp``; other exceptions propagate unchanged.
+    ``repeatable=False``: retry only what surely never counted (429, ``NotSent``)."""
     started = clock.now()
     # Hot path: nearly every call succeeds at once, so tenacity is only set up after a failure.
     try:
@@ -158,7 +169,8 @@ async def call_with_retry(
 
     retrying = AsyncRetrying(
         sleep=clock.sleep,
-        retry=retry_if_exception_type((Transient, RateLimited)),
+        retry=retry_if_exception_type((Transient, RateLimited) if repeatable else
+                                      (NotSent, RateLimited)),
         after=tally_failure,
         wait=wait,
         stop=stop,
