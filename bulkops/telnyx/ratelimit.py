@@ -13,7 +13,9 @@ A request may start (``async with limiter.slot()``) only when all of these agree
    the AIMD cap. ``limit`` changes only when most of the last answers agree on the new
    value; ``window`` is the largest x-ratelimit-reset seen twice in a row among recent
    answers (whole seconds, so the largest is the window). The learned rate never falls
-   below ``MIN_RATE``.
+   below ``MIN_RATE``. A start that comes late keeps one interval of credit; after the pool
+   was idle or held, the next start still waits half an interval, so no two starts share an
+   instant (the server could count them in either order).
 4. **AIMD cap** (headers are hints, a 429 is the fact): a 429 for a request started after the
    last cut caps the rate at ``AIMD_BACKOFF`` times what the server let through in the window
    before it; each clean window raises the cap by ``AIMD_STEP`` (``AIMD_RECOVERY`` while well
@@ -303,7 +305,12 @@ class RateLimiter:
         # the margin and the budget guard cover the pair of starts that can come closer.
         # The operator's ceiling keeps no such credit: never more than `ceiling` a second.
         late_credit = interval if rate != self._ceiling else 0.0
-        self._tat = max(self._tat, now - late_credit) + interval
+        # More than that behind, the pool was not late but idle or held (slow start, a hold,
+        # the guard): the next start still waits half an interval. Two starts at one instant
+        # reach the server in either order, and the guard would keep a reserve for that
+        # stray for the rest of the run.
+        behind = now - self._tat
+        self._tat = (self._tat if behind <= late_credit else now - late_credit / 2) + interval
         probe, self._probe_next = self._probe_next, False
         if probe:
             self._probe_out = True
