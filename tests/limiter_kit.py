@@ -164,6 +164,22 @@ class TokenBucket:
         return 200, budget_headers(self.limit, int(self.tokens), until_full)
 
 
+@dataclass
+class Stalling:
+    """``inner`` behind a server loop that is busy for ``length`` seconds every ``every``
+    seconds (building a page of 250 numbers, say): a request that arrives meanwhile is counted
+    when the loop is free again, later than it started by up to ``length``."""
+
+    inner: Server
+    every: float
+    length: float
+    offset: float = 0.0
+
+    def answer(self, now: float) -> Answer:
+        busy_for = self.length - (now - self.offset) % self.every
+        return self.inner.answer(now + busy_for if busy_for > 0 else now)
+
+
 KINDS: dict[str, Callable[[int], Server]] = {
     "fixed": lambda limit: FixedWindow(limit=limit),
     "fixed-aligned": lambda limit: FixedWindow(limit=limit, aligned=True),
@@ -249,8 +265,11 @@ class Run:
         return self.rate_limited / max(len(self.statuses), 1)
 
     def share_of(self, rate: float) -> float:
-        """Successful requests per second over the run, as a share of ``rate``."""
-        return (len(self.statuses) - self.rate_limited) / (self.finished_at * rate)
+        """Successful requests per second as a share of ``rate``, from the second start (the
+        first after slow start's answer) to the end: the bench's "share of R while writing"
+        leaves that one round trip out too."""
+        paced = sorted(self.starts)[1]
+        return (len(self.statuses) - self.rate_limited - 1) / ((self.finished_at - paced) * rate)
 
 
 async def drive(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from bulkops.telnyx.ratelimit import PACE
-from tests.limiter_kit import KINDS, SlidingWindow, max_in_any_window, simulate
+from tests.limiter_kit import KINDS, SlidingWindow, Stalling, max_in_any_window, simulate
 
 
 def test_no_two_starts_share_an_instant_after_slow_start() -> None:
@@ -36,3 +36,27 @@ def test_every_kind_counting_on_arrival_is_used_at_97_percent_without_429s(kind:
                             jitter=latency / 4, counted_after=0.02)
     assert run.rate_limited == 0
     assert run.share_of(100) >= 0.97
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.11, 0.23])
+@pytest.mark.parametrize("latency", [0.02, 0.08, 0.2])
+def test_a_sliding_log_behind_a_loop_busy_18_ms_at_a_time_draws_no_429(latency: float, offset: float) -> None:
+    """The sandbox's loop is busy about 15 ms while it builds a page of 250 numbers, and counts
+    the requests that arrived meanwhile at once: up to 18 ms after they started. SKEW allows
+    for it, so the request that leaves the log late is never the one a new start relied on."""
+    server = Stalling(SlidingWindow(limit=100), every=0.5, length=0.018, offset=offset)
+    run, limiter = simulate(server, requests=3000, workers=32, latency=latency,
+                            jitter=latency / 4, counted_after=0.02)
+    assert run.rate_limited == 0
+    assert run.share_of(100) >= 0.97
+
+
+@pytest.mark.parametrize("latency", [0.02, 0.08, 0.2])
+def test_a_server_counting_30_ms_late_costs_one_429_then_the_skew_allows_for_it(latency: float) -> None:
+    """Longer stalls than SKEW allows for: the first 429 doubles the skew, and the stalls that
+    follow every 1.3 s draw no more (before, each of them cost a 429 and a 1 s hold)."""
+    server = Stalling(SlidingWindow(limit=100), every=1.3, length=0.03, offset=0.11)
+    run, limiter = simulate(server, requests=3000, workers=32, latency=latency,
+                            jitter=latency / 4, counted_after=0.02)
+    assert run.rate_limited <= 1
+    assert run.share_of(100) >= 0.92

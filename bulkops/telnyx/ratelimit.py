@@ -23,8 +23,14 @@ A request may start (``async with limiter.slot()``) only when all of these agree
 5. **Budget guard**: the freshest trusted ``remaining``, minus our starts since the request it
    answered, plus our starts that have aged out of a sliding window since (the server's refill
    on a sliding log, and on a fixed window by its reset), minus a reserve for out-of-order
-   counting, must stay >= 1. A report lower than our requests explain is believed once the
-   next answers confirm it. When the guard has kept the pool shut longer than ``trust``
+   counting, must stay >= 1. A start ages out a skew (``SKEW``, 20 ms) after the window: the
+   server may count a request that much after it starts (its loop busy with a page of 250
+   numbers, a queue), and a 429 the guard did not see coming doubles the skew (up to
+   ``MAX_SKEW``; it halves again after ``SKEW_MEMORY`` windows without one). Against a
+   sliding log this costs about 2 % of the limit (at most L per W + skew), where one 429's
+   whole-second hold costs 3 % of a 30 s job. The reserve counts only the strays beyond what
+   the skew allows for. A report lower than our requests explain is believed once the next
+   answers confirm it. When the guard has kept the pool shut longer than ``trust``
    times the longest wait a 429 asked for (counting from when it first closed if more budget
    is gone than our own requests used: another client, or a lie), one request goes as a
    probe: answered 200, the headers lose trust (the guard is off after a few); answered 429,
@@ -61,6 +67,10 @@ AIMD_BACKOFF = 0.95  # after a 429: this share of what the server let through in
 AIMD_STEP = 0.005  # per window without a 429, the cap grows by this share
 AIMD_RECOVERY = 0.05  # ... or by this one while under AIMD_BACKOFF of what got through before
 RESERVE_SHARE = 0.05
+SKEW = 0.02  # s: a request may be counted this long after it starts (the server's queue, a
+# busy server loop, the network): it leaves a sliding window that much later than ours
+MAX_SKEW = 0.1  # s: ... however often a 429 says the server counts later still
+SKEW_MEMORY = 60  # windows without a 429 after which a raised skew halves again
 MAX_WINDOW = 60.0  # a longer "window" from x-ratelimit-reset is junk for pacing
 _VOTES = 8  # a new limit needs a majority of the last this many answers that state one
 _WINDOW_MEMORY = 64  # the window is the largest steady reset among this many answers
@@ -186,6 +196,8 @@ class RateLimiter:
         self._allowed = 0.0  # what the server let through per second before the last cut
         self._successes: deque[float] = deque()  # start times of answers that were not 429
         self._cut_pending: float | None = None  # a cut to size once the hold ends: up to when
+        self._skew = SKEW  # how late the server may count a request, doubled by a 429
+        self._skew_since = -math.inf  # when it last changed
         # The budget guard: our start times (seq - _base indexes them), the freshest trusted
         # report, and when the server said its window resets.
         self._starts: list[float] = []
@@ -260,7 +272,7 @@ class RateLimiter:
         claimed = (self._limit or 0) - report.remaining
         if self._limit:
             counted = max(counted, report.seq - claimed + 1 - self._base)
-        refilled = max(bisect_right(starts, now - window), counted)
+        refilled = max(bisect_right(starts, now - window - self._skew), counted)
         need = 1 - (strict + refilled - counted)
         # Used up by our own requests, the budget comes back as they age out; used up by
         # someone else (or only said to be), the guard's word is tested by a probe when it has
@@ -273,7 +285,7 @@ class RateLimiter:
         if self._tight_since is None:
             self._tight_since = now
         index = refilled + need - 1
-        moment = starts[index] + window + 1e-9 if index < len(starts) else self._reset_at
+        moment = starts[index] + window + self._skew + 1e-9 if index < len(starts) else self._reset_at
         if self._probe_out:
             return max(moment - now, 0.0)  # the probe's answer wakes the pool
         probe_at = self._tight_since + self._trust * self._asked_max
@@ -284,9 +296,12 @@ class RateLimiter:
 
     def _reserve(self) -> int:
         """Requests in flight the server may count after its last report although they started
-        before it: as many as its counting order strays from ours (``_note_order``), capped."""
+        before it: as many as its counting order strays from ours (``_note_order``), capped,
+        less the strays the skew already allows for (those it counts up to ``_skew`` late)."""
         drop = self._order.drop if self._order else 0
-        return min(drop, int(RESERVE_SHARE * (self._limit or 0)))
+        limit = self._limit or 0
+        allowed = int(self._skew * limit / self._window_or_default)
+        return min(max(0, drop - allowed), int(RESERVE_SHARE * limit))
 
     async def _nap(self, delay: float) -> None:
         """Sleep for ``delay`` or until a response changes the picture, whichever is first."""
@@ -429,8 +444,8 @@ class RateLimiter:
     def _note_order(self, report: _Report) -> None:
         """Counted in start order, ``remaining + seq`` never drops within a window: it only
         rises, when a window resets or a sliding window or a bucket gives budget back. A drop
-        below the highest mark, beyond what our requests ageing out between the two explain,
-        means requests were counted out of order (latency jitter before the count, another
+        below the highest mark, beyond what our requests ageing out between the two may explain
+        (each edge blurred by the skew), means requests were counted out of order (latency jitter before the count, another
         client on the key). A rise by over half the limit starts a new window of
         observations, and answers from before it (late, out of order) belong to the old one."""
         mark = report.remaining + report.seq
@@ -441,8 +456,8 @@ class RateLimiter:
             self._order = _Order(mark, report.started_at, order.drop, order.since)
         elif report.seq >= order.since:
             window = self._window_or_default
-            aged = max(0, bisect_right(self._starts, order.high_at - window)
-                       - bisect_right(self._starts, report.started_at - window))
+            aged = max(0, bisect_right(self._starts, order.high_at - window + self._skew)
+                       - bisect_right(self._starts, report.started_at - window - self._skew))
             drop = max(order.drop, order.high - mark - aged)
             self._order = _Order(order.high, order.high_at, drop, order.since)
 
@@ -453,6 +468,8 @@ class RateLimiter:
         successes.append(slot.started_at)
         while successes and successes[0] < now - 2 * window - _MAX_ROUND_TRIP:
             successes.popleft()
+        if self._skew > SKEW and now - self._skew_since >= SKEW_MEMORY * window:
+            self._skew, self._skew_since = max(SKEW, self._skew / 2), now
         if slot.probe:  # the headers said no room, the server said yes
             self._doubts += 1
             self._trust /= 2
@@ -503,6 +520,10 @@ class RateLimiter:
         self._cut_seq = self._started
         self._cap_raised_at = now
         self._cut_pending = slot.started_at
+        if self._report is not None:
+            # The budget guard saw room and the server did not: it counts our requests later
+            # than we allowed for (a busy server, a queue), so they stay in its window longer.
+            self._skew, self._skew_since = min(2 * self._skew, MAX_SKEW), now
 
     def _size_cut(self, end: float) -> None:
         """To a share of what the server let through in the window before ``end`` (nothing
