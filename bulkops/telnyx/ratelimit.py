@@ -26,8 +26,9 @@ A request may start (``async with limiter.slot()``) only when all of these agree
    counting, must stay >= 1. A start ages out a skew (``SKEW``, 20 ms) after the window: the
    server may count a request that much after it starts (its loop busy with a page of 250
    numbers, a queue), and a 429 the guard did not see coming doubles the skew (up to
-   ``MAX_SKEW``; it halves again after ``SKEW_MEMORY`` windows without one). Against a
-   sliding log this costs about 2 % of the limit (at most L per W + skew), where one 429's
+   ``MAX_SKEW``; it halves again after ``SKEW_MEMORY`` windows without one). A round trip
+   held up far beyond the usual spread raises the skew to its excess over the fastest until
+   that request has surely left the window. Against a sliding log this costs about 2 % of the limit (at most L per W + skew), where one 429's
    whole-second hold costs 3 % of a 30 s job. The reserve counts only the strays beyond what
    the skew allows for. A report lower than our requests explain is believed once the next
    answers confirm it. When the guard has kept the pool shut longer than ``trust``
@@ -71,6 +72,7 @@ SKEW = 0.02  # s: a request may be counted this long after it starts (the server
 # busy server loop, the network): it leaves a sliding window that much later than ours
 MAX_SKEW = 0.1  # s: ... however often a 429 says the server counts later still
 SKEW_MEMORY = 60  # windows without a 429 after which a raised skew halves again
+_RTT_MEMORY = 64  # round trips kept to tell a usual one from one held up by a busy server
 MAX_WINDOW = 60.0  # a longer "window" from x-ratelimit-reset is junk for pacing
 _VOTES = 8  # a new limit needs a majority of the last this many answers that state one
 _WINDOW_MEMORY = 64  # the window is the largest steady reset among this many answers
@@ -198,6 +200,9 @@ class RateLimiter:
         self._cut_pending: float | None = None  # a cut to size once the hold ends: up to when
         self._skew = SKEW  # how late the server may count a request, doubled by a 429
         self._skew_since = -math.inf  # when it last changed
+        self._round_trips: deque[float] = deque(maxlen=_RTT_MEMORY)
+        self._late = 0.0  # a held-up round trip's skew, in force for the guard until ...
+        self._late_until = -math.inf  # ... the request that showed it has surely aged out
         # The budget guard: our start times (seq - _base indexes them), the freshest trusted
         # report, and when the server said its window resets.
         self._starts: list[float] = []
@@ -272,7 +277,8 @@ class RateLimiter:
         claimed = (self._limit or 0) - report.remaining
         if self._limit:
             counted = max(counted, report.seq - claimed + 1 - self._base)
-        refilled = max(bisect_right(starts, now - window - self._skew), counted)
+        skew = self._skew if now >= self._late_until else max(self._skew, self._late)
+        refilled = max(bisect_right(starts, now - window - skew), counted)
         need = 1 - (strict + refilled - counted)
         # Used up by our own requests, the budget comes back as they age out; used up by
         # someone else (or only said to be), the guard's word is tested by a probe when it has
@@ -285,7 +291,7 @@ class RateLimiter:
         if self._tight_since is None:
             self._tight_since = now
         index = refilled + need - 1
-        moment = starts[index] + window + self._skew + 1e-9 if index < len(starts) else self._reset_at
+        moment = starts[index] + window + skew + 1e-9 if index < len(starts) else self._reset_at
         if self._probe_out:
             return max(moment - now, 0.0)  # the probe's answer wakes the pool
         probe_at = self._tight_since + self._trust * self._asked_max
@@ -468,6 +474,7 @@ class RateLimiter:
         successes.append(slot.started_at)
         while successes and successes[0] < now - 2 * window - _MAX_ROUND_TRIP:
             successes.popleft()
+        self._note_round_trip(slot, now, window)
         if self._skew > SKEW and now - self._skew_since >= SKEW_MEMORY * window:
             self._skew, self._skew_since = max(SKEW, self._skew / 2), now
         if slot.probe:  # the headers said no room, the server said yes
@@ -481,6 +488,22 @@ class RateLimiter:
             cap *= 1 + (AIMD_STEP if cap >= AIMD_BACKOFF * self._allowed else AIMD_RECOVERY)
             limit = self._limit if self._mode is _Mode.LIMITED else None
             self._cap = None if limit and cap >= limit / window else cap  # back to the headers' pace
+
+    def _note_round_trip(self, slot: Slot, now: float, window: float) -> None:
+        """A round trip far beyond the usual spread (past Tukey's fence: the upper quartile plus
+        1.5 interquartile ranges) was held up, by a busy server loop, say, and may have been
+        counted up to its excess over the fastest late: until that request has surely left the
+        server's window, the guard allows for that much skew."""
+        trip = now - slot.started_at
+        trips = self._round_trips
+        if len(trips) >= _RTT_MEMORY // 4:
+            ordered = sorted(trips)
+            low, high = ordered[len(ordered) // 4], ordered[3 * len(ordered) // 4]
+            late = min(trip - ordered[0], MAX_SKEW)
+            if trip > high + 1.5 * (high - low) and late > self._skew:
+                self._late = late if now >= self._late_until else max(self._late, late)
+                self._late_until = max(self._late_until, slot.started_at + window + late)
+        trips.append(trip)
 
     def _hold(self, slot: Slot, budget: ServerBudget, headers: Mapping[str, str], now: float) -> float:
         """A 429: hold every waiter until the server's moment; cut the AIMD cap once per hold."""
@@ -520,7 +543,7 @@ class RateLimiter:
         self._cut_seq = self._started
         self._cap_raised_at = now
         self._cut_pending = slot.started_at
-        if self._report is not None:
+        if self._report is not None and not slot.probe:
             # The budget guard saw room and the server did not: it counts our requests later
             # than we allowed for (a busy server, a queue), so they stay in its window longer.
             self._skew, self._skew_since = min(2 * self._skew, MAX_SKEW), now
