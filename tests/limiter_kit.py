@@ -167,17 +167,20 @@ class TokenBucket:
 @dataclass
 class Stalling:
     """``inner`` behind a server loop that is busy for ``length`` seconds every ``every``
-    seconds (building a page of 250 numbers, say): a request that arrives meanwhile is counted
-    when the loop is free again, later than it started by up to ``length``."""
+    seconds (building a page of 250 numbers, say): a request that arrives meanwhile is counted,
+    and answered, when the loop is free again, later than it started by up to ``length``."""
 
     inner: Server
     every: float
     length: float
     offset: float = 0.0
 
+    def busy_for(self, now: float) -> float:
+        """How long a request arriving at ``now`` waits for the loop (``drive`` sleeps it)."""
+        return max(0.0, self.length - (now - self.offset) % self.every)
+
     def answer(self, now: float) -> Answer:
-        busy_for = self.length - (now - self.offset) % self.every
-        return self.inner.answer(now + busy_for if busy_for > 0 else now)
+        return self.inner.answer(now)
 
 
 KINDS: dict[str, Callable[[int], Server]] = {
@@ -297,6 +300,8 @@ async def drive(
                     run.starts.append(clock.now())
                     delay = max(0.0, latency + rng.uniform(-jitter, jitter))
                     await clock.sleep(delay * counted_after)
+                    if isinstance(server, Stalling):  # the busy loop holds up count and answer
+                        await clock.sleep(server.busy_for(clock.now()))
                     status, headers = server.answer(clock.now())
                     await clock.sleep(delay * (1 - counted_after))
                     held = slot.observe(status, headers)
