@@ -28,14 +28,14 @@ A request may start (``async with limiter.slot()``) only when all of these agree
    numbers, a queue), and a 429 the guard did not see coming doubles the skew (up to
    ``MAX_SKEW``; it halves again after ``SKEW_MEMORY`` windows without one). A round trip
    held up far beyond the usual spread raises the skew to its excess over the fastest until
-   that request has surely left the window. Against a sliding log this costs about 2 % of the limit (at most L per W + skew), where one 429's
-   whole-second hold costs 3 % of a 30 s job. The reserve counts only the strays beyond what
-   the skew allows for. A report lower than our requests explain is believed once the next
-   answers confirm it. When the guard has kept the pool shut longer than ``trust``
-   times the longest wait a 429 asked for (counting from when it first closed if more budget
-   is gone than our own requests used: another client, or a lie), one request goes as a
-   probe: answered 200, the headers lose trust (the guard is off after a few); answered 429,
-   they regain it.
+   that request has surely left the window. Against a sliding log the skew costs about 2 % of
+   the limit (at most L per W + skew), where one 429's whole-second hold costs 3 % of a 30 s
+   job. The reserve counts only the strays beyond what the skew allows for. A report lower
+   than our requests explain is believed once the next answers confirm it. When the guard
+   has kept the pool shut longer than ``trust`` times the longest wait a 429 asked for
+   (counting from when it first closed if more budget is gone than our own requests used:
+   another client, or a lie), one request goes as a probe: answered 200, the headers lose
+   trust (the guard is off after a few); answered 429, they regain it.
 
 Pacing just under the learned rate keeps fixed-window, sliding-window and token-bucket servers
 under their limit; the guard catches what pacing cannot see (another client on the key, a
@@ -451,9 +451,10 @@ class RateLimiter:
         """Counted in start order, ``remaining + seq`` never drops within a window: it only
         rises, when a window resets or a sliding window or a bucket gives budget back. A drop
         below the highest mark, beyond what our requests ageing out between the two may explain
-        (each edge blurred by the skew), means requests were counted out of order (latency jitter before the count, another
-        client on the key). A rise by over half the limit starts a new window of
-        observations, and answers from before it (late, out of order) belong to the old one."""
+        (each edge blurred by the skew), means requests were counted out of order (latency
+        jitter before the count, another client on the key). A rise by over half the limit
+        starts a new window of observations, and answers from before it (late, out of order)
+        belong to the old one."""
         mark = report.remaining + report.seq
         order = self._order
         if order is None or mark - order.high >= max(1, (self._limit or 2) // 2):
