@@ -73,6 +73,7 @@ SKEW = 0.02  # s: a request may be counted this long after it starts (the server
 MAX_SKEW = 0.1  # s: ... however often a 429 says the server counts later still
 SKEW_MEMORY = 60  # windows without a 429 after which a raised skew halves again
 _RTT_MEMORY = 64  # round trips kept to tell a usual one from one held up by a busy server
+_FENCE_EVERY = 16  # answers between two looks at what is usual
 MAX_WINDOW = 60.0  # a longer "window" from x-ratelimit-reset is junk for pacing
 _VOTES = 8  # a new limit needs a majority of the last this many answers that state one
 _WINDOW_MEMORY = 64  # the window is the largest steady reset among this many answers
@@ -109,6 +110,13 @@ class _Order(NamedTuple):
     high_at: float  # when the request that showed it started
     drop: int  # the largest unexplained fall below it
     since: int  # the request whose report opened this window of observations
+
+
+class _Fence(NamedTuple):
+    """The usual round trips: the fastest, and Tukey's fence beyond which one was held up."""
+
+    fastest: float
+    far: float  # the upper quartile plus 1.5 interquartile ranges
 
 
 class _Mode(str, Enum):
@@ -201,6 +209,8 @@ class RateLimiter:
         self._skew = SKEW  # how late the server may count a request, doubled by a 429
         self._skew_since = -math.inf  # when it last changed
         self._round_trips: deque[float] = deque(maxlen=_RTT_MEMORY)
+        self._trips_seen = 0
+        self._fence: _Fence | None = None  # what a usual round trip is, from the last ones
         self._late = 0.0  # a held-up round trip's skew, in force for the guard until ...
         self._late_until = -math.inf  # ... the request that showed it has surely aged out
         # The budget guard: our start times (seq - _base indexes them), the freshest trusted
@@ -497,14 +507,18 @@ class RateLimiter:
         server's window, the guard allows for that much skew."""
         trip = now - slot.started_at
         trips = self._round_trips
-        if len(trips) >= _RTT_MEMORY // 4:
+        trips.append(trip)
+        self._trips_seen += 1
+        if self._trips_seen % _FENCE_EVERY == 0:  # a sort per answer would cost the pool
             ordered = sorted(trips)
             low, high = ordered[len(ordered) // 4], ordered[3 * len(ordered) // 4]
-            late = min(trip - ordered[0], MAX_SKEW)
-            if trip > high + 1.5 * (high - low) and late > self._skew:
+            self._fence = _Fence(ordered[0], high + 1.5 * (high - low))
+        fence = self._fence
+        if fence is not None and trip > fence.far:
+            late = min(trip - fence.fastest, MAX_SKEW)
+            if late > self._skew:
                 self._late = late if now >= self._late_until else max(self._late, late)
                 self._late_until = max(self._late_until, slot.started_at + window + late)
-        trips.append(trip)
 
     def _hold(self, slot: Slot, budget: ServerBudget, headers: Mapping[str, str], now: float) -> float:
         """A 429: hold every waiter until the server's moment; cut the AIMD cap once per hold."""
