@@ -12,8 +12,8 @@ from pathlib import Path
 from bulkops.journal.records import Item
 from bulkops.journal.states import ItemState
 from bulkops.journal.store import Journal
-from bulkops.models import Kind
-from bulkops.report import inert, input_column, open_private
+from bulkops.models import Extra, Kind
+from bulkops.report import REPORT_COLUMNS, Line, inert, input_column, open_private, side_lines
 
 
 class Action(str, Enum):
@@ -91,25 +91,52 @@ async def summarize(journal: Journal, job_id: int, kind: Kind | None = None) -> 
 PLAN_COLUMNS = ["line", "phone_number", "current_profile_id", "desired_profile_id", "action", "note"]
 
 
+_AT = {name: i for i, name in enumerate(REPORT_COLUMNS)}
+
+
+def _side_plan_line(line: Line) -> tuple[list[object], Extra]:
+    """A rejected row or a collapsed duplicate as a plan line: nothing will be sent for it,
+    and its note says why (every problem found, or the line it repeats)."""
+    values, extra = line
+    state = values[_AT["final_state"]]
+    note = values[_AT["error_detail"]] if state == "rejected" else values[_AT["note"]]
+    return [values[_AT["line"]], values[_AT["phone_number"]] or "", "",
+            values[_AT["desired_profile_id"]] or "", state, note or ""], extra
+
+
 async def write_plan_csv(journal: Journal, job_id: int, output: Path) -> PlanSummary:
+    """One line per input line, in input order, as the report has: the items with what the
+    run would do, and the rejected rows and collapsed duplicates it will not send."""
     summary = PlanSummary()
     with os.fdopen(open_private(output, "plan", "--output / --plan-output"), "w", newline="",
                    encoding="utf-8") as handle:
         writer = csv.writer(handle)
         headers: list[str] | None = None
-        async with aclosing(journal.iter_items(job_id, None, batch=5000)) as pages:
+
+        def write(cells: list[object], extra: Extra) -> None:
+            nonlocal headers
+            if headers is None:  # every line of one CSV has the same input columns
+                headers = list(dict.fromkeys(k for k, _ in extra))
+                writer.writerow(PLAN_COLUMNS + [input_column(h) for h in headers])
+            given = dict(reversed(extra)) if headers else {}
+            writer.writerow([*cells, *(inert(given.get(h, "")) for h in headers)])
+
+        async with (aclosing(side_lines(journal, job_id)) as side,
+                    aclosing(journal.iter_items(job_id, None, batch=5000)) as pages):
+            pending = await anext(side, None)
             async for page in pages:
                 for item in page:
-                    if headers is None:  # every line of one CSV has the same input columns
-                        headers = list(dict.fromkeys(k for k, _ in item.extra))
-                        writer.writerow(PLAN_COLUMNS + [input_column(h) for h in headers])
+                    while pending is not None and pending[0] < item.line:
+                        write(*_side_plan_line(pending[1]))
+                        pending = await anext(side, None)
                     action = classify(item)
                     summary.add(action)
                     current = "" if item.on_account is False else (item.prior or "")
-                    cells = dict(reversed(item.extra)) if headers else {}
-                    writer.writerow([item.line, item.phone_number, current, item.desired,
-                                     action.value, item.note or "",
-                                     *(inert(cells.get(h, "")) for h in headers)])
+                    write([item.line, item.phone_number, current, item.desired, action.value,
+                           item.note or ""], item.extra)
+            while pending is not None:
+                write(*_side_plan_line(pending[1]))
+                pending = await anext(side, None)
         if headers is None:
             writer.writerow(PLAN_COLUMNS)
     return summary

@@ -119,8 +119,9 @@ def summary_dict(job: JobRecord, counts: Counts) -> dict[str, Any]:
     }
 
 
-async def _side_lines(journal: Journal, job_id: int) -> AsyncIterator[tuple[int, Line]]:
-    """Rejected rows and collapsed duplicates, merged in input order (each source is)."""
+async def side_lines(journal: Journal, job_id: int) -> AsyncGenerator[tuple[int, Line], None]:
+    """Rejected rows and collapsed duplicates (lines with no item), merged in input order
+    (each source is), for the report and the plan."""
     async def rejected() -> AsyncIterator[tuple[int, Line]]:
         group: list[Problem] = []
         async with aclosing(journal.iter_rejected(job_id)) as pages:
@@ -159,7 +160,7 @@ async def _lines(journal: Journal, job_id: int,
 
 
 async def _input_lines(journal: Journal, job_id: int) -> AsyncGenerator[Line, None]:
-    side = _side_lines(journal, job_id)
+    side = side_lines(journal, job_id)
     pending = await anext(side, None)
     select = ", ".join(column for _, column in ITEM_FIELDS) + ", extra"
     line_at, extra_at = _AT["line"], len(ITEM_FIELDS)  # the extra cells follow ITEM_FIELDS

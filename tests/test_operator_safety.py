@@ -136,6 +136,29 @@ async def test_plan_classifies_a_mixed_job_and_writes_nothing(sandbox: Sandbox, 
     assert lookups == 1  # one request per 250 numbers, not one per number
 
 
+async def test_plan_has_a_line_for_every_input_line_rejected_and_duplicate_ones_included(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    numbers = sandbox.numbers()[:2]
+    rows = [(n, other_profile(sandbox, sandbox.profile_of(n)), "keep") for n in numbers]
+    rows.insert(1, ("312555", sandbox.profile_ids()[0], "typo"))  # line 3: rejected
+    rows.append(rows[0])  # line 5: repeats line 2
+    csv_path = write_csv(tmp_path / "a.csv", ["phone_number", "messaging_profile_id", "note"], rows)
+    request = JobRequest(Kind.ASSIGN, csv_path, tmp_path / "unused.db", "a")
+
+    result = await plan_job(request, settings_for(sandbox, skip_invalid=True),
+                            Secret(sandbox.api_key), output=tmp_path / "plan.csv")
+
+    assert result.plan == PlanSummary(change=2)
+    plan_rows = list(csv.DictReader((tmp_path / "plan.csv").read_text(encoding="utf-8").splitlines()))
+    assert [(r["line"], r["action"]) for r in plan_rows] == [
+        ("2", "will change"), ("3", "rejected"), ("4", "will change"), ("5", "duplicate")]
+    rejected, duplicate = plan_rows[1], plan_rows[3]
+    assert rejected["phone_number"] == "312555" and "312555" in rejected["note"]
+    assert rejected["input_note"] == "typo"
+    assert duplicate["phone_number"] == numbers[0] and "repeats line 2" in duplicate["note"]
+    assert patches(sandbox) == 0
+
+
 async def test_second_run_into_a_fresh_journal_sends_no_write(sandbox: Sandbox, tmp_path: Path) -> None:
     numbers = sandbox.numbers()[:20]
     csv_path = write_csv(tmp_path / "a.csv", ["phone_number", "messaging_profile_id"],
