@@ -201,7 +201,9 @@ async def test_the_report_has_one_line_per_input_line_in_order_with_every_input_
     assert "repeats line 2" in report[2]["note"]
     assert {r["note"] for r in report} != {r["input_note"] for r in report}
     plan_rows = read_report(tmp_path / "plan.csv")
-    assert [r["input_note"] for r in plan_rows] == ["first", "'=SUM(A1)"] and "note" in plan_rows[0]
+    assert [(r["line"], r["action"]) for r in plan_rows] == [
+        ("2", "already in place"), ("3", "rejected"), ("4", "duplicate"), ("5", "already in place")]
+    assert [r["input_note"] for r in plan_rows] == ["first", "typo here", "again", "'=SUM(A1)"]
     assert stdout.returncode == 0 and not (Path.cwd() / "-").exists()
     assert list(csv.DictReader(io.StringIO(stdout.stdout))) == report
 
