@@ -26,9 +26,9 @@ A request may start (``async with limiter.slot()``) only when all of these agree
    counting, must stay >= 1. A start ages out a skew (``SKEW``, 20 ms) after the window: the
    server may count a request that much after it starts (its loop busy with a page of 250
    numbers, a queue), and a 429 the guard did not see coming doubles the skew (up to
-   ``MAX_SKEW``; it halves again after ``SKEW_MEMORY`` windows without one). A round trip
-   held up far beyond the usual spread raises the skew to its excess over the fastest until
-   that request has surely left the window. Against a sliding log the skew costs about 2 % of
+   ``MAX_SKEW``; it halves again after ``SKEW_MEMORY`` windows without one). A request whose
+   round trip was held up far beyond the usual spread ages out later by its excess over the
+   fastest (that one request only). Against a sliding log the skew costs about 2 % of
    the limit (at most L per W + skew), where one 429's whole-second hold costs 3 % of a 30 s
    job. The reserve counts only the strays beyond what the skew allows for. A report lower
    than our requests explain is believed once the next answers confirm it. When the guard
@@ -211,8 +211,9 @@ class RateLimiter:
         self._round_trips: deque[float] = deque(maxlen=_RTT_MEMORY)
         self._trips_seen = 0
         self._fence: _Fence | None = None  # what a usual round trip is, from the last ones
-        self._late = 0.0  # a held-up round trip's skew, in force for the guard until ...
-        self._late_until = -math.inf  # ... the request that showed it has surely aged out
+        # Requests whose round trip was held up far beyond the usual: (seq, when it has surely
+        # left the server's window), kept until then.
+        self._held_up: deque[tuple[int, float]] = deque()
         # The budget guard: our start times (seq - _base indexes them), the freshest trusted
         # report, and when the server said its window resets.
         self._starts: list[float] = []
@@ -287,8 +288,13 @@ class RateLimiter:
         claimed = (self._limit or 0) - report.remaining
         if self._limit:
             counted = max(counted, report.seq - claimed + 1 - self._base)
-        skew = self._skew if now >= self._late_until else max(self._skew, self._late)
-        refilled = max(bisect_right(starts, now - window - skew), counted)
+        refilled = max(bisect_right(starts, now - window - self._skew), counted)
+        held_up = self._held_up
+        while held_up and held_up[0][1] <= now:
+            held_up.popleft()
+        for seq, gone in held_up:  # not aged out yet: nor, to be safe, any start after it
+            if gone > now and counted <= seq - self._base < refilled:
+                refilled = seq - self._base
         need = 1 - (strict + refilled - counted)
         # Used up by our own requests, the budget comes back as they age out; used up by
         # someone else (or only said to be), the guard's word is tested by a probe when it has
@@ -301,7 +307,10 @@ class RateLimiter:
         if self._tight_since is None:
             self._tight_since = now
         index = refilled + need - 1
-        moment = starts[index] + window + skew + 1e-9 if index < len(starts) else self._reset_at
+        moment = starts[index] + window + self._skew + 1e-9 if index < len(starts) else self._reset_at
+        for seq, gone in held_up:
+            if counted <= seq - self._base <= index:
+                moment = max(moment, gone + 1e-9)
         if self._probe_out:
             return max(moment - now, 0.0)  # the probe's answer wakes the pool
         probe_at = self._tight_since + self._trust * self._asked_max
@@ -382,15 +391,16 @@ class RateLimiter:
         if usable:
             self._mode = _Mode.LIMITED
             self._learn_window(budget)
+        held: float | None = None
+        held_up = False  # the round trip was held up far beyond the usual
         if status == 429:
-            held: float | None = self._hold(slot, budget, headers, now)
+            held = self._hold(slot, budget, headers, now)
         else:
-            held = None
             if self._mode is _Mode.PROBING:
                 self._mode = _Mode.UNLIMITED
-            self._succeeded(slot, now)
+            held_up = self._succeeded(slot, now)
         if usable and budget.remaining is not None and slot.started_at >= self._fresh_after:
-            self._learn_budget(slot, budget, now)
+            self._learn_budget(slot, budget, now, held_up=held_up)
         self._settle(slot)
         return held
 
@@ -424,7 +434,7 @@ class RateLimiter:
                 # The largest among recent answers: a window learned from junk is forgotten.
                 self._window = steady if steady >= (self._window or 0.0) else max(resets)
 
-    def _learn_budget(self, slot: Slot, budget: ServerBudget, now: float) -> None:
+    def _learn_budget(self, slot: Slot, budget: ServerBudget, now: float, *, held_up: bool) -> None:
         remaining = budget.remaining
         assert remaining is not None
         report = _Report(slot.seq, slot.started_at, remaining)
@@ -446,7 +456,8 @@ class RateLimiter:
                 if slot.seq <= previous.seq or self._suspects < _SUSPECTS:
                     self._suspects += slot.seq > previous.seq
                     return
-        self._note_order(report)
+        if not held_up:  # counted late, it shows when, not the usual counting order
+            self._note_order(report)
         if previous is not None and slot.seq <= previous.seq:
             return  # an older view of the counter: it only told the counting order
         self._suspects = 0
@@ -464,28 +475,29 @@ class RateLimiter:
         (each edge blurred by the skew), means requests were counted out of order (latency
         jitter before the count, another client on the key). A rise by over half the limit
         starts a new window of observations, and answers from before it (late, out of order)
-        belong to the old one."""
+        belong to the old one. A report of a request whose round trip was held up is left out:
+        counted late, it shows when the server got to it, not the order it keeps."""
         mark = report.remaining + report.seq
         order = self._order
+        window = self._window_or_default
         if order is None or mark - order.high >= max(1, (self._limit or 2) // 2):
             self._order = _Order(mark, report.started_at, 0, report.seq)
         elif mark >= order.high:
-            self._order = _Order(mark, report.started_at, order.drop, order.since)
+            self._order = order._replace(high=mark, high_at=report.started_at)
         elif report.seq >= order.since:
-            window = self._window_or_default
             aged = max(0, bisect_right(self._starts, order.high_at - window + self._skew)
                        - bisect_right(self._starts, report.started_at - window - self._skew))
-            drop = max(order.drop, order.high - mark - aged)
-            self._order = _Order(order.high, order.high_at, drop, order.since)
+            self._order = order._replace(drop=max(order.drop, order.high - mark - aged))
 
-    def _succeeded(self, slot: Slot, now: float) -> None:
-        """An answer that was not a 429: AIMD's count, its additive increase, the probe's verdict."""
+    def _succeeded(self, slot: Slot, now: float) -> bool:
+        """An answer that was not a 429: AIMD's count, its additive increase, the probe's
+        verdict; True when its round trip was held up far beyond the usual."""
         window = self._window_or_default
         successes = self._successes
         successes.append(slot.started_at)
         while successes and successes[0] < now - 2 * window - _MAX_ROUND_TRIP:
             successes.popleft()
-        self._note_round_trip(slot, now, window)
+        held_up = self._note_round_trip(slot, now, window)
         if self._skew > SKEW and now - self._skew_since >= SKEW_MEMORY * window:
             self._skew, self._skew_since = max(SKEW, self._skew / 2), now
         if slot.probe:  # the headers said no room, the server said yes
@@ -499,12 +511,13 @@ class RateLimiter:
             cap *= 1 + (AIMD_STEP if cap >= AIMD_BACKOFF * self._allowed else AIMD_RECOVERY)
             limit = self._limit if self._mode is _Mode.LIMITED else None
             self._cap = None if limit and cap >= limit / window else cap  # back to the headers' pace
+        return held_up
 
-    def _note_round_trip(self, slot: Slot, now: float, window: float) -> None:
+    def _note_round_trip(self, slot: Slot, now: float, window: float) -> bool:
         """A round trip far beyond the usual spread (past Tukey's fence: the upper quartile plus
         1.5 interquartile ranges) was held up, by a busy server loop, say, and may have been
-        counted up to its excess over the fastest late: until that request has surely left the
-        server's window, the guard allows for that much skew."""
+        counted up to its excess over the fastest late: the guard ages that one request out of
+        the window that much later (the others keep the usual skew)."""
         trip = now - slot.started_at
         trips = self._round_trips
         trips.append(trip)
@@ -517,8 +530,9 @@ class RateLimiter:
         if fence is not None and trip > fence.far:
             late = min(trip - fence.fastest, MAX_SKEW)
             if late > self._skew:
-                self._late = late if now >= self._late_until else max(self._late, late)
-                self._late_until = max(self._late_until, slot.started_at + window + late)
+                self._held_up.append((slot.seq, slot.started_at + window + late))
+                return True
+        return False
 
     def _hold(self, slot: Slot, budget: ServerBudget, headers: Mapping[str, str], now: float) -> float:
         """A 429: hold every waiter until the server's moment; cut the AIMD cap once per hold."""
