@@ -149,6 +149,10 @@ class OneRefusal:
         ("retry-after date", lambda now: {"Retry-After": http_date(EPOCH + now + 7)}, None),
         ("x-ratelimit-reset", lambda now: {"X-RateLimit-Reset": "7"}, 7.0),
         ("nothing", lambda now: {}, 1.0),  # default_429_wait
+        # Junk that says "now" or "the past" on a refusal: the default, not a 0 s hold
+        ("reset 0", lambda now: {"x-ratelimit-limit": "100", "x-ratelimit-reset": "0"}, 1.0),
+        ("reset -3", lambda now: {"x-ratelimit-limit": "-5", "x-ratelimit-reset": "-3"}, 1.0),
+        ("retry-after -5", lambda now: {"Retry-After": "-5"}, 1.0),
         ("longer than the SDK's 60 s", lambda now: {"Retry-After": "600"}, 600.0),
         ("capped at max_server_wait", lambda now: {"Retry-After": "5000"}, 900.0),
     ],

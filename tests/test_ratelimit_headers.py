@@ -45,7 +45,7 @@ def test_parse_budget_reads_a_stated_window_a_multidict_and_an_epoch_reset() -> 
         ("120", 120.0),
         (" 3 ", 3.0),
         ("1.5", 1.5),
-        ("-4", 0.0),
+        ("-4", None),  # negative: junk, so a 429 waits the default
         (http_date(EPOCH + 90), 90.0),
         ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # in the past: go now
         ("soon", None),

@@ -91,8 +91,8 @@ def parse_budget(headers: Mapping[str, str], *, wall_now: float | None = None) -
     if reset is not None and reset >= _EPOCH_LIKE:
         epoch = reset / 1000.0 if reset >= _EPOCH_MS_LIKE else reset
         reset = epoch - wall_now if wall_now is not None else None
-    if reset is not None and reset > MAX_RESET:
-        reset = None
+    if reset is not None and not 0 <= reset <= MAX_RESET:
+        reset = None  # negative: junk, not a moment (a 429 then waits the default)
     whole_limit = int(limit) if limit is not None and 1 <= limit <= MAX_LIMIT else None
     left = max(0, int(remaining)) if remaining is not None else None
     if left is not None and (left > MAX_LIMIT or (whole_limit is not None and left > whole_limit)):
@@ -102,7 +102,7 @@ def parse_budget(headers: Mapping[str, str], *, wall_now: float | None = None) -
     return ServerBudget(
         limit=whole_limit,
         remaining=left,
-        reset_after=max(0.0, reset) if reset is not None else None,
+        reset_after=reset,
         window=window if window and window <= MAX_RESET else None,
     )
 
@@ -115,7 +115,7 @@ def parse_retry_after(value: str | None, *, wall_now: float) -> float | None:
     text = value.strip().split(",")[0].strip() if _REPEATED.fullmatch(value) else value.strip()
     if re.fullmatch(r"-?\d+(?:\.\d+)?", text):
         seconds = float(text)
-        return max(0.0, seconds) if math.isfinite(seconds) else None
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None  # negative: junk
     try:
         moment = parsedate_to_datetime(text).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError, OSError):

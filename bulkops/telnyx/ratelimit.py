@@ -542,8 +542,10 @@ class RateLimiter:
             wall_now=self._clock.wall(),
         )
         reset = budget.reset_after
-        if reset is not None and reset > (self._window or MAX_WINDOW):
-            reset = None  # longer than the window it belongs to: junk, not the server's moment
+        if reset is not None and not 0 < reset <= (self._window or MAX_WINDOW):
+            # Longer than the window it belongs to, or "now" on a refusal: junk, not the
+            # server's moment (a reset of 0 would retry the whole pool into the same wall).
+            reset = None
         wait = next(w for w in (retry_after, reset, self._default_429_wait) if w is not None)
         wait = min(wait, self._max_server_wait)
         self._asked_max = max(self._asked_max, wait)
