@@ -110,6 +110,16 @@ async def test_transient_failures_give_up_after_max_attempts_keeping_the_last_er
     assert len(clock.sleeps) == 4
 
 
+async def test_a_call_not_safe_to_repeat_says_it_was_not_repeated_not_that_retries_ran_out() -> None:
+    clock = SteppingClock()
+    with pytest.raises(GaveUp) as caught:
+        await call_with_retry(scripted([transient()], clock), RetryPolicy(max_attempts=5),
+                              clock=clock, repeatable=False)
+    assert caught.value.attempts == 1 and caught.value.retryable
+    assert "not repeated, as it may have landed" in str(caught.value)
+    assert "retries exhausted" not in str(caught.value)
+
+
 async def test_rate_limited_calls_retry_at_once_because_the_limiter_holds_the_pool() -> None:
     clock = SteppingClock()
     outcome = await call_with_retry(

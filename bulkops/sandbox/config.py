@@ -145,9 +145,11 @@ class SandboxConfig:
         if self.bulk_speed <= 0:
             raise ConfigError(f"bulk_speed must be > 0 numbers per second (got {self.bulk_speed!r})")
         _check_probability("unassigned_share", self.unassigned_share)
-        if not isinstance(self.limiter, LimiterKind):
+        try:  # "bucket" as well as LimiterKind.BUCKET
+            object.__setattr__(self, "limiter", LimiterKind(self.limiter))
+        except ValueError:
             kinds = ", ".join(kind.value for kind in LimiterKind)
-            raise ConfigError(f"limiter must be one of {kinds} (got {self.limiter!r})")
+            raise ConfigError(f"limiter must be one of {kinds} (got {self.limiter!r})") from None
         _check_probability("order_fail_rate", self.order_fail_rate)
         _check_probability("order_stuck_rate", self.order_stuck_rate)
         if self.orders_refused not in (0, 403, 404, 405):

@@ -66,9 +66,12 @@ async def rate(request: web.Request) -> web.Response:
     try:
         if not isinstance(new_rate, int) or not isinstance(window, (int, float)):
             raise ConfigError("rate must be an integer and window a number of seconds")
-        if not isinstance(kind, str) or kind not in {k.value for k in LimiterKind}:
-            raise ConfigError(f"limiter must be one of {', '.join(k.value for k in LimiterKind)}")
-        ctx.set_rate(new_rate, float(window), LimiterKind(kind))
+        try:
+            limiter = LimiterKind(kind)
+        except ValueError:
+            raise ConfigError(f"limiter must be one of {', '.join(k.value for k in LimiterKind)}"
+                              ) from None
+        ctx.set_rate(new_rate, float(window), limiter)
     except ConfigError as exc:
         raise invalid(f"Cannot set the rate limit: {exc}", pointer="/", status=400) from None
     return _json({"rate": ctx.limiter.rate, "window": ctx.limiter.window,

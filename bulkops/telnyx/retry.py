@@ -95,8 +95,9 @@ class GaveUp(Exception):
     turns it into the ``ApiError`` that stops the job.
     """
 
-    def __init__(self, info: ApiErrorInfo, attempts: int, *, retryable: bool) -> None:
-        why = "retries exhausted" if retryable else "not retryable"
+    def __init__(self, info: ApiErrorInfo, attempts: int, *, retryable: bool,
+                 why: str | None = None) -> None:
+        why = why or ("retries exhausted" if retryable else "not retryable")
         super().__init__(f"gave up after {attempts} attempt(s), {why}: {info.describe()}")
         self.info = info
         self.attempts = attempts
@@ -190,7 +191,10 @@ async def call_with_retry(
     try:
         value: T = await retrying(attempt)
     except (Transient, RateLimited) as error:
-        raise GaveUp(error.info, attempts, retryable=True) from error
+        # Not safe to repeat and maybe landed: it was never retried, so say that, not "exhausted".
+        landed = not repeatable and isinstance(error, Transient) and not isinstance(error, NotSent)
+        raise GaveUp(error.info, attempts, retryable=True,
+                     why="not repeated, as it may have landed" if landed else None) from error
     except Permanent as error:
         raise GaveUp(error.info, attempts, retryable=False) from error
     return Outcome(value, attempts)

@@ -10,8 +10,10 @@ import argparse
 
 import pytest
 
+from bulkops.errors import ConfigError
 from bulkops.sandbox import LimiterKind, Sandbox
 from bulkops.sandbox.cli import add_arguments, config_from_args
+from bulkops.sandbox.config import SandboxConfig
 from bulkops.sandbox.faults import ODD_RATE_HEADERS, UNLIMITED_NOMINAL, RateLimiter
 from tests.conftest import SandboxFactory
 from tests.sandbox.sandbox_http import Api, enc
@@ -233,3 +235,9 @@ async def test_odd_header_rate_garbles_the_ratelimit_headers_of_that_share(
     ]
     assert all(pair != ("100", str(100 - n - 1)) for n, pair in enumerate(plausible))
     assert len(ODD_RATE_HEADERS) >= 10
+
+
+def test_the_limiter_kind_is_accepted_by_name_and_a_wrong_one_lists_the_kinds() -> None:
+    assert SandboxConfig(limiter="bucket").limiter is LimiterKind.BUCKET  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="limiter must be one of fixed, sliding, bucket"):
+        SandboxConfig(limiter="leaky")  # type: ignore[arg-type]
