@@ -129,9 +129,9 @@ async def retry_failed(journal_path: Path, settings: RunSettings | SettingsFor, 
                        *, job_id: int | None = None, interactive: bool = False,
                        confirm: Confirm | None = None) -> JobResult:
     """Run the failed rows of one job again (after their cause was fixed): ``job_id``, by
-    default the latest job that ran. Nothing else of the job is sent, except after a job was
-    aborted (a failure storm, a refused key): then its unsent rows are sent too, so one
-    command finishes it once the cause is fixed."""
+    default the latest job that ran. A job that stopped before its end (a failure storm, a
+    refused key, Ctrl-C, a crash, "no" at the prompt) also has its unsent rows sent, so one
+    command, run again as its own messages say, finishes it."""
     _require(journal_path)
     started = time.monotonic()
     async with await Journal.open(journal_path) as journal:
@@ -144,11 +144,6 @@ async def retry_failed(journal_path: Path, settings: RunSettings | SettingsFor, 
         counts = await journal.counts(job.id)
         waiting = (counts.get(ItemState.PENDING) + counts.get(ItemState.IN_FLIGHT)
                    + counts.get(ItemState.ORDERED))
-        if waiting and job.state is not JobState.ABORTED:
-            again = "bulkops rollback" if job.kind is Kind.ROLLBACK else "bulkops run"
-            raise InputError(f"job #{job.id} of {journal_path} still has {waiting} row(s) that "
-                             f"were never sent; finish it first (`{again}` resumes it), then "
-                             "retry its failed rows")
         if not counts.get(ItemState.FAILED) and not waiting:
             return JobResult(journal_path, job, counts, idle=True,
                              message=f"job #{job.id} ({job.name}) has no failed rows: nothing to do")

@@ -363,3 +363,21 @@ async def test_declining_a_job_that_already_wrote_keeps_it_resumable_and_rollbac
     rolled = await run_cli(["rollback", "--journal", journal, "--base-url", sandbox.base_url, "--yes"],
                            env=cli_env(sandbox.api_key))
     assert rolled.returncode == 0 and "never started writing" not in rolled.stderr, rolled.describe()
+
+
+async def test_retry_failed_declined_once_finishes_when_run_again_as_its_message_says(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    csv_path, targets = _assign_csv(sandbox, tmp_path / "a.csv", 120)  # above the question threshold
+    journal = tmp_path / "a.db"
+    sandbox.set_ignore_writes(True)  # every write answers 200 and changes nothing: all fail
+    first = await _run(sandbox, csv_path, journal, "--mode", "patch", "--max-consecutive-failures", "0")
+    assert first.returncode == ExitCode.FAILED_ROWS, first.describe()
+    sandbox.set_ignore_writes(False)
+    command = ["retry-failed", "--journal", journal, "--base-url", sandbox.base_url, "--mode", "patch"]
+    code, screen = await _on_terminal(command, env=cli_env(sandbox.api_key), answer="n")
+    assert code == ExitCode.INTERRUPTED and "run the same command again" in screen, screen[-2000:]
+
+    again = await run_cli([*command, "--yes"], env=cli_env(sandbox.api_key))
+
+    assert again.returncode == 0, again.describe()
+    assert all(sandbox.profile_of(n) == t for n, t in targets.items())
