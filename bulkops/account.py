@@ -18,7 +18,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -32,6 +31,7 @@ from bulkops.input.names import ProfileNames
 from bulkops.input.phone import is_profile_id, normalize_profile_ref
 from bulkops.models import AccountNumber, Profile
 from bulkops.progress import Tracker, show_progress
+from bulkops.report import AtomicFile, inert
 from bulkops.telnyx.client import TelnyxClient
 
 log = logging.getLogger("bulkops")
@@ -149,46 +149,13 @@ class _Writer:
                 self.handle.write(("\n" if not self.rows else ",\n") + json.dumps(record))
             else:
                 # A name is the account owner's text: keep a spreadsheet from running it.
-                inert = "'" + name if name[:1] in ("=", "+", "-", "@") else name
-                self.csv.writerow((n.phone_number, profile, inert, n.type, n.messaging_product))
+                self.csv.writerow((n.phone_number, profile, inert(name), n.type,
+                                   n.messaging_product))
             self.rows += 1
 
     def close(self) -> None:
         if self.json:
             self.handle.write("\n]\n" if self.rows else "]\n")
-
-
-class _AtomicFile:
-    """A file created 0600 under a temporary name beside ``path``, renamed over it on commit."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        except OSError as exc:
-            raise InputError(f"cannot write the export {path}: {exc.strerror}; choose another "
-                             "--output") from None
-        os.fchmod(fd, 0o600)
-        self.tmp = Path(tmp)
-        self.handle = os.fdopen(fd, "w", newline="", encoding="utf-8")
-
-    def commit(self) -> None:
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
-        os.replace(self.tmp, self.path)
-        try:
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(dir_fd)  # the rename survives a power cut
-        finally:
-            os.close(dir_fd)
-
-    def abandon(self) -> None:
-        self.handle.close()
-        self.tmp.unlink(missing_ok=True)
 
 
 async def _list_into(client: TelnyxClient, writer: _Writer, query: ExportQuery,
@@ -249,7 +216,7 @@ async def export(
     query.check()
     if fmt not in FORMATS:
         raise InputError(f"--format must be csv or json, not {fmt!r}")
-    target = _AtomicFile(output) if output is not None else None  # a bad path fails first
+    target = AtomicFile(output, "export") if output is not None else None  # a bad path fails first
     names = ProfileNames(())
     writer: _Writer | None = None
     try:

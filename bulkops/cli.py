@@ -367,7 +367,7 @@ async def _cmd_plan(args: argparse.Namespace) -> int:
     if not args.json and result.plan is not None:
         _print_plan(result.plan)
     _print_result(result, args.json)
-    return 0
+    return int(result.exit_code)  # as `run --dry-run`: 3 when rows were rejected
 
 
 async def _cmd_validate(args: argparse.Namespace) -> int:

@@ -41,7 +41,7 @@ Confirm = Callable[[PlanSummary], Awaitable[bool]]
 
 @dataclass
 class JobResult:
-    journal_path: Path
+    journal_path: Path | None  # None: a plan, which keeps no journal
     job: JobRecord
     counts: Counts
     plan: PlanSummary | None = None
@@ -62,7 +62,7 @@ class JobResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "journal": str(self.journal_path),
+            "journal": None if self.journal_path is None else str(self.journal_path),
             "job": self.job.name,
             "kind": self.job.kind.value,
             "state": self.job.state.value,

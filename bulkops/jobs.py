@@ -12,7 +12,6 @@ every entry point.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -34,7 +33,7 @@ from bulkops.journal.states import ItemState, JobState
 from bulkops.journal.store import Journal
 from bulkops.models import Counts, Kind
 from bulkops.plan import write_plan_csv
-from bulkops.report import ReportResult, open_private, summary_dict, write_report
+from bulkops.report import AtomicFile, ReportResult, summary_dict, write_report
 from bulkops.runner import StopSignal, gave_up_error
 from bulkops.storm import FailureStormError
 from bulkops.telnyx.client import TelnyxClient
@@ -358,29 +357,34 @@ async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,
     """Read the current state of every number and say what a run would do; write nothing."""
     started = time.monotonic()
     output = output or request.csv_path.with_name(request.csv_path.stem + ".plan.csv")
-    os.close(open_private(output, "plan", "--output / --plan-output"))  # before any request
-    client = make_client(settings, api_key)
-    with tempfile.TemporaryDirectory(prefix="bulkops-plan-") as tmp:
-        scratch = JobRequest(request.kind, request.csv_path, Path(tmp) / "plan.db", request.name,
-                             request.job_file, request.profile_id)
-        journal, _ = await _open_or_create(scratch, settings)
-        try:
-            with _api_errors(settings.base_url, "Nothing was written and a plan keeps no "
-                             "journal: run the same command again once the API answers."):
-                async with client:
-                    await _load(journal, scratch, settings, client, True)
-                    if request.kind is Kind.MIGRATE:
-                        await freeze_migrations(journal, CSV_JOB, client)
-                    await snapshot_pending(journal, CSV_JOB, client, settings, StopSignal())
-                    summary = await write_plan_csv(journal, CSV_JOB, output)
-                    job = await journal.job(CSV_JOB)
-                    counts = await journal.counts(CSV_JOB)
-                    stats = client.stats.as_dict()
-                result = JobResult(request.journal_path, job, counts, plan=summary, plan_path=output,
-                                   elapsed=time.monotonic() - started, requests=stats)
-                result = await _explain(journal, result, job)
-        finally:
-            await journal.close()
+    # Before any request; an earlier plan at ``output`` stays as it was unless this one is made.
+    plan_file = AtomicFile(output, "plan", "--output / --plan-output")
+    try:
+        client = make_client(settings, api_key)
+        with tempfile.TemporaryDirectory(prefix="bulkops-plan-") as tmp:
+            scratch = JobRequest(request.kind, request.csv_path, Path(tmp) / "plan.db",
+                                 request.name, request.job_file, request.profile_id)
+            journal, _ = await _open_or_create(scratch, settings)
+            try:
+                with _api_errors(settings.base_url, "Nothing was written and a plan keeps no "
+                                 "journal: run the same command again once the API answers."):
+                    async with client:
+                        await _load(journal, scratch, settings, client, True)
+                        if request.kind is Kind.MIGRATE:
+                            await freeze_migrations(journal, CSV_JOB, client)
+                        await snapshot_pending(journal, CSV_JOB, client, settings, StopSignal())
+                        summary = await write_plan_csv(journal, CSV_JOB, plan_file.handle)
+                        plan_file.commit()
+                        job = await journal.job(CSV_JOB)
+                        counts = await journal.counts(CSV_JOB)
+                        stats = client.stats.as_dict()
+                    result = JobResult(None, job, counts, plan=summary, plan_path=output,
+                                       elapsed=time.monotonic() - started, requests=stats)
+                    result = await _explain(journal, result, job)
+            finally:
+                await journal.close()
+    finally:
+        plan_file.abandon()  # after a commit: nothing left to remove
     return result
 
 

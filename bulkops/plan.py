@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import csv
-import os
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
+from typing import IO
 
 from bulkops.journal.records import Item
 from bulkops.journal.states import ItemState
 from bulkops.journal.store import Journal
 from bulkops.models import Extra, Kind
-from bulkops.report import REPORT_COLUMNS, Line, inert, input_column, open_private, side_lines
+from bulkops.report import REPORT_COLUMNS, Line, by_line, inert, input_column, side_lines
 
 
 class Action(str, Enum):
@@ -104,39 +104,35 @@ def _side_plan_line(line: Line) -> tuple[list[object], Extra]:
             values[_AT["desired_profile_id"]] or "", state, note or ""], extra
 
 
-async def write_plan_csv(journal: Journal, job_id: int, output: Path) -> PlanSummary:
+async def write_plan_csv(journal: Journal, job_id: int, handle: IO[str]) -> PlanSummary:
     """One line per input line, in input order, as the report has: the items with what the
     run would do, and the rejected rows and collapsed duplicates it will not send."""
     summary = PlanSummary()
-    with os.fdopen(open_private(output, "plan", "--output / --plan-output"), "w", newline="",
-                   encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        headers: list[str] | None = None
+    writer = csv.writer(handle)
+    headers: list[str] | None = None
 
-        def write(cells: list[object], extra: Extra) -> None:
-            nonlocal headers
+    async def items() -> AsyncGenerator[tuple[int, Item], None]:
+        async with aclosing(journal.iter_items(job_id, None, batch=5000)) as pages:
+            async for page in pages:
+                for item in page:
+                    yield item.line, item
+
+    async with aclosing(by_line(items(), side_lines(journal, job_id))) as lines:
+        async for _, entry in lines:
+            if isinstance(entry, Item):
+                action = classify(entry)
+                summary.add(action)
+                current = "" if entry.on_account is False else (entry.prior or "")
+                cells: list[object] = [entry.line, entry.phone_number, current, entry.desired,
+                                       action.value, entry.note or ""]
+                extra = entry.extra
+            else:
+                cells, extra = _side_plan_line(entry)
             if headers is None:  # every line of one CSV has the same input columns
                 headers = list(dict.fromkeys(k for k, _ in extra))
                 writer.writerow(PLAN_COLUMNS + [input_column(h) for h in headers])
             given = dict(reversed(extra)) if headers else {}
             writer.writerow([*cells, *(inert(given.get(h, "")) for h in headers)])
-
-        async with (aclosing(side_lines(journal, job_id)) as side,
-                    aclosing(journal.iter_items(job_id, None, batch=5000)) as pages):
-            pending = await anext(side, None)
-            async for page in pages:
-                for item in page:
-                    while pending is not None and pending[0] < item.line:
-                        write(*_side_plan_line(pending[1]))
-                        pending = await anext(side, None)
-                    action = classify(item)
-                    summary.add(action)
-                    current = "" if item.on_account is False else (item.prior or "")
-                    write([item.line, item.phone_number, current, item.desired, action.value,
-                           item.note or ""], item.extra)
-            while pending is not None:
-                write(*_side_plan_line(pending[1]))
-                pending = await anext(side, None)
-        if headers is None:
-            writer.writerow(PLAN_COLUMNS)
+    if headers is None:
+        writer.writerow(PLAN_COLUMNS)
     return summary

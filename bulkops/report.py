@@ -10,11 +10,12 @@ import csv
 import json
 import os
 import sys
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+import tempfile
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from bulkops.errors import InputError
 from bulkops.input.header import FROM, PHONE, PROFILE, TO
@@ -119,10 +120,31 @@ def summary_dict(job: JobRecord, counts: Counts) -> dict[str, Any]:
     }
 
 
-async def side_lines(journal: Journal, job_id: int) -> AsyncGenerator[tuple[int, Line], None]:
-    """Rejected rows and collapsed duplicates (lines with no item), merged in input order
-    (each source is), for the report and the plan."""
-    async def rejected() -> AsyncIterator[tuple[int, Line]]:
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+async def by_line(first: AsyncGenerator[tuple[int, A], None],
+                  second: AsyncGenerator[tuple[int, B], None],
+                  ) -> AsyncGenerator[tuple[int, A | B], None]:
+    """Two sources, each in input-line order, merged into one in input-line order (both are
+    closed when the merge is)."""
+    async with aclosing(first), aclosing(second):
+        head_a, head_b = await anext(first, None), await anext(second, None)
+        while head_a is not None or head_b is not None:
+            if head_b is None or (head_a is not None and head_a[0] <= head_b[0]):
+                assert head_a is not None
+                yield head_a
+                head_a = await anext(first, None)
+            else:
+                yield head_b
+                head_b = await anext(second, None)
+
+
+def side_lines(journal: Journal, job_id: int) -> AsyncGenerator[tuple[int, Line], None]:
+    """Rejected rows and collapsed duplicates (lines with no item), in input order, for the
+    report and the plan."""
+    async def rejected() -> AsyncGenerator[tuple[int, Line], None]:
         group: list[Problem] = []
         async with aclosing(journal.iter_rejected(job_id)) as pages:
             async for page in pages:
@@ -134,47 +156,33 @@ async def side_lines(journal: Journal, job_id: int) -> AsyncGenerator[tuple[int,
         if group:
             yield group[0].line, rejected_line(group)
 
-    async def duplicates() -> AsyncIterator[tuple[int, Line]]:
+    async def duplicates() -> AsyncGenerator[tuple[int, Line], None]:
         async with aclosing(journal.iter_duplicates(job_id)) as pages:
             async for page in pages:
                 for line, number, desired, first, extra in page:
                     yield line, duplicate_line(line, number, desired, first, extra)
 
-    sources = [rejected(), duplicates()]
-    heads = [await anext(source, None) for source in sources]
-    while live := [(head[0], i) for i, head in enumerate(heads) if head is not None]:
-        at = min(live)[1]
-        if (head := heads[at]) is not None:
-            yield head
-        heads[at] = await anext(sources[at], None)
+    return by_line(rejected(), duplicates())
 
 
 async def _lines(journal: Journal, job_id: int,
                  names: Mapping[str, str]) -> AsyncGenerator[Line, None]:
     """Every line of the report in input order: one per data line of the input (a migrate
     row: one per number it moved). With ``names``, each line ends with NAME_COLUMN."""
-    async for values, extra in _input_lines(journal, job_id):
-        if names:
-            values.append(names.get(values[_AT["desired_profile_id"]]))
-        yield values, extra
-
-
-async def _input_lines(journal: Journal, job_id: int) -> AsyncGenerator[Line, None]:
-    side = side_lines(journal, job_id)
-    pending = await anext(side, None)
     select = ", ".join(column for _, column in ITEM_FIELDS) + ", extra"
     line_at, extra_at = _AT["line"], len(ITEM_FIELDS)  # the extra cells follow ITEM_FIELDS
-    async with aclosing(journal.iter_rows(job_id, select)) as pages:
-        async for page in pages:
-            for r in page:
-                line = r[line_at]
-                while pending is not None and pending[0] < line:
-                    yield pending[1]
-                    pending = await anext(side, None)
-                yield list(r[:extra_at]), load_extra(r[extra_at])
-    while pending is not None:
-        yield pending[1]
-        pending = await anext(side, None)
+
+    async def item_lines() -> AsyncGenerator[tuple[int, Line], None]:
+        async with aclosing(journal.iter_rows(job_id, select)) as pages:
+            async for page in pages:
+                for r in page:
+                    yield r[line_at], (list(r[:extra_at]), load_extra(r[extra_at]))
+
+    async with aclosing(by_line(item_lines(), side_lines(journal, job_id))) as lines:
+        async for _, (values, extra) in lines:
+            if names:
+                values.append(names.get(values[_AT["desired_profile_id"]]))
+            yield values, extra
 
 
 async def write_report(
@@ -244,6 +252,41 @@ def summary_lines(job: JobRecord, counts: Counts) -> Iterator[str]:
         f"skipped {s['skipped']}, failed {s['failed']}, pending {s['pending']}"
         + (f", rejected {s['rejected']}" if s["rejected"] else "")
     )
+
+
+class AtomicFile:
+    """A file created 0600 under a temporary name beside ``path``, renamed over it on commit:
+    a command that fails halfway leaves the file that was there untouched. Made before any
+    request, so a path that cannot be written fails first."""
+
+    def __init__(self, path: Path, what: str, option: str = "--output") -> None:
+        self.path = path
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        except OSError as exc:
+            raise InputError(f"cannot write the {what} {path}: {exc.strerror}; choose another "
+                             f"{option}") from None
+        os.fchmod(fd, 0o600)
+        self.tmp = Path(tmp)
+        self.handle = os.fdopen(fd, "w", newline="", encoding="utf-8")
+
+    def commit(self) -> None:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+        os.replace(self.tmp, self.path)
+        try:
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(dir_fd)  # the rename survives a power cut
+        finally:
+            os.close(dir_fd)
+
+    def abandon(self) -> None:
+        self.handle.close()
+        self.tmp.unlink(missing_ok=True)
 
 
 def open_private(path: Path, what: str = "report", option: str = "--output") -> int:

@@ -191,7 +191,7 @@ async def test_the_report_has_one_line_per_input_line_in_order_with_every_input_
                           "--skip-invalid", "--output", tmp_path / "plan.csv"], env=cli_env(sandbox.api_key))
     stdout = await run_cli(["report", "--journal", journal, "--output", "-"], env=cli_env())
 
-    assert run.returncode == ExitCode.FAILED_ROWS and plan.returncode == 0, run.describe() + plan.describe()
+    assert run.returncode == plan.returncode == ExitCode.FAILED_ROWS, run.describe() + plan.describe()
     report = read_report(tmp_path / "a.report.csv")
     assert [(r["line"], r["final_state"]) for r in report] == [
         ("2", "done"), ("3", "rejected"), ("4", "duplicate"), ("5", "done")]
