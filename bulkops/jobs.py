@@ -130,7 +130,8 @@ async def retry_failed(journal_path: Path, settings: RunSettings | SettingsFor, 
     """Run the failed rows of one job again (after their cause was fixed): ``job_id``, by
     default the latest job that ran. A job that stopped before its end (a failure storm, a
     refused key, Ctrl-C, a crash, "no" at the prompt) also has its unsent rows sent, so one
-    command, run again as its own messages say, finishes it."""
+    command, run again as its own messages say, finishes it. Rows held by a bulk order still
+    open are refused: `run` follows the order to its end first."""
     _require(journal_path)
     started = time.monotonic()
     async with await Journal.open(journal_path) as journal:
@@ -141,8 +142,12 @@ async def retry_failed(journal_path: Path, settings: RunSettings | SettingsFor, 
         if undone := await rolled_back(journal, job.id):
             return undone  # before any reset: a job a rollback undid keeps its rows as they are
         counts = await journal.counts(job.id)
-        waiting = (counts.get(ItemState.PENDING) + counts.get(ItemState.IN_FLIGHT)
-                   + counts.get(ItemState.ORDERED))
+        if ordered := counts.get(ItemState.ORDERED):
+            again = "bulkops rollback" if job.kind is Kind.ROLLBACK else "bulkops run"
+            raise InputError(f"job #{job.id} of {journal_path} has {ordered} row(s) held by bulk "
+                             f"orders still open; `{again}` follows them to their end, then "
+                             "retry its failed rows")
+        waiting = counts.get(ItemState.PENDING) + counts.get(ItemState.IN_FLIGHT)
         if not counts.get(ItemState.FAILED) and not waiting:
             return JobResult(journal_path, job, counts, idle=True,
                              message=f"job #{job.id} ({job.name}) has no failed rows: nothing to do")

@@ -99,7 +99,7 @@ class OrderPipeline:
         self.sent = 0  # POSTs sent, answered or not
         self.fatal = FatalBox()
         self.slots = anyio.Semaphore(MAX_OPEN_ORDERS)
-        self.writer = Writer(journal, client, tracker, storm)  # the run's one Writer
+        self.writer = Writer(journal, client, tracker, storm, stop)  # the run's one Writer
         self.patching = anyio.CapacityLimiter(settings.concurrency)  # every order's leftovers
         self.halted = False
         tracker.orders_open = 0

@@ -34,6 +34,7 @@ from bulkops.models import UNASSIGNED, ApiErrorInfo
 from bulkops.progress import Tracker
 from bulkops.storm import FailureStorm
 from bulkops.telnyx.client import TelnyxClient
+from bulkops.telnyx.ratelimit import NotStarted
 from bulkops.telnyx.retry import GaveUp
 
 log = logging.getLogger("bulkops")
@@ -194,18 +195,23 @@ class Writer:
     """Processes one item: PATCH, read back the answer, record the outcome."""
 
     def __init__(self, journal: Journal, client: TelnyxClient, tracker: Tracker,
-                 storm: FailureStorm) -> None:
+                 storm: FailureStorm, stop: StopSignal) -> None:
         self.journal = journal
         self.client = client
         self.tracker = tracker
         self.storm = storm  # raises FailureStormError: the pool stops (FailureStorm(0): never)
+        self.stop = stop  # once set, a row still waiting for its turn goes back to pending
         self.logged_failures = 0  # one Writer per run: the log cap is per run
 
     async def __call__(self, item: Item) -> None:
         record = self.journal.record
         record(ItemUpdate(item.job_id, item.phone_number, item.state, ItemState.IN_FLIGHT))
         try:
-            outcome = await self.client.update_profile(item.phone_number, item.desired)
+            outcome = await self.client.update_profile(item.phone_number, item.desired,
+                                                       stop=self.stop.event)
+        except NotStarted:  # stopped while it waited for the limiter: resumed as if never taken
+            record(ItemUpdate(item.job_id, item.phone_number, ItemState.IN_FLIGHT, ItemState.PENDING))
+            return
         except GaveUp as gave_up:
             record(
                 ItemUpdate(
@@ -258,7 +264,7 @@ async def write_items(
     storm: FailureStorm,
 ) -> FatalBox:
     """Send every PENDING item of the job; outcomes land in the journal."""
-    return await write_pending(journal, job_id, Writer(journal, client, tracker, storm),
+    return await write_pending(journal, job_id, Writer(journal, client, tracker, storm, stop),
                                concurrency=concurrency, stop=stop)
 
 

@@ -122,7 +122,7 @@ async def snapshot_and_write(
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(run_reads, tg.cancel_scope)
-        writing = await write_from(journal, snapshotted(), Writer(journal, client, tracker, storm),
+        writing = await write_from(journal, snapshotted(), Writer(journal, client, tracker, storm, stop),
                                    concurrency=concurrency, stop=stop)
         tg.cancel_scope.cancel()  # writers gone (done, stopped or fatal): no reader may block
     return reading if reading.error is not None else writing

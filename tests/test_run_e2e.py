@@ -11,15 +11,21 @@ import aiohttp
 import anyio
 import pytest
 
+from bulkops.config import Secret
 from bulkops.errors import AuthError, ExitCode, JournalError, JournalLockedError
+from bulkops.execute import make_client
 from bulkops.journal.states import JobState
 from bulkops.journal.store import Journal
 from bulkops.journal.states import ItemState
 from bulkops.models import Kind
+from bulkops.progress import Tracker
+from bulkops.runner import StopSignal, write_items
 from bulkops.sandbox import FaultConfig, Sandbox
+from bulkops.storm import FailureStorm
 
 from tests.conftest import SandboxFactory
-from tests.jobhelpers import journal_items, other_profile, patches, run, write_csv
+from tests.test_bulk_orders import _loaded_not_sent
+from tests.jobhelpers import journal_items, other_profile, patches, run, settings_for, write_csv
 from tests.journal_kit import execute_sql
 
 
@@ -288,3 +294,31 @@ async def test_snapshot_falls_back_to_one_read_per_number_when_the_list_filter_i
 
     assert result.counts.get(ItemState.DONE) == 5 and result.counts.get(ItemState.SKIPPED) == 1
     assert sandbox.stats.count(route="GET /v2/phone_numbers/{id}/messaging") == 6
+
+
+async def test_ctrl_c_sends_no_row_that_was_still_waiting_for_the_rate_limiter(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    """16 workers at 5 requests/s: after the stop, the rows queued at the limiter go back to
+    pending instead of being sent one by one through the grace period."""
+    target = sandbox.profile_ids()[1]
+    rows = [(n, target) for n, p in sandbox.dump().items() if p != target][:40]
+    request = await _loaded_not_sent(sandbox, tmp_path, rows)
+    stop = StopSignal()
+    async with await Journal.open(request.journal_path) as journal:
+        client = make_client(settings_for(sandbox, rate=5.0), Secret(sandbox.api_key))
+        async with client, anyio.create_task_group() as tg:
+            async def write() -> None:
+                (await write_items(journal, 1, client, Tracker("write", total=40), concurrency=16,
+                                   stop=stop, storm=FailureStorm(0))).raise_if_set()
+
+            tg.start_soon(write)
+            with anyio.fail_after(10):
+                while patches(sandbox) < 3:  # poll: the pool is writing, the queue is full
+                    await anyio.sleep(0.01)
+            stop.request("SIGINT")
+            sent_at_stop = patches(sandbox)
+    items = await journal_items(request.journal_path)
+    assert patches(sandbox) <= sent_at_stop + 1  # at most the one already on the wire
+    done = [i for i in items.values() if i.state is ItemState.DONE]
+    assert len(done) == patches(sandbox)
+    assert all(i.state is ItemState.PENDING for i in items.values() if i.state is not ItemState.DONE)

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
+import anyio
 import orjson
 from yarl import URL
 
@@ -216,8 +217,10 @@ class TelnyxClient:
 
     # --- the operations -----------------------------------------------------------------------
 
-    async def update_profile(self, number: str, profile_id: str) -> Outcome[NumberState]:
-        """Assign ``number`` to ``profile_id``; ``""`` unassigns. Raises GaveUp or AuthError."""
+    async def update_profile(self, number: str, profile_id: str, *,
+                             stop: anyio.Event | None = None) -> Outcome[NumberState]:
+        """Assign ``number`` to ``profile_id``; ``""`` unassigns. Raises GaveUp or AuthError,
+        or NotStarted when ``stop`` is set before the request (or its retry) could start."""
         body = self._bodies.get(profile_id)
         if body is None:
             if not isinstance(profile_id, str):
@@ -227,7 +230,7 @@ class TelnyxClient:
             if len(self._bodies) < _BODY_CACHE:  # a job names a handful of profiles
                 self._bodies[profile_id] = body
         request = _Request("PATCH", f"/phone_numbers/{_segment(number)}/messaging", body=body)
-        return await self._call(request, updated_number)
+        return await self._call(request, updated_number, stop)
 
     async def create_order(self, profile_id: str, numbers: Sequence[str]) -> Outcome[OrderStatus]:
         """POST a bulk order moving ``numbers`` to ``profile_id`` (``""`` unassigns; never
@@ -355,10 +358,11 @@ class TelnyxClient:
 
     # --- one call: retries around attempts ------------------------------------------------------
 
-    async def _call(self, request: _Request, parse: Callable[[Any], T]) -> Outcome[T]:
+    async def _call(self, request: _Request, parse: Callable[[Any], T],
+                    stop: anyio.Event | None = None) -> Outcome[T]:
         # A POST (a bulk order) is not safe to repeat: a retry of one that reached the server
         # would leave a second, untracked order. GET and PATCH (an absolute value) are.
-        return await call_with_retry(partial(self._attempt, request, parse), self._policy,
+        return await call_with_retry(partial(self._attempt, request, parse, stop), self._policy,
                                      clock=self._clock, on_retry=self._retried,
                                      repeatable=request.method != "POST")
 
@@ -366,7 +370,8 @@ class TelnyxClient:
         self._retries += 1
         log.debug("retry %d in %.2f s after %s", attempt, wait, error)
 
-    async def _attempt(self, request: _Request, parse: Callable[[Any], T]) -> T:
+    async def _attempt(self, request: _Request, parse: Callable[[Any], T],
+                       stop: anyio.Event | None = None) -> T:
         """One HTTP attempt through the limiter: the parsed answer, or raise.
 
         One coroutine from the limiter to the parsed value: every await a request makes
@@ -378,7 +383,7 @@ class TelnyxClient:
         headers = _JSON_BODY if request.body is not None else None
         answer: _Answer | str
         wait: float | None = None
-        async with self._limiter.slot() as slot:
+        async with self._limiter.slot(stop) as slot:
             try:
                 async with session.request(request.method, url, data=request.body, headers=headers,
                                            allow_redirects=False) as response:

@@ -80,6 +80,7 @@ _WINDOW_MEMORY = 64  # the window is the largest steady reset among this many an
 _SUSPECTS = 2  # answers in a row that show an unexplained drop before the guard believes it
 _DOUBTS = 3  # probes answered 200 against the headers' word before the guard turns off
 _MAX_NAP = 60.0  # the head waiter re-checks at least this often, whatever it waits for
+_STOP_LOOK = 0.1  # s: how often a waiter that can be stopped looks at its stop
 _MAX_ROUND_TRIP = 10.0  # successes are kept this long past two windows, to size a cut
 _TRIM = 4096  # drop start times no longer needed once this many piled up
 
@@ -126,17 +127,22 @@ class _Mode(str, Enum):
     UNLIMITED = "unlimited"  # no budget headers, no 429: only the ceiling paces
 
 
+class NotStarted(Exception):
+    """The caller's stop came while it waited for a slot: nothing was sent."""
+
+
 class _Gate:
     """The context manager ``RateLimiter.slot()`` returns (a class: it runs per request)."""
 
-    __slots__ = ("_limiter", "_slot")
+    __slots__ = ("_limiter", "_slot", "_stop")
 
-    def __init__(self, limiter: RateLimiter) -> None:
+    def __init__(self, limiter: RateLimiter, stop: anyio.Event | None) -> None:
         self._limiter = limiter
         self._slot: Slot | None = None
+        self._stop = stop
 
     async def __aenter__(self) -> Slot:
-        self._slot = await self._limiter._acquire()
+        self._slot = await self._limiter._acquire(self._stop)
         return self._slot
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -247,17 +253,27 @@ class RateLimiter:
     def _window_or_default(self) -> float:
         return self._window or 1.0
 
-    def slot(self) -> AbstractAsyncContextManager[Slot]:
-        """``async with limiter.slot() as slot:`` waits until a request may start."""
-        return _Gate(self)
+    def slot(self, stop: anyio.Event | None = None) -> AbstractAsyncContextManager[Slot]:
+        """``async with limiter.slot() as slot:`` waits until a request may start; once
+        ``stop`` is set it raises ``NotStarted`` instead (the operator's Ctrl-C: a row that
+        waits for its turn is not sent after it)."""
+        return _Gate(self, stop)
 
-    async def _acquire(self) -> Slot:
+    async def _acquire(self, stop: anyio.Event | None = None) -> Slot:
         now = self._clock.now()
+        if stop is not None and stop.is_set():
+            raise NotStarted
         if not self._lock.locked() and self._delay(now) <= 0:
             return self._grant(now)  # nobody queued and nothing to wait for: no lock round trip
         async with self._lock:
             while (delay := self._delay(self._clock.now())) > 0:
+                if stop is not None:  # looked at between naps, so a stop is seen within _STOP_LOOK
+                    if stop.is_set():
+                        raise NotStarted
+                    delay = min(delay, _STOP_LOOK)
                 await self._nap(delay)
+            if stop is not None and stop.is_set():
+                raise NotStarted
             return self._grant(self._clock.now())
 
     def _delay(self, now: float) -> float:
