@@ -35,6 +35,11 @@ async def run_demo(workdir: Path | None = None) -> int:
         except OSError as err:
             raise InputError(f"--workdir {folder}: cannot use it as a folder ({err.strerror}); "
                              "give a folder path") from None
+        if old := sorted(p.name for p in folder.glob("*.journal.db")):
+            # Each demo starts a fresh sandbox: an earlier demo's journals would resume against
+            # an account that never saw their writes.
+            raise InputError(f"--workdir {folder} already holds a demo's journals ({old[0]}...); "
+                             "give a new or empty folder")
         data = demo_data(DEMO_CONFIG)
         csvs = {p.name: p for p in write_sample_csvs(folder / "sample_csv", data)}
         async with running_sandbox(DEMO_CONFIG) as sandbox:

@@ -113,6 +113,13 @@ async def test_demo_runs_the_sample_jobs_with_no_account_and_no_network(tmp_path
     assert result.returncode == 0, result.stderr
     assert "demo summary" in result.stdout
     assert (tmp_path / "assign.journal.report.csv").exists()
+    before = (tmp_path / "assign.journal.report.csv").read_bytes()
+
+    again = await run_cli(["demo", "--workdir", tmp_path], env=cli_env(None), timeout=120)
+
+    assert again.returncode == ExitCode.INPUT, again.stderr  # not a resume against a new sandbox
+    assert "already holds a demo's journals" in again.stderr and "Traceback" not in again.stderr
+    assert (tmp_path / "assign.journal.report.csv").read_bytes() == before
 
 
 def test_sample_job_files_point_at_existing_csvs() -> None:
