@@ -313,6 +313,9 @@ async def run_job(
     plan_output: Path | None = None,
 ) -> JobResult:
     """Validate, snapshot and run a job, or resume it from its journal."""
+    if plan_output is not None and not dry_run:  # else the job would run for real, unplanned
+        raise InputError("--plan-output goes with --dry-run: add --dry-run to write a plan and "
+                         "send nothing, or drop --plan-output to run the job")
     if dry_run:
         return await plan_job(request, settings, api_key, output=plan_output)
     started = time.monotonic()
@@ -362,6 +365,9 @@ async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,
     """Read the current state of every number and say what a run would do; write nothing."""
     started = time.monotonic()
     output = output or request.csv_path.with_name(request.csv_path.stem + ".plan.csv")
+    if str(output) == "-":
+        raise InputError("a plan is written to a file, not to stdout: give --output a path "
+                         "(the summary is printed here either way)")
     # Before any request; an earlier plan at ``output`` stays as it was unless this one is made.
     plan_file = AtomicFile(output, "plan", "--output / --plan-output")
     try:

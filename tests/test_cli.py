@@ -196,3 +196,20 @@ async def test_demo_workdir_that_is_a_file_is_a_usage_error(tmp_path: Path) -> N
 
     assert result.returncode == ExitCode.INPUT
     assert result.stderr.startswith(f"Error: --workdir {not_a_folder}: cannot use it as a folder")
+
+
+async def test_plan_output_without_dry_run_and_a_plan_to_stdout_are_refused_before_any_request(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    numbers = sandbox.numbers()[:3]
+    csv_path = write_csv(tmp_path / "a.csv", ["phone_number", "messaging_profile_id"],
+                         [(n, other_profile(sandbox, sandbox.profile_of(n))) for n in numbers])
+    common = ["--kind", "assign", "--csv", csv_path, "--base-url", sandbox.base_url]
+
+    unplanned = await run_cli(["run", *common, "--yes", "--plan-output", tmp_path / "p.csv"],
+                              env=cli_env(sandbox.api_key))
+    to_stdout = await run_cli(["plan", *common, "--output", "-"], env=cli_env(sandbox.api_key))
+
+    assert unplanned.returncode == to_stdout.returncode == ExitCode.INPUT
+    assert "--plan-output goes with --dry-run" in unplanned.stderr
+    assert "give --output a path" in to_stdout.stderr
+    assert not sandbox.stats.requests  # not one request, not even a profile check
