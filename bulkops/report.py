@@ -74,8 +74,8 @@ def rejected_line(problems: list[Problem]) -> Line:
     values[_AT["error_detail"]] = "; ".join(str(p) for p in problems)
     extra: list[tuple[str, str]] = []
     for column, text in problems[0].cells:
-        if column in _REQUIRED_CELLS:
-            values[_AT[_REQUIRED_CELLS[column]]] = text
+        if column in _REQUIRED_CELLS:  # the operator's own text, as every input cell is
+            values[_AT[_REQUIRED_CELLS[column]]] = inert(text)
         else:
             extra.append((column, text))
     return values, tuple(extra)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bulkops.journal.store import Journal
 from bulkops.models import Kind, NumberRow, Problem
-from bulkops.report import REPORT_COLUMNS, write_report
+from bulkops.report import REPORT_COLUMNS, rejected_line, write_report
 
 P_A = "4001767e-ce0f-4cae-9d5f-0d5e636e7809"
 
@@ -48,3 +48,14 @@ async def test_an_empty_job_still_gets_a_header_row(tmp_path: Path) -> None:
     assert result.rows == 0
     assert (tmp_path / "report.csv").read_text(encoding="utf-8").splitlines() == [
         ",".join(REPORT_COLUMNS)]
+
+
+def test_a_rejected_rows_cells_are_written_so_a_spreadsheet_does_not_run_them() -> None:
+    problem = Problem("a.csv", 3, "not a phone number", cells=(
+        ("phone_number", '=HYPERLINK("x")'), ("messaging_profile_id", "@SUM(A1)"), ("note", "-1")))
+
+    values, extra = rejected_line([problem])
+
+    line = dict(zip(REPORT_COLUMNS, values))
+    assert line["phone_number"] == """'=HYPERLINK("x")""" and line["desired_profile_id"] == "'@SUM(A1)"
+    assert extra == (("note", "-1"),)  # the input_* cells are made inert where they are written
