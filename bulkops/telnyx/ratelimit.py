@@ -1,24 +1,29 @@
 """One rate limiter shared by every worker: GCRA pacing at the learned rate, a sliding-window
-budget guard, a pool-wide 429 hold, and AIMD on 429s when headers cannot be trusted.
+budget guard, a pool-wide 429 hold, and AIMD on 429s.
 
 A request may start (``async with limiter.slot()``) only when all of these agree:
 
-1. **429 hold**: after a 429 nobody starts before the server's moment (Retry-After, else a
-   plausible x-ratelimit-reset, else ``default_429_wait``), up to ``max_server_wait``. That is
-   all a 429 costs: the budget model restarts from the first answer after the hold.
+1. **429 hold**: after a 429 nobody starts before the server's moment (Retry-After, else an
+   x-ratelimit-reset within the window, else ``default_429_wait``; a negative or zero one is
+   junk), up to ``max_server_wait``. The budget model then restarts from the first answer
+   after the hold; the 429 also cuts the AIMD cap (4) and may double the skew (5).
 2. **Slow start**: until the first answer, one request is in flight, so a small limit is
    learned before the pool bursts into it.
 3. **GCRA pacing** (virtual scheduling, burst 1): starts are ``1/rate`` apart, where ``rate``
    is the smallest of the operator's ceiling, ``PACE * limit / window`` from the headers, and
    the AIMD cap. ``limit`` changes only when most of the last answers agree on the new
-   value; ``window`` is the largest x-ratelimit-reset seen twice in a row among recent
-   answers (whole seconds, so the largest is the window). The learned rate never falls
-   below ``MIN_RATE``. A start that comes late keeps one interval of credit; after the pool
-   was idle or held, the next start still waits half an interval, so no two starts share an
-   instant (the server could count them in either order).
+   value; ``window`` is a window the limit header states (``100;w=60``), else the first
+   x-ratelimit-reset, then the largest seen twice in a row among recent answers (whole
+   seconds, so the largest is the window). The learned rate never falls below ``MIN_RATE``.
+   A start that comes late keeps one interval of credit (none at the operator's ceiling:
+   never more than it a second); after the pool was idle or held, the next start still
+   waits half an interval, so no two starts share an instant (the server could count them
+   in either order).
 4. **AIMD cap** (headers are hints, a 429 is the fact): a 429 for a request started after the
    last cut caps the rate at ``AIMD_BACKOFF`` times what the server let through in the window
-   before it; each clean window raises the cap by ``AIMD_STEP`` (``AIMD_RECOVERY`` while well
+   before it, or, when that was all its headers promised (jitter beat the margin), one
+   ``PACE_STEP`` lower, down to ``PACE_FLOOR``; with nothing let through the rate is left
+   alone. Each clean window raises the cap by ``AIMD_STEP`` (``AIMD_RECOVERY`` while well
    under what got through before). Without usable headers this alone finds the rate.
 5. **Budget guard**: the freshest trusted ``remaining``, minus our starts since the request it
    answered, plus our starts that have aged out of a sliding window since (the server's refill
@@ -28,14 +33,18 @@ A request may start (``async with limiter.slot()``) only when all of these agree
    numbers, a queue), and a 429 the guard did not see coming doubles the skew (up to
    ``MAX_SKEW``; it halves again after ``SKEW_MEMORY`` windows without one). A request whose
    round trip was held up far beyond the usual spread ages out later by its excess over the
-   fastest (that one request only). Against a sliding log the skew costs about 2 % of
-   the limit (at most L per W + skew), where one 429's whole-second hold costs 3 % of a 30 s
-   job. The reserve counts only the strays beyond what the skew allows for. A report lower
-   than our requests explain is believed once the next answers confirm it. When the guard
-   has kept the pool shut longer than ``trust`` times the longest wait a 429 asked for
-   (counting from when it first closed if more budget is gone than our own requests used:
-   another client, or a lie), one request goes as a probe: answered 200, the headers lose
-   trust (the guard is off after a few); answered 429, they regain it.
+   fastest, and, to be safe, no start after it ages out before it does. At W = 1 s the skew
+   costs a sliding log about 2 % of the limit (at most L per W + skew), where one 429's
+   whole-second hold costs 3 % of a 30 s job. The reserve counts only the strays beyond what
+   the skew allows for. A report lower than our requests explain is believed once the next
+   answers confirm it. When the guard has kept the pool shut longer than ``trust`` times the
+   longest wait a 429 asked for (``default_429_wait`` before any 429), counting from when it
+   first closed if more budget is gone than our own requests used (another client, or a
+   lie), one request goes as a probe: answered 200, the headers lose trust (the guard is off
+   after a few); any 429 once the guard had a report restores it.
+
+A waiter given a stop event (``slot(stop)``) raises ``NotStarted`` once it is set, instead of
+starting: the operator's Ctrl-C sends no row still waiting for its turn.
 
 Pacing just under the learned rate keeps fixed-window, sliding-window and token-bucket servers
 under their limit; the guard catches what pacing cannot see (another client on the key, a
