@@ -127,13 +127,11 @@ async def execute(
         finally:
             signals.cancel_scope.cancel()
     if isinstance(error, FailureStormError):
-        await journal.flush()
         await journal.set_job_state(job_id, JobState.ABORTED)
         error.message = error.message.replace("<journal>", str(journal.path)) + (
             f"\nEvery row is kept in {journal.path}; `bulkops report --journal {journal.path}` "
             "lists the failed ones.")
     elif isinstance(error, ApiError):
-        await journal.flush()
         await journal.set_job_state(job_id, JobState.ABORTED)
         error.message += (f"\nProgress is kept in {journal.path}: fix the cause and run the same "
                           "command again to resume.")
@@ -234,7 +232,6 @@ async def _declined(journal: Journal, job: JobRecord) -> None:
                  "asked again, with --yes to skip the question")
         raise Interrupted(f"not confirmed; nothing was sent and job #{job.id} is cancelled; "
                           + again)
-    await journal.flush()
     await journal.set_job_state(job.id, JobState.INTERRUPTED)
     log.info("job interrupted job=%d: not confirmed, nothing more was sent", job.id)
     raise Interrupted(f"not confirmed; nothing more was sent. Job #{job.id} keeps what it did "
@@ -316,7 +313,6 @@ def _counts_text(counts: Counts) -> str:
 
 
 async def _interrupted(journal: Journal, job_id: int) -> None:
-    await journal.flush()
     await journal.set_job_state(job_id, JobState.INTERRUPTED)
     counts = await journal.counts(job_id)
     raise Interrupted(

@@ -1,4 +1,5 @@
-"""Typed data shared by the modules: job kinds, item states, parsed rows, API views.
+"""Typed data shared by the modules: job kinds, parsed rows, problems, API views (the
+journal's states are in ``journal/states.py``).
 
 Dicts live only at the JSON and CSV edges; everything inside is one of these.
 """

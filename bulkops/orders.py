@@ -174,13 +174,13 @@ class OrderPipeline:
                 bucket = buckets.setdefault((desired, generation), [])
                 bucket.append(number)
                 while len(bucket) >= (size := self._chunk(generation)):
-                    if not await self._can_post():
+                    if not self._can_post():
                         return
                     chunk, bucket[:] = bucket[:size], bucket[size:]
                     await self._submit(tg, desired, generation, chunk)
         for (desired, generation), bucket in buckets.items():
             while bucket:
-                if not await self._can_post():
+                if not self._can_post():
                     return
                 size = self._chunk(generation)
                 chunk, bucket[:] = bucket[:size], bucket[size:]
@@ -191,13 +191,13 @@ class OrderPipeline:
         stuck again then sends fewer numbers to PATCH, at the cost of a few more POSTs."""
         return self.size if generation == 0 else max(1, self.size // REORDER_SPLIT)
 
-    async def _can_post(self) -> bool:
+    def _can_post(self) -> bool:
         return not (self.stop.requested or self.unavailable or self.fatal.error is not None)
 
     async def _submit(self, tg: anyio.abc.TaskGroup, desired: str, generation: int,
                       numbers: Sequence[str]) -> None:
         await self.slots.acquire()
-        if not await self._can_post():  # Ctrl-C (or a fatal error) while waiting for a slot
+        if not self._can_post():  # Ctrl-C (or a fatal error) while waiting for a slot
             self.slots.release()
             return
         self._opened()
@@ -246,7 +246,7 @@ class OrderPipeline:
             self.size = max(1, len(numbers) // 2)
             log.info("order too big (%s); --bulk-size is now %d", info.describe(), self.size)
             for start in range(0, len(numbers), self.size):
-                if not await self._can_post():
+                if not self._can_post():
                     return
                 await self._submit(tg, order.profile_id, order.generation,
                                    numbers[start:start + self.size])

@@ -45,11 +45,7 @@ class PlanSummary:
         return f"Move {writes} to their new messaging profiles? [y/N] "
 
     def add(self, action: Action) -> None:
-        name = {
-            Action.CHANGE: "change", Action.IN_PLACE: "in_place",
-            Action.NOT_ON_ACCOUNT: "not_on_account", Action.DONE: "done",
-            Action.FAILED: "failed", Action.LEFT_ALONE: "left_alone",
-        }[action]
+        name = action.name.lower()  # each Action has the field of its name
         setattr(self, name, getattr(self, name) + 1)
 
     @property

@@ -22,7 +22,6 @@ ASSIGN_ROWS = 40
 ALREADY_IN_PLACE = 3  # assign rows whose number is already on its target profile
 DEFAULT_PROFILE_ROWS = 20
 UNASSIGN_ROWS = 20
-DESIRED_ROWS = 30  # desired-state.csv (a set job): 10 in place already, 20 to change
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +124,7 @@ def demo_data(config: SandboxConfig | None = None) -> DemoData:
     ]
     desired: list[DemoRow] = []
     plan = (("stays", True, 6), ("stays", False, 4), ("move", True, 8), ("move", False, 6),
-            ("take off", True, 6))  # (what, assigned now, how many): DESIRED_ROWS in all
+            ("take off", True, 6))  # (what, assigned now, how many): 30 rows, 10 in place
     for what, assigned, count in plan:
         for number in pick(lambda n: (current[n] is not None) == assigned, count):
             i, now = len(desired), current[number]

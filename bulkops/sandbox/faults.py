@@ -22,7 +22,7 @@ from .config import FaultConfig, LimiterKind, RetryAfterMode
 # With rate limiting off, headers still go out (every Telnyx response has them),
 # announcing this nominal limit per window; it is never enforced.
 UNLIMITED_NOMINAL = 1_000_000
-_PRUNE_AT = 4_096  # forget expired windows once this many keys were seen
+_PRUNE_AT = 4_096  # forget idle keys (expired windows, empty logs, full buckets) past this many
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +171,8 @@ class RateLimiter:
         return RateDecision(True, self.rate, int(tokens), (self.rate - tokens) / per_second)
 
     def _prune(self, now: float) -> None:
-        for windows in (self._windows,):
-            for key in [k for k, (start, _) in windows.items() if now >= start + self.window]:
-                del windows[key]
+        for key in [k for k, (start, _) in self._windows.items() if now >= start + self.window]:
+            del self._windows[key]
         for key in [k for k, log in self._logs.items() if not log or log[-1] <= now - self.window]:
             del self._logs[key]
         full_after = self.window  # an idle bucket is full again after one window
