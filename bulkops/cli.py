@@ -390,7 +390,7 @@ async def _cmd_validate(args: argparse.Namespace) -> int:
     text = f"{request.csv_path}: {report.rows} valid rows, {report.collapsed} duplicates collapsed, " \
            f"{report.warning_count} warnings ({checked})"
     print(json.dumps({"csv": str(request.csv_path), "rows": report.rows, "collapsed": report.collapsed,
-                      "warnings": report.warning_count, "profiles_checked": result.profiles_checked > 0})
+                      "warnings": report.warning_count, "profiles_checked": result.profiles_checked})
           if args.json else text)
     return 0
 

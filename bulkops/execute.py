@@ -86,9 +86,9 @@ def make_client(settings: RunSettings, api_key: Secret) -> TelnyxClient:
     )
 
 
-def report_path_for(journal_path: Path, job_id: int = CSV_JOB) -> Path:
+def report_path_for(journal_path: Path, job_id: int = CSV_JOB, fmt: str = "csv") -> Path:
     suffix = "" if job_id == CSV_JOB else f"-job{job_id}"
-    return journal_path.with_name(journal_path.stem + suffix + ".report.csv")
+    return journal_path.with_name(journal_path.stem + suffix + f".report.{fmt}")
 
 
 async def snapshot_pending(journal: Journal, job_id: int, client: TelnyxClient,

@@ -23,7 +23,9 @@ from typing import Any
 from bulkops.account import ExportQuery, ExportResult, ProfileCount, export, profiles_with_counts
 from bulkops.config import RunSettings, Secret
 from bulkops.errors import ApiError, ApiUnreachable, InputError, JournalError
-from bulkops.execute import Confirm, JobResult, execute, make_client, rolled_back, snapshot_pending
+from bulkops.execute import (
+    Confirm, JobResult, execute, make_client, report_path_for, rolled_back, snapshot_pending,
+)
 from bulkops.input.loading import (
     LoadReport, check_profiles, freeze_migrations, load_rows, profiles_in_use,
 )
@@ -119,8 +121,7 @@ async def report_job(journal_path: Path, output: Path | None, fmt: str = "csv",
     _require(journal_path)
     async with await Journal.open(journal_path, lock=False) as journal:
         chosen = (await journal.latest_ran() if job_id is None else await _job(journal, job_id)).id
-        target = output or journal_path.with_name(
-            journal_path.stem + ("" if chosen == CSV_JOB else f"-job{chosen}") + f".report.{fmt}")
+        target = output or report_path_for(journal_path, chosen, fmt)
         return await write_report(journal, chosen, target, fmt)
 
 

@@ -440,8 +440,8 @@ class TelnyxClient:
         message = f"{request.target}: {info.describe()}"
         if status in (401, 403):
             raise AuthError(
-                f"The Telnyx API refused the API key ({info.describe()}). Check TELNYX_API_KEY: "
-                "it must be a current API v2 key of this account, allowed to change number settings.",
+                f"The Telnyx API refused the API key ({info.describe()}). Check the key "
+                "($TELNYX_API_KEY, or the file --api-key-file names): it must be a current API v2 key of this account, allowed to change number settings.",
                 status=status, code=info.code, title=info.title, detail=info.detail,
             )
         if status == 429:
