@@ -329,7 +329,9 @@ def _print_result(result: JobResult, json_mode: bool) -> None:
     from rich.table import Table
 
     console = Console(soft_wrap=True)
-    if not result.idle:
+    if result.plan_path and result.counts.rejected:  # a plan's own table is _print_plan's
+        console.print(f"{result.counts.rejected} row(s) rejected: see the plan", markup=False)
+    elif not result.idle and not result.plan_path:
         table = Table(title=f"{result.job.name} ({result.job.kind.value})")
         table.add_column("state")
         table.add_column("numbers", justify="right")
