@@ -78,12 +78,9 @@ def _add_connection(p: argparse.ArgumentParser) -> None:
 
 
 def _add_engine(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("engine")
-    g.add_argument("--concurrency", type=int, help="requests in flight at most (default 32)")
-    g.add_argument("--rate", type=float, help="ceiling in requests/s (default: as fast as the server's limits allow)")
-    g.add_argument("--max-attempts", type=int, help="attempts per row on transient errors (default 5)")
-    g.add_argument("--max-retry-seconds", type=float, help="time one row may spend retrying (default 300)")
-    g.add_argument("--max-server-wait", type=float, help="longest 429 wait honoured, seconds (default 900)")
+    """Pacing and writes: for the commands that write (run, retry-failed, rollback)."""
+    _add_pacing(p)
+    g = p.add_argument_group("writes")
     g.add_argument("--max-consecutive-failures", type=int, metavar="N",
                    help="stop when the last N writes all failed permanently with the same Telnyx "
                         "code (default 50; 0 = never)")
@@ -97,6 +94,17 @@ def _add_engine(p: argparse.ArgumentParser) -> None:
     _add_output(g)
 
 
+def _add_pacing(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """How requests go out: for every command that reads or writes numbers."""
+    g = p.add_argument_group("pacing")
+    g.add_argument("--concurrency", type=int, help="requests in flight at most (default 32)")
+    g.add_argument("--rate", type=float, help="ceiling in requests/s (default: as fast as the server's limits allow)")
+    g.add_argument("--max-attempts", type=int, help="attempts per row on transient errors (default 5)")
+    g.add_argument("--max-retry-seconds", type=float, help="time one row may spend retrying (default 300)")
+    g.add_argument("--max-server-wait", type=float, help="longest 429 wait honoured, seconds (default 900)")
+    return g
+
+
 def _add_output(p: argparse.ArgumentParser | Any) -> None:
     p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     _add_verbose(p)
@@ -106,15 +114,17 @@ def _add_verbose(p: argparse.ArgumentParser | Any) -> None:
     p.add_argument("--verbose", "-v", action="store_true", help="log debug detail to stderr")
 
 
-def _add_job(p: argparse.ArgumentParser) -> None:
+def _add_job(p: argparse.ArgumentParser, *, journal: bool = True, skip_invalid: bool = True) -> None:
     p.add_argument("job_file", nargs="?", type=Path, help="a job file (jobs/*.toml)")
     p.add_argument("--kind", choices=KINDS, help="what the CSV asks for (or `kind` in the job file)")
     p.add_argument("--csv", type=Path, help="the CSV that defines the job")
     p.add_argument("--profile-id", help="assign: the profile (id or name) for rows without one")
-    p.add_argument("--journal", type=Path, help="journal file (default: next to the CSV)")
+    if journal:  # a plan and a validation keep no journal
+        p.add_argument("--journal", type=Path, help="journal file (default: next to the CSV)")
     p.add_argument("--default-region", help="region for numbers without a country code (default US)")
-    p.add_argument("--skip-invalid", action="store_true", default=None,
-                   help="journal invalid rows as rejected and run the rest")
+    if skip_invalid:  # validate reports every invalid row anyway
+        p.add_argument("--skip-invalid", action="store_true", default=None,
+                       help="journal invalid rows as rejected and run the rest")
 
 
 def _add_journal(p: argparse.ArgumentParser, what: str) -> None:
@@ -132,14 +142,16 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _plan_arguments(p: argparse.ArgumentParser) -> None:
-    _add_job(p)
+    _add_job(p, journal=False)
     _add_connection(p)
-    _add_engine(p)
+    g = _add_pacing(p)
+    g.add_argument("--yes", "-y", action="store_true", help="a plan never asks (taken, as by run)")
+    _add_output(g)
     p.add_argument("--output", type=Path, help="plan CSV (default: <csv>.plan.csv)")
 
 
 def _validate_arguments(p: argparse.ArgumentParser) -> None:
-    _add_job(p)
+    _add_job(p, journal=False, skip_invalid=False)
     _add_connection(p)
     p.add_argument("--offline", action="store_true", help="do not check profiles against the account")
     _add_output(p)
@@ -267,7 +279,7 @@ def _request(args: argparse.Namespace) -> tuple[JobRequest, JobFile | None]:
     csv_path = args.csv or (job.csv if job else None)
     if csv_path is None:
         raise InputError("say which CSV: --csv FILE, or `csv = ...` in the job file")
-    journal = args.journal or (job.journal_path(date.today()) if job else None) \
+    journal = getattr(args, "journal", None) or (job.journal_path(date.today()) if job else None) \
         or csv_path.with_name(f"{csv_path.stem}.{kind.value}.journal.db")
     name = job.name if job else csv_path.stem
     profile = args.profile_id or (job.profile_id if job else None)

@@ -213,3 +213,17 @@ async def test_plan_output_without_dry_run_and_a_plan_to_stdout_are_refused_befo
     assert "--plan-output goes with --dry-run" in unplanned.stderr
     assert "give --output a path" in to_stdout.stderr
     assert not sandbox.stats.requests  # not one request, not even a profile check
+
+
+async def test_plan_and_validate_refuse_flags_that_would_do_nothing_there(tmp_path: Path) -> None:
+    csv_path = write_csv(tmp_path / "a.csv", ["phone_number"], [("+13125550101",)])
+    base = ["--kind", "unassign", "--csv", csv_path]
+
+    results = [await run_cli([command, *base, *flags], env=cli_env(None)) for command, flags in [
+        ("validate", ["--journal", tmp_path / "j.db"]), ("validate", ["--skip-invalid"]),
+        ("plan", ["--journal", tmp_path / "j.db"]), ("plan", ["--mode", "patch"]),
+        ("plan", ["--verify"])]]
+
+    for result in results:
+        assert result.returncode == ExitCode.INPUT and "unrecognized arguments" in result.stderr
+    assert not (tmp_path / "j.db").exists()
