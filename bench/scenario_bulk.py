@@ -66,7 +66,7 @@ def run(sizes: Sizes, workdir: Path) -> ScenarioResult:
     patch_rows = sizes.bulk_patch_rows
     attempt("bulkops --mode patch",
             lambda: _in_process("bulkops --mode patch", "patch", spec, patch_rows, workdir / "patch"))
-    attempt("plain loop (aiohttp + tenacity)", lambda: _plain_loop(spec, patch_rows, workdir / "loop"))
+    attempt("plain loop (aiohttp + Semaphore(32) + tenacity)", lambda: _plain_loop(spec, patch_rows, workdir / "loop"))
     stuck = SandboxSpec(numbers=sizes.bulk_stuck_rows + 100, rate=r, latency_ms=LATENCY_MS,
                         jitter_ms=10, order_fail_rate=0.01, order_stuck_rate=0.3)
     attempt("bulkops, 30 % of orders stuck, 2 x kill -9",

@@ -100,7 +100,7 @@ async def test_the_patches_of_all_settled_orders_never_exceed_concurrency_togeth
             async with client:
                 assert (await pipeline.run()).error is None
         assert patches(sandbox) == 200  # every order left all its numbers to PATCH
-        assert peak == 3  # 10 orders, their pools overlapping: 3 PATCHes in flight at most
+        assert peak == 3  # 10 orders, their pools overlapping: exactly 3 in flight, the shared bound, reached
 
 
 # --- the pipeline alone, against a scripted server ---------------------------------------------

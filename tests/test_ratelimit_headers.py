@@ -53,7 +53,7 @@ def test_parse_budget_reads_a_stated_window_a_multidict_and_an_epoch_reset() -> 
         (None, None),
     ],
 )
-def test_parse_retry_after_accepts_seconds_andhttp_dates(value: str | None, expected: float | None) -> None:
+def test_parse_retry_after_accepts_seconds_and_http_dates(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value, wall_now=EPOCH) == expected
 
 
