@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of bulk orders accepted and never processed (their numbers stay pending)")
     add("--orders-refused", type=int, choices=(0, 403, 404, 405), default=0,
         help="answer the bulk-order routes with this status, as for an account without them (0 = serve them)")
+    add("--assign-delay", type=float, default=2.0,
+        help="mean seconds a 10DLC campaign link stays pending before ASSIGNED or FAILED_ASSIGNMENT (default 2)")
+    add("--assign-fail-rate", type=float, default=0.0,
+        help="share of 10DLC campaign links that end FAILED_ASSIGNMENT with failureReasons")
     add("--ignore-writes", action="store_true", help="answer PATCHes 200 without applying them")
     add("--control", action="store_true", help="expose /_control/* observability routes")
     add("--ready-file", type=Path, default=None, help="write the base URL to this file once listening")
@@ -84,6 +88,8 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         order_stuck_rate=args.order_stuck_rate,
         orders_refused=args.orders_refused,
         ignore_writes=args.ignore_writes,
+        assign_delay=args.assign_delay,
+        assign_fail_rate=args.assign_fail_rate,
         control=args.control,
     )
 

@@ -126,6 +126,8 @@ class SandboxConfig:
     order_stuck_rate: float = 0.0  # share of orders accepted and never processed (stay pending)
     orders_refused: int = 0  # 0: orders served; 403, 404 or 405: the order routes answer that
     ignore_writes: bool = False  # PATCH answers 200 with the unchanged profile
+    assign_delay: float = 2.0  # mean seconds a 10DLC link stays PENDING_* (each 0.5-1.5 x this)
+    assign_fail_rate: float = 0.0  # share of 10DLC links ending FAILED_ASSIGNMENT with failureReasons
     unassigned_share: float = 0.2
     control: bool = False  # expose /_control/* observability routes
     record: bool = False  # keep every (request, response) pair for contract tests
@@ -152,6 +154,8 @@ class SandboxConfig:
             raise ConfigError(f"limiter must be one of {kinds} (got {self.limiter!r})") from None
         _check_probability("order_fail_rate", self.order_fail_rate)
         _check_probability("order_stuck_rate", self.order_stuck_rate)
+        _check_non_negative("assign_delay", self.assign_delay)
+        _check_probability("assign_fail_rate", self.assign_fail_rate)
         if self.orders_refused not in (0, 403, 404, 405):
             raise ConfigError(f"orders_refused must be 0, 403, 404 or 405 (got {self.orders_refused!r})")
         if self.retry_after not in RETRY_AFTER_MODES:

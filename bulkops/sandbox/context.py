@@ -14,6 +14,7 @@ from .faults import FaultInjector, RateLimiter
 from .seed import generate
 from .state import SandboxState
 from .stats import RecordedExchange, SandboxStats
+from .tendlc import TenDlcState
 
 
 class SandboxContext:
@@ -27,6 +28,7 @@ class SandboxContext:
         self.faults = FaultInjector(config.faults)
         self.ignore_writes = config.ignore_writes
         self.recorded: list[RecordedExchange] = []
+        self.tendlc = TenDlcState(config, self.state)  # 10DLC campaigns and links (routes_10dlc.py)
         # Ids the server mints (new profiles, bulk orders) are seeded too.
         self.ids = random.Random(f"bulkops-sandbox/ids/{config.seed}")
         self.bulk = BulkOrders(

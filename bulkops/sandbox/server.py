@@ -21,6 +21,7 @@ from .config import FaultConfig, LimiterKind, SandboxConfig
 from .context import SandboxContext
 from .state import SandboxState
 from .stats import RecordedExchange, SandboxStats
+from .tendlc import TenDlcState
 
 SHUTDOWN_TIMEOUT = 1.0  # seconds in-flight requests get at shutdown (slow faults are cancelled)
 
@@ -55,6 +56,11 @@ class Sandbox:
     def recorded(self) -> list[RecordedExchange]:
         """Every exchange since start, when started with ``record=True`` (else empty)."""
         return self._ctx.recorded
+
+    @property
+    def tendlc(self) -> TenDlcState:
+        """10DLC campaigns, links and tasks (call ``settle()`` first to read them current)."""
+        return self._ctx.tendlc
 
     @property
     def origin(self) -> str:
