@@ -9,7 +9,7 @@ import pytest
 
 from bulkops.telnyx.campaigns import (
     FINAL_STATUSES, NO_CAMPAIGN, CampaignLink, LinkAction, LinkStatus, Settled, is_final, last_page,
-    link_action, next_poll_delay, settlement,
+    SnapshotMethod, link_action, next_poll_delay, settlement, snapshot_method,
 )
 
 A, B = "campaign-a", "campaign-b"
@@ -103,3 +103,16 @@ def test_polls_back_off_doubling_to_the_cap_with_bounded_jitter() -> None:
 def test_a_listing_stops_at_ceil_total_over_the_size_the_server_used(
         total: int, asked: int, first: int, last: int) -> None:
     assert last_page(total, asked, first) == last
+
+
+@pytest.mark.parametrize("numbers, total, method", [
+    (1, 10_000, SnapshotMethod.GET),  # 39 more pages of 250 against 1 GET
+    (39, 10_000, SnapshotMethod.LIST),  # a tie goes to the listing
+    (38, 10_000, SnapshotMethod.GET),
+    (1, 200, SnapshotMethod.LIST),  # page 1 held them all: nothing more to read
+    (3_000, 1_000_000, SnapshotMethod.GET),  # 3,999 more pages
+    (5_000, 1_000_000, SnapshotMethod.LIST),
+    (1_000_000, 1_000_000, SnapshotMethod.LIST),
+])
+def test_the_snapshot_reads_whichever_costs_fewer_requests(numbers: int, total: int, method: SnapshotMethod) -> None:
+    assert snapshot_method(numbers, total, 250, min(total, 250)) is method

@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from bulkops.sandbox import FaultConfig, Sandbox, SandboxConfig, running_sandbox
 from bulkops.telnyx.campaigns import (
-    Campaign, CampaignLink, CampaignLinks, LinkStatus, Settled, campaign_refusal, settlement,
+    Campaign, CampaignLink, CampaignLinks, LinkStatus, Settled, SnapshotMethod, campaign_refusal, settlement,
 )
 from bulkops.telnyx.client import TelnyxClient
 from bulkops.telnyx.ratelimit import RateLimiter
@@ -110,6 +110,26 @@ async def test_a_refused_page_size_is_asked_again_with_the_documented_default(
     listed = await links.list_links(page_size=501)  # the sandbox takes at most 500
     assert set(listed) == set(sandbox.tendlc.links())
     assert sandbox.stats.count(LIST_ROUTE, 400) == 1
+
+
+async def test_a_snapshot_of_a_few_numbers_reads_each_one(sandbox: Sandbox, links: CampaignLinks) -> None:
+    few = [linked_number(sandbox), *unlinked_long_codes(sandbox, 2)]
+    snap = await links.snapshot(few, page_size=7)  # about 50 links: 7 more pages > 3 GETs
+    assert snap.method is SnapshotMethod.GET and snap.requests == 4
+    assert list(snap.links) == few
+    assert snap.links[few[0]] is not None and snap.links[few[1]] is None and snap.links[few[2]] is None
+    assert sandbox.stats.count(LIST_ROUTE) == 1
+    assert sandbox.stats.count("GET /v2/10dlc/phone_number_campaigns/{phoneNumber}") == 3
+
+
+async def test_a_snapshot_of_many_numbers_reads_the_listing(sandbox: Sandbox, links: CampaignLinks) -> None:
+    everyone = sandbox.numbers()
+    snap = await links.snapshot(everyone, page_size=50)
+    expected = sandbox.tendlc.links()
+    assert snap.method is SnapshotMethod.LIST
+    assert snap.requests == sandbox.stats.count(LIST_ROUTE) == math.ceil(len(expected) / 50)
+    assert {n for n, link in snap.links.items() if link is not None} == set(expected)
+    assert len(snap.links) == len(everyone)
 
 
 async def test_a_posted_link_is_pending_then_assigned(sandbox: Sandbox, links: CampaignLinks) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -250,6 +251,26 @@ def next_poll_delay(polls: int, rng: random.Random | None = None, *, first: floa
     return delay if rng is None else delay * rng.uniform(0.8, 1.2)
 
 
+class SnapshotMethod(str, Enum):
+    LIST = "list"  # the account's listing, every page
+    GET = "get"  # one GET per number
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    links: dict[str, CampaignLink | None]  # every number asked, in order; None: no link
+    method: SnapshotMethod
+    requests: int  # reads it took (page 1 of the listing included)
+
+
+def snapshot_method(numbers: int, total_links: int, page_size: int, first_page: int) -> SnapshotMethod:
+    """The cheaper way to read ``numbers`` links once page 1 of the listing is read: the rest of
+    the listing (``last_page - 1`` requests) or one GET per number. Ties go to the listing: it
+    also serves ``export`` and is one consistent read."""
+    rest = last_page(total_links, page_size, first_page) - 1
+    return SnapshotMethod.LIST if rest <= numbers else SnapshotMethod.GET
+
+
 def last_page(total: int, asked: int, first_page: int) -> int:
     """The last page of a listing of ``total`` records: ``ceil(total / size)`` with the size the
     server used on page 1 (``first_page`` records, fewer than ``asked`` when it caps silently)."""
@@ -380,37 +401,79 @@ class CampaignLinks:
                                           stop=stop)
         return outcome.value
 
+    async def _links_page(self, filters: Sequence[tuple[str, str]], page: int,
+                          size: int) -> tuple[list[CampaignLink], int]:
+        # sort=phoneNumber: the default, newest first, shifts every page when a link is made.
+        query = (*filters, ("page", str(page)), ("recordsPerPage", str(size)), ("sort", "phoneNumber"))
+        return (await self._client.send("GET", LINKS_PATH, links_page, query=query)).value
+
+    async def _first_page(self, filters: Sequence[tuple[str, str]],
+                          size: int) -> tuple[list[CampaignLink], int, int]:
+        """Page 1, its totalRecords, and the page size that worked (a refused size is asked
+        again with the documented default of 20)."""
+        try:
+            records, total = await self._links_page(filters, 1, size)
+        except GaveUp as refused:
+            if size == FALLBACK_PAGE or refused.info.status not in (400, 422):
+                raise
+            size = FALLBACK_PAGE
+            records, total = await self._links_page(filters, 1, size)
+        return records, total, size
+
+    async def _rest(self, filters: Sequence[tuple[str, str]], first: list[CampaignLink], total: int,
+                    size: int) -> dict[str, CampaignLink]:
+        found = {link.phone_number: link for link in first}
+        last = last_page(total, size, len(first))
+        page = 2
+        while first and page <= last:
+            records, _ = await self._links_page(filters, page, size)
+            if not records or all(link.phone_number in found for link in records):
+                break  # past the end, or a server that ignores `page`
+            found.update((link.phone_number, link) for link in records)
+            page += 1
+        return found
+
     async def list_links(self, *, campaign_id: str | None = None, brand_id: str | None = None,
                          page_size: int = LINK_PAGE) -> dict[str, CampaignLink]:
         """Every link of the account (or of one campaign or brand), all pages read first.
 
         Stops at ``last_page`` or on an empty page, and on a page that holds only numbers met
-        before (a server that ignores ``page``). A 400/422 on the page size is asked again with
-        the documented default of 20.
+        before (a server that ignores ``page``).
         """
         filters: list[tuple[str, str]] = []
         if campaign_id is not None:
             filters.append(("filter[telnyx_campaign_id]", campaign_id))
         if brand_id is not None:
             filters.append(("filter[telnyx_brand_id]", brand_id))
-        found: dict[str, CampaignLink] = {}
-        page, last = 1, 1
-        while page <= last:
-            query = (*filters, ("page", str(page)), ("recordsPerPage", str(page_size)))
-            try:
-                records, total = (await self._client.send("GET", LINKS_PATH, links_page, query=query)).value
-            except GaveUp as refused:
-                if page == 1 and page_size != FALLBACK_PAGE and refused.info.status in (400, 422):
-                    page_size = FALLBACK_PAGE
-                    continue
-                raise
-            if not records or all(link.phone_number in found for link in records):
-                break
-            if page == 1:
-                last = last_page(total, page_size, len(records))
-            found.update((link.phone_number, link) for link in records)
-            page += 1
-        return found
+        first, total, size = await self._first_page(filters, page_size)
+        return await self._rest(filters, first, total, size)
+
+    async def snapshot(self, numbers: Sequence[str], *, page_size: int = LINK_PAGE,
+                       concurrency: int = 8) -> Snapshot:
+        """Each number's link before any write (None: no link), by the cheaper read.
+
+        One listing page tells how many links the account has; the rest of the listing costs
+        ``last_page - 1`` requests, one GET per number costs ``len(numbers)``: the smaller wins
+        (``snapshot_method``). Either way every read is done before this returns.
+        """
+        wanted = list(dict.fromkeys(numbers))
+        first, total, size = await self._first_page((), page_size)
+        method = snapshot_method(len(wanted), total, size, len(first))
+        if method is SnapshotMethod.LIST:
+            listed = await self._rest((), first, total, size)
+            requests = 1 + max(0, last_page(total, size, len(first)) - 1)
+            return Snapshot({n: listed.get(n) for n in wanted}, method, requests)
+        links: dict[str, CampaignLink | None] = {}
+        limit = anyio.Semaphore(concurrency)
+
+        async def read(number: str) -> None:
+            async with limit:
+                links[number] = await self.get_link(number)
+
+        async with anyio.create_task_group() as tg:  # the shared limiter paces them
+            for number in wanted:
+                tg.start_soon(read, number)
+        return Snapshot({n: links[n] for n in wanted}, method, 1 + len(wanted))
 
     async def create_link(self, number: str, campaign_id: str, *,
                           stop: anyio.Event | None = None) -> Outcome[CampaignLink]:
