@@ -36,7 +36,6 @@ from phonenumbers import PhoneNumberType
 
 from bulkops.errors import InputError
 from bulkops.input.header import PHONE, SAVE_AS_UTF8, header_key
-from bulkops.input.names import ProfileLookup
 from bulkops.input.phone import (
     NANP_BLOCK_DIGITS, NANP_EXCHANGE_DIGITS, SEVEN_DIGIT_NPAS, formula_problem, looks_like_phone,
     normalize_phone, normalize_region, quote_cell,
@@ -174,8 +173,19 @@ class _CampaignReader(_Reader):
     """The job CSV reader with the campaign file's header and row rules."""
 
     def __init__(self, path: Path, default_campaign: str | None, region: str, check_duplicates: bool) -> None:
-        # Kind.SET only satisfies the base reader; the rules it would apply are overridden here.
-        super().__init__(path, Kind.SET, None, region, ProfileLookup(offline=True))
+        # The base __init__ is not called: its parameters are the job kinds' (and change with
+        # them); these are the attributes its CSV handling reads. Kind.SET only keeps its
+        # kind-specific branches out of the way.
+        self.path = path
+        self.name = str(path)
+        self.kind = Kind.SET
+        self.region = region
+        self.line_num = 0
+        self.index: dict[str, int] = {}
+        self.phone_at = 0
+        self.headers: tuple[str, ...] = ()
+        self.extra_columns: tuple[tuple[int, str], ...] = ()
+        self.column_names: tuple[str, ...] = ()
         self.default_campaign = default_campaign
         self.campaign_at: int | None = None
         self.duplicates = _Duplicates() if check_duplicates else None
