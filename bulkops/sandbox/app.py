@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import control, routes_10dlc, routes_numbers, routes_profiles
+from . import control, routes_numbers, routes_profiles
 from .context import CTX, SandboxContext
 from .middleware import MIDDLEWARES
+from . import routes_10dlc
 
 
 async def _stop_bulk_orders(app: web.Application) -> None:
@@ -19,8 +20,8 @@ def build_app(ctx: SandboxContext) -> web.Application:
     app[CTX] = ctx
     app.router.add_routes(routes_numbers.ROUTES)
     app.router.add_routes(routes_profiles.ROUTES)
-    routes_10dlc.register(app, ctx.config.control)
     if ctx.config.control:
         app.router.add_routes(control.ROUTES)
     app.on_cleanup.append(_stop_bulk_orders)
+    routes_10dlc.register(app, ctx.config.control)
     return app

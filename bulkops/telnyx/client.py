@@ -356,16 +356,6 @@ class TelnyxClient:
             yield numbers, total
             page += 1
 
-    async def send(self, method: str, path: str, parse: Callable[[Any], T], *,
-                   query: Sequence[tuple[str, str]] = (), body: bytes | None = None,
-                   missing_ok: bool = False, repeatable: bool | None = None,
-                   stop: anyio.Event | None = None) -> Outcome[T]:
-        """A call that another module defines (``campaigns.py``: 10DLC), through the same limiter,
-        retry policy and classification as the calls above. ``path`` is percent-encoded below
-        the base URL; ``repeatable`` defaults to "not a POST"."""
-        return await self._call(_Request(method, path, tuple(query), body, missing_ok), parse, stop,
-                                repeatable)
-
     # --- one call: retries around attempts ------------------------------------------------------
 
     async def _call(self, request: _Request, parse: Callable[[Any], T],
@@ -376,6 +366,16 @@ class TelnyxClient:
                                      clock=self._clock, on_retry=self._retried,
                                      repeatable=request.method != "POST" if repeatable is None
                                      else repeatable)
+
+    async def send(self, method: str, path: str, parse: Callable[[Any], T], *,
+                   query: Sequence[tuple[str, str]] = (), body: bytes | None = None,
+                   missing_ok: bool = False, repeatable: bool | None = None,
+                   stop: anyio.Event | None = None) -> Outcome[T]:
+        """A call that another module defines (``campaigns.py``: 10DLC), through the same limiter,
+        retry policy and classification as the calls above. ``path`` is percent-encoded below
+        the base URL; ``repeatable`` defaults to "not a POST"."""
+        return await self._call(_Request(method, path, tuple(query), body, missing_ok), parse, stop,
+                                repeatable)
 
     def _retried(self, attempt: int, error: BaseException, wait: float) -> None:
         self._retries += 1
