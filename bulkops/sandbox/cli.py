@@ -115,6 +115,8 @@ async def serve(config: SandboxConfig, ready_file: Path | None = None) -> None:
             print(f"base URL: {sandbox.base_url}")
             print(f"export TELNYX_API_KEY={sandbox.api_key}")
             print(f"export TELNYX_API_BASE_URL={sandbox.base_url}")
+            linkable = [c.campaign_id for c in sandbox.tendlc.campaigns.values() if c.refusal() is None]
+            print(f"10DLC campaigns that take numbers: {', '.join(linkable)}")
             if config.control:
                 print(f"control: {sandbox.origin}/_control/stats")
             print("press Ctrl-C to stop", flush=True)

@@ -296,6 +296,23 @@ async def control_links(request: web.Request) -> web.Response:
     })
 
 
+async def control_link(request: web.Request) -> web.Response:
+    """``{"phoneNumber": "+1...", "campaignId": "<id>" or null}``: a link changed behind a job's back."""
+    state = request.app[CTX].tendlc
+    body = await read_object(request)
+    number, campaign_id = body.get("phoneNumber"), body.get("campaignId")
+    if not isinstance(number, str) or not (campaign_id is None or isinstance(campaign_id, str)):
+        raise invalid('Send {"phoneNumber": "+1...", "campaignId": "<campaign id>" or null}.',
+                      pointer="/", status=400)
+    state.settle()
+    try:
+        state.force(number, campaign_id)
+    except KeyError as exc:
+        raise not_found(str(exc.args[0])) from None
+    link = state.link(number)
+    return _json(None if link is None else link_json(link, state.campaigns))
+
+
 async def control_settle(request: web.Request) -> web.Response:
     return _json({"settled": request.app[CTX].tendlc.settle_all()})
 
@@ -316,6 +333,7 @@ ROUTES = (
 CONTROL_ROUTES = (
     web.get("/_control/10dlc", control_links, allow_head=False),
     web.post("/_control/10dlc/settle", control_settle),
+    web.post("/_control/10dlc/link", control_link),
 )
 
 

@@ -386,6 +386,24 @@ class TenDlcState:
             self.version += 1
         return link
 
+    def force(self, phone_number: str, campaign_id: str | None) -> None:
+        """Change a link behind a job's back (tests of drift): ASSIGNED to ``campaign_id`` at
+        once, or none (None); no preconditions, not counted as a write."""
+        if self._numbers.get(phone_number) is None:
+            raise KeyError(f"{phone_number!r} is not on the sandbox account")
+        if campaign_id is not None and campaign_id not in self.campaigns:
+            raise KeyError(f"campaign {campaign_id!r} does not exist")
+        if campaign_id is None:
+            self._links.pop(phone_number, None)
+        else:
+            now = self._wall()
+            link = self._links.setdefault(
+                phone_number, LinkRecord(phone_number, campaign_id, LinkStatus.ASSIGNED, now, now))
+            link.campaign_id, link.status, link.failure_reasons = campaign_id, LinkStatus.ASSIGNED, None
+            link.updated_ts = now
+            link.generation += 1  # whatever was due for it is stale now
+        self.version += 1
+
     def _existing(self, phone_number: str) -> LinkRecord:
         link = self._links.get(phone_number)
         if link is None:

@@ -364,6 +364,24 @@ async def test_control_routes_show_links_and_settle_them(config: SandboxConfig) 
         assert (await api.get(f"{LINKS}/{enc(number)}")).body["assignmentStatus"] == "ASSIGNED"
 
 
+async def test_a_link_changed_behind_a_jobs_back_is_not_counted_as_a_write() -> None:
+    config = SandboxConfig(numbers=100, profiles=2, seed=3, control=True)
+    async with running_sandbox(config) as sandbox, Api.open(sandbox) as api:
+        number = unlinked_long_codes(sandbox)[0]
+        forced = await api.post("/_control/10dlc/link", origin=True, auth=False,
+                                json={"phoneNumber": number, "campaignId": active(sandbox, 1)})
+        assert forced.body["assignmentStatus"] == "ASSIGNED" and forced.body["campaignId"] == active(sandbox, 1)
+        assert (await api.get(f"{LINKS}/{enc(number)}")).body["campaignId"] == active(sandbox, 1)
+        removed = await api.post("/_control/10dlc/link", origin=True, auth=False,
+                                 json={"phoneNumber": number, "campaignId": None})
+        assert removed.status == 200 and removed.body is None
+        assert (await api.get(f"{LINKS}/{enc(number)}")).status == 404
+        unknown = await api.post("/_control/10dlc/link", origin=True, auth=False,
+                                 json={"phoneNumber": number, "campaignId": "nope"})
+        assert unknown.status == 404
+        assert sandbox.tendlc.writes_by_number[number] == 0
+
+
 async def test_10dlc_routes_need_the_key_like_every_route(sandbox: Sandbox) -> None:
     async with Api.open(sandbox) as api:
         assert (await api.get(LINKS, auth=False)).status == 401

@@ -120,6 +120,7 @@ def test_sandbox_process_announces_its_url_serves_and_stops_on_sigterm(tmp_path:
     assert f"base URL: {child.base_url}" in output
     assert "export TELNYX_API_KEY=sandbox-key" in output
     assert f"export TELNYX_API_BASE_URL={child.base_url}" in output
+    assert "10DLC campaigns that take numbers: " in output
 
 
 def test_sandbox_process_that_cannot_start_reports_its_output(tmp_path: Path) -> None:
