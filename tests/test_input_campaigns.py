@@ -12,7 +12,7 @@ import pytest
 from bulkops.errors import InputError
 from bulkops.input.campaigns import (
     NO_CAMPAIGN, CampaignRow, account_problem, normalize_campaign_id, read_campaign_rows,
-    us_long_code_problem,
+    US_REGIONS, us_long_code_problem,
 )
 from bulkops.models import NumberState, Problem, Severity
 
@@ -114,9 +114,9 @@ def test_numbers_that_are_not_us_long_codes_are_refused_with_the_reason(
 
 def test_the_long_code_check_agrees_with_phonenumbers_across_the_exchange_cache() -> None:
     for number in ("+13125550101", "+13125559999", "+18005550100", "+18335551234", "+16475550100",
-                   "+12425550100", "+13125550102"):
+                   "+12425550100", "+13125550102", "+17875550123", "+16715550123"):
         parsed = phonenumbers.parse(number)
-        expected = (phonenumbers.region_code_for_number(parsed) == "US"
+        expected = (phonenumbers.region_code_for_number(parsed) in US_REGIONS
                     and phonenumbers.number_type(parsed) in (phonenumbers.PhoneNumberType.FIXED_LINE,
                                                              phonenumbers.PhoneNumberType.MOBILE,
                                                              phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE))
@@ -132,6 +132,11 @@ def test_bad_campaign_cells_are_refused_quoting_the_cell(tmp_path: Path, cell: s
     path = write(tmp_path, f'phone_number,campaign_id\n{US},"{cell}"\n')
     (problem,) = problems_of(read(path))
     assert problem.field == "campaign_id" and why in problem.message
+
+
+def test_numbers_of_us_territories_count_as_us_long_codes() -> None:
+    assert us_long_code_problem("+17875550123") is None  # Puerto Rico
+    assert us_long_code_problem("+16715550123") is None  # Guam
 
 
 def test_campaign_ids_keep_their_case_and_lose_outer_spaces() -> None:

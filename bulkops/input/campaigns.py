@@ -7,8 +7,8 @@ ambiguous between "remove" and "use C", and guessing wrong removes links.
 
 Checks, each a ``Problem`` naming file, line, column and what to do:
 - the number is valid (``input.phone``) and a US long code (``us_long_code_problem``:
-  ``phonenumbers`` says region US and a fixed-line or mobile range, so toll-free, Canadian and
-  Caribbean numbers are refused: 10DLC is for US long codes only);
+  ``phonenumbers`` says region US (or a US territory) and a fixed-line or mobile range, so
+  toll-free, Canadian and Caribbean numbers are refused: 10DLC is for US long codes only);
 - the campaign id is one (``normalize_campaign_id``; Telnyx ids are not strict UUIDs);
 - a number named twice: the same campaign is a warning (the later row is ignored), two
   campaigns are an error naming both lines. The check keeps two ints per distinct number
@@ -86,6 +86,9 @@ def normalize_campaign_id(text: str) -> str:
     return stripped
 
 
+# The US and its territories (numbering under US carriers; whether Telnyx's 10DLC takes the
+# territories' numbers is unconfirmed: a refusal there is a failed row with Telnyx's reason).
+US_REGIONS = frozenset({"US", "PR", "VI", "GU", "AS", "MP"})
 _LONG_CODE_TYPES = frozenset({PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE,
                               PhoneNumberType.FIXED_LINE_OR_MOBILE})
 _TYPE_NAMES = {
@@ -116,7 +119,7 @@ def us_long_code_problem(e164: str) -> str | None:
     number = phonenumbers.parse(e164)
     region = phonenumbers.region_code_for_number(number)
     what: str | None = None
-    if region != "US":
+    if region not in US_REGIONS:
         what = f"a {region or 'non-US'} number, not a US one; 10DLC campaigns take US long codes only"
     else:
         kind = phonenumbers.number_type(number)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from .context import CTX, SandboxContext
+from .context import CTX
 from .params import _int_param, as_uuid, choice, json_type, read_object
 from .problems import bad_parameter, dumps, invalid, not_found
 from .shapes import iso
@@ -160,8 +160,7 @@ async def get_link(request: web.Request) -> web.Response:
     number = _path_number(request)
     link = state.link(number)
     if link is None:
-        state_ctx: SandboxContext = request.app[CTX]
-        known = state_ctx.state.get(number) is not None
+        known = request.app[CTX].state.get(number) is not None
         raise not_found(
             f"{number} has no campaign assignment." if known
             else f"Phone number {number[:40]!r} is not on this account.",

@@ -465,14 +465,22 @@ class CampaignLinks:
             return Snapshot({n: listed.get(n) for n in wanted}, method, requests)
         links: dict[str, CampaignLink | None] = {}
         limit = anyio.Semaphore(concurrency)
+        failed: list[Exception] = []
 
-        async def read(number: str) -> None:
+        async def read(number: str, group: anyio.CancelScope) -> None:
             async with limit:
-                links[number] = await self.get_link(number)
+                try:
+                    links[number] = await self.get_link(number)
+                except Exception as exc:  # GaveUp, AuthError: the first ends the snapshot, as it is
+                    if not failed:
+                        failed.append(exc)
+                    group.cancel()
 
         async with anyio.create_task_group() as tg:  # the shared limiter paces them
             for number in wanted:
-                tg.start_soon(read, number)
+                tg.start_soon(read, number, tg.cancel_scope)
+        if failed:
+            raise failed[0]
         return Snapshot({n: links[n] for n in wanted}, method, 1 + len(wanted))
 
     async def create_link(self, number: str, campaign_id: str, *,
