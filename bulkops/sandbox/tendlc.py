@@ -175,6 +175,11 @@ def _alnum(rng: random.Random, prefix: str) -> str:
     return prefix + "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(6))
 
 
+def campaigns_for(seed: int) -> tuple[CampaignRecord, ...]:
+    """The campaigns of a sandbox seeded ``seed`` (known without starting one)."""
+    return seed_campaigns(random.Random(f"bulkops-sandbox/10dlc/campaigns/{seed}"))
+
+
 def seed_campaigns(rng: random.Random) -> tuple[CampaignRecord, ...]:
     """One brand's campaigns: three that take numbers, then one for each way of refusing."""
     brand_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
@@ -214,10 +219,9 @@ class TenDlcState:
         self.delay = config.assign_delay
         self.fail_rate = config.assign_fail_rate
         self.speed = config.bulk_speed
-        seeded = random.Random(f"bulkops-sandbox/10dlc/{config.seed}")
-        self._outcomes = random.Random(seeded.random())  # failures and delays, per write
-        self._ids = random.Random(seeded.random())
-        self.campaigns: dict[str, CampaignRecord] = {c.campaign_id: c for c in seed_campaigns(seeded)}
+        self._outcomes = random.Random(f"bulkops-sandbox/10dlc/outcomes/{config.seed}")  # per write
+        self._ids = random.Random(f"bulkops-sandbox/10dlc/ids/{config.seed}")
+        self.campaigns: dict[str, CampaignRecord] = {c.campaign_id: c for c in campaigns_for(config.seed)}
         self._links: dict[str, LinkRecord] = {}
         self._due: list[tuple[float, int, str, int]] = []  # (due, seq, number, generation)
         self._seq = 0
@@ -226,7 +230,7 @@ class TenDlcState:
         self.writes_by_number: Counter[str] = Counter()  # link writes applied (POST, PUT, DELETE, tasks)
         self.version = 0  # bumped by every change: listings cache their sorted order on it
         self._sorted: tuple[int, LinkQuery, list[LinkRecord]] | None = None
-        self._seed_links(seeded)
+        self._seed_links(random.Random(f"bulkops-sandbox/10dlc/links/{config.seed}"))
 
     def _seed_links(self, rng: random.Random) -> None:
         """A quarter of the long codes on a profile start ASSIGNED to one of the first two campaigns."""
