@@ -5,7 +5,9 @@ rehearse migrations on it, so it follows the contract in
 ``docs/telnyx/messaging-numbers.openapi.yml`` and ``docs/telnyx/API-NOTES.md`` closely: the
 unassign-with-"" quirk, Telnyx-shaped errors, rate-limit headers, bulk orders,
 and seeded faults (5xx, 5xx after the write, dropped connections, latency,
-slow answers).
+slow answers). 10DLC campaigns, their asynchronous phone-number links and the
+bulk-by-profile task follow ``docs/telnyx/short-codes-10dlc.openapi.yml`` (``tendlc.py``,
+``routes_10dlc.py``).
 
 Use it in-process with ``running_sandbox(SandboxConfig(...))``, on a thread with
 ``sandbox_in_thread``, in another process with ``python -m bulkops.sandbox``
