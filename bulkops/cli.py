@@ -166,7 +166,9 @@ def _report_arguments(p: argparse.ArgumentParser) -> None:
     _add_journal(p, "to read (a run may hold it meanwhile)")
     p.add_argument("--output", type=Path,
                    help="report file; - for standard output (default: next to the journal)")
-    p.add_argument("--format", choices=["csv", "json"], default="csv", help="report format (default csv)")
+    p.add_argument("--format", choices=["csv", "json", "html"], default="csv",
+                   help="report format (default csv); html: the run at a glance, one "
+                        "self-contained page (charts, failures, rows)")
     p.add_argument("--job", type=int, help="job id, as `bulkops status` lists them (default: the latest job that ran)")
     _add_verbose(p)
 
@@ -357,6 +359,8 @@ def _print_result(result: JobResult, json_mode: bool) -> None:
         console.print(f"plan written to {result.plan_path}; nothing was sent", markup=False)
     if result.report_path:
         console.print(f"report: {result.report_path}", markup=False)
+    if result.html_path:
+        console.print(f"html report: {result.html_path}", markup=False)
     if result.drift:
         console.print(f"[red]{len(result.drift)} number(s) drifted since they were written[/]")
 

@@ -116,12 +116,17 @@ def status_dict(statuses: list[JobStatus]) -> dict[str, Any]:
 
 async def report_job(journal_path: Path, output: Path | None, fmt: str = "csv",
                      job_id: int | None = None) -> ReportResult:
-    """The per-row report of ``job_id`` (default: the latest job that ran); ``output`` "-"
-    is standard output."""
+    """The per-row report of ``job_id`` (default: the latest job that ran) as CSV, JSON or
+    the HTML page (htmlreport.py); ``output`` "-" is standard output."""
     _require(journal_path)
     async with await Journal.open(journal_path, lock=False) as journal:
         chosen = (await journal.latest_ran() if job_id is None else await _job(journal, job_id)).id
         target = output or report_path_for(journal_path, chosen, fmt)
+        if fmt == "html":
+            from bulkops.htmlreport import write_html_report
+
+            page = await write_html_report(journal, chosen, target)
+            return ReportResult(target, page.rows, await journal.counts(chosen))
         return await write_report(journal, chosen, target, fmt)
 
 
