@@ -139,6 +139,9 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     _add_engine(p)
     p.add_argument("--dry-run", action="store_true", help="same as `bulkops plan`: write nothing")
     p.add_argument("--plan-output", type=Path, help="with --dry-run: where to write the plan CSV")
+    p.add_argument("--notify", metavar="URL",
+                   help="when the run ends, whatever the outcome, POST its summary as JSON here "
+                        "(https, or http to loopback; or `notify` in the job file)")
 
 
 def _plan_arguments(p: argparse.ArgumentParser) -> None:
@@ -373,7 +376,8 @@ async def _cmd_run(args: argparse.Namespace) -> int:
     key = _key(args)
     result = await run_job(request, settings, key, interactive=_interactive() and not args.json,
                            confirm=_confirm(args.json), dry_run=args.dry_run,
-                           plan_output=args.plan_output)
+                           plan_output=args.plan_output,
+                           notify=args.notify or (job.notify if job else None))
     _print_result(result, args.json)
     return int(result.exit_code)
 

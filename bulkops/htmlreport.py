@@ -128,8 +128,12 @@ def svg_chart(name: str, title: str, unit: str, points: Sequence[SeriesPoint],
         return ""
     t0 = points[0].t
     span = max(points[-1].t + points[-1].width - t0, 1)
-    top = _nice(max([v for _, _, vs in lines for v in vs if v is not None]
-                    + [sum(col) for col in zip(*(vs for _, _, vs in bars))] + [0.0]))
+    measured = [v for _, _, vs in lines[:1] for v in vs if v is not None] + [
+        sum(col) for col in zip(*(vs for _, _, vs in bars))]
+    others = [v for _, _, vs in lines[1:] for v in vs if v is not None]
+    # A line far above the first one (an unpaced limit of 1e6/s) would flatten it: such values
+    # are drawn at the top edge and named in the legend.
+    top = _nice(max(measured + [v for v in others if v <= 4 * max(measured + [1.0])] + [0.0]))
     pw, ph = W - PAD_L - PAD_R, H - PAD_T - PAD_B
 
     def x(t: float) -> float:
@@ -147,8 +151,9 @@ def svg_chart(name: str, title: str, unit: str, points: Sequence[SeriesPoint],
                    'class="grid"/>')
         out.append(f'<text x="{PAD_L - 4}" y="{y(v) + 4:.1f}" class="yl">{v:g}</text>')
     out.append(f'<text x="4" y="{PAD_T - 8}" class="yl0">{html.escape(unit)}</text>')
-    for i in range(6):  # x labels: time since the first bucket
-        t = t0 + span * i / 5
+    ticks = max(1, min(5, span))
+    for i in range(ticks + 1):  # x labels: time since the first bucket
+        t = t0 + span * i / ticks
         out.append(f'<text x="{x(t):.1f}" y="{H - 10}" class="xl">{_clock(t - t0)}</text>')
     base = [0.0] * len(points)
     for label, colour, heights in bars:
@@ -165,7 +170,7 @@ def svg_chart(name: str, title: str, unit: str, points: Sequence[SeriesPoint],
             if value is None:
                 runs.append([])
             else:
-                runs[-1].append(f"{x(p.t + p.width / 2):.1f},{y(value):.1f}")
+                runs[-1].append(f"{x(p.t + p.width / 2):.1f},{y(min(value, top)):.1f}")
         for run in filter(None, runs):
             if len(run) == 1:
                 cx, cy = run[0].split(",")
@@ -174,7 +179,9 @@ def svg_chart(name: str, title: str, unit: str, points: Sequence[SeriesPoint],
                 out.append(f'<polyline points="{" ".join(run)}" fill="none" stroke="{colour}" '
                            'stroke-width="1.6"/>')
     legend_x = W - PAD_R
-    for label, colour, _ in [*reversed(lines), *reversed(bars)]:
+    for label, colour, values in [*reversed(lines), *reversed(bars)]:
+        if any(v is not None and v > top for v in values):
+            label += f" (up to {max(v for v in values if v is not None):g}, off the scale)"
         text = html.escape(label)
         legend_x -= 14 + 7 * len(label)
         out.append(f'<rect x="{legend_x}" y="5" width="10" height="10" fill="{colour}"/>'
