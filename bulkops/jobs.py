@@ -26,6 +26,7 @@ from bulkops.errors import ApiError, ApiUnreachable, BulkOpsError, ExitCode, Inp
 from bulkops.execute import (
     Confirm, JobResult, execute, make_client, report_path_for, rolled_back, snapshot_pending,
 )
+from bulkops.history import JobHistory, job_histories
 from bulkops.input.loading import (
     LoadReport, check_profiles, freeze_migrations, load_rows, profiles_in_use,
 )
@@ -109,6 +110,14 @@ async def job_status(journal_path: Path) -> list[JobStatus]:
     async with await Journal.open(journal_path, lock=False) as journal:
         return [JobStatus(job, await journal.counts(job.id), await journal.open_order_count(job.id))
                 for job in await journal.jobs()]
+
+
+async def job_history(journal_path: Path) -> list[JobHistory]:
+    """Every job with its counts, when it ran, which job undid which and what is in effect
+    (history.py); works while a run holds the journal."""
+    _require(journal_path)
+    async with await Journal.open(journal_path, lock=False) as journal:
+        return await job_histories(journal)
 
 
 def status_dict(statuses: list[JobStatus]) -> dict[str, Any]:
