@@ -22,6 +22,7 @@ import anyio
 from bulkops.errors import InputError
 from bulkops.htmlreport import RunSpan, duration_text
 from bulkops.journal.records import JobRecord, RunRecord
+from bulkops.journal.sqlite import sidecar
 from bulkops.journal.states import ItemState, JobState
 from bulkops.journal.store import Journal
 from bulkops.models import Counts, Kind
@@ -91,6 +92,16 @@ async def job_histories(journal: Journal) -> list[JobHistory]:
     return out
 
 
+def _holder(journal_path: Path) -> int | None:
+    """The process id a bulkops holding the journal wrote into its lock file (it may have
+    ended since: the file stays)."""
+    try:
+        text = sidecar(journal_path, ".lock").read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() and int(text) != os.getpid() else None
+
+
 def _alive(pid: int | None) -> bool:
     if pid is None:
         return False
@@ -151,13 +162,16 @@ def _finished(counts: Counts) -> int:
 async def watch(journal_path: Path, show: Callable[[WatchLine], None], *,
                 every: float = WATCH_EVERY) -> WatchLine | None:
     """Show the run in progress once every ``every`` seconds until it ends; None when no run
-    is in progress (nothing shown)."""
+    is in progress (nothing shown). A bulkops that holds the journal but has not started
+    writing yet (loading its CSV, reading back) is waited for."""
     if not journal_path.exists():
         raise InputError(f"{journal_path}: no such journal; check the --journal path")
     async with await Journal.open(journal_path, lock=False) as journal:
-        open_runs = [r for r in await journal.runs() if r.ended_at is None and _alive(r.pid)]
-        if not open_runs:
-            return None
+        while not (open_runs := [r for r in await journal.runs()
+                                 if r.ended_at is None and _alive(r.pid)]):
+            if not _alive(_holder(journal_path)):
+                return None
+            await anyio.sleep(every)  # a run is loading its CSV or reading back: not yet writing
         run = open_runs[-1]
         seen: deque[tuple[float, int]] = deque()
         while True:
