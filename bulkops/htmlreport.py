@@ -32,7 +32,7 @@ from bulkops.models import Counts, Kind
 from bulkops.report import _AT, AtomicFile, _lines
 
 ALL_ROWS = 10_000  # lines embedded whole up to this many
-FAILED_CAP = 10_000  # failed and rejected lines of a bigger job
+FAILED_CAP = 5_000  # failed and rejected lines of a bigger job (about 1.5 MB with the sample)
 SAMPLE_CAP = 1_000  # other lines of a bigger job
 DETAIL_CHARS = 300  # an error detail is cut to this in the page (the CSV has it whole)
 FAILED_STATES = ("failed", "rejected")
