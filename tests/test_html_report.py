@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,9 +37,9 @@ PAGE_FACTS = """JSON.stringify({
 })"""
 
 
-async def _facts(path: Path) -> tuple[dict[str, object], list[str], list[str]]:
+async def _facts(path: Path) -> tuple[dict[str, Any], list[str], list[str]]:
     async with open_page(path) as page:
-        facts = json.loads(await page.evaluate(PAGE_FACTS))
+        facts: dict[str, Any] = json.loads(await page.evaluate(PAGE_FACTS))
         return facts, page.errors, page.requests
 
 
@@ -56,17 +57,17 @@ async def test_a_run_writes_the_html_report_beside_the_csv_and_the_browser_shows
 
     assert result.exit_code is ExitCode.FAILED_ROWS
     assert result.html_path == report_path_for(tmp_path / "a.db", 1, "html")
-    assert result.html_path.parent == result.report_path.parent if result.report_path else False
+    assert result.report_path is not None and result.html_path.parent == result.report_path.parent
     facts, errors, requests = await _facts(result.html_path)
     assert errors == []
     assert requests == [result.html_path.resolve().as_uri()]  # the file itself, nothing fetched
-    assert {"rate", "throttling", "failures"} <= set(facts["charts"])  # type: ignore[arg-type]
+    assert {"rate", "throttling", "failures"} <= set(facts["charts"])
     assert facts["counts"] == {"done": 30, "failed": 4, "skipped": 0, "pending": 0,
                                "rejected": 1, "total": 34}
-    assert sorted(facts["failedRows"]) == sorted(missing)  # type: ignore[arg-type]
-    (group, rejected) = facts["groups"]  # type: ignore[misc]
+    assert sorted(facts["failedRows"]) == sorted(missing)
+    group, rejected = facts["groups"]
     assert "10005" in group and missing[0] in group and "rejected" in rejected
-    assert any(c.startswith("bulkops retry-failed --journal") for c in facts["next"])  # type: ignore[union-attr]
+    assert any(c.startswith("bulkops retry-failed --journal") for c in facts["next"])
     assert "exit code 3" in str(facts["facts"])
 
 
@@ -83,8 +84,8 @@ async def test_the_report_command_writes_html_to_the_path_asked_for(
     assert done.returncode == 0, done.stderr
     assert f"report: {tmp_path / 'page.html'}" in done.stdout
     facts, errors, _ = await _facts(tmp_path / "page.html")
-    assert errors == [] and facts["counts"]["done"] == 8  # type: ignore[index]
-    assert any(c.startswith("bulkops rollback --journal") for c in facts["next"])  # type: ignore[union-attr]
+    assert errors == [] and facts["counts"]["done"] == 8
+    assert any(c.startswith("bulkops rollback --journal") for c in facts["next"])
 
 
 async def _ten_thousand(path: Path) -> Journal:
@@ -117,7 +118,7 @@ async def test_ten_thousand_rows_make_a_page_of_at_most_3_mb_that_shows_every_fa
     assert page.size <= 3 * 1024 * 1024, page.size
     facts, errors, _ = await _facts(tmp_path / "big.html")
     assert errors == []
-    assert len(facts["failedRows"]) == 2_000 and facts["rows"] == 2_000  # type: ignore[arg-type]
+    assert len(facts["failedRows"]) == 2_000 and facts["rows"] == 2_000
     assert facts["capped"] is None
 
 
@@ -133,6 +134,6 @@ async def test_a_bigger_job_holds_its_failures_and_a_capped_sample_and_says_so(
 
     assert page.lines == 10_000 and page.rows == 2_000 + 100
     facts, errors, _ = await _facts(tmp_path / "big.html")
-    assert errors == [] and len(facts["failedRows"]) == 2_000  # type: ignore[arg-type]
+    assert errors == [] and len(facts["failedRows"]) == 2_000
     assert "10000 report lines" in str(facts["capped"]) and "CSV report has every line" in str(
         facts["capped"])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,8 +22,9 @@ from bulkops.models import Kind
 from bulkops.notify import check_url
 from bulkops.sandbox import Sandbox
 
-from tests.harness import cli_env, run_cli
-from tests.jobhelpers import other_profile, settings_for, write_csv
+from tests.conftest import SandboxFactory
+from tests.harness import cli_command, cli_env, run_cli
+from tests.jobhelpers import other_profile, run_started, settings_for, write_csv
 from tests.journal_kit import num
 
 
@@ -149,3 +152,27 @@ async def test_a_job_file_names_the_webhook_with_its_notify_key(
     assert done.returncode == 0, done.stderr
     (body,) = hook.bodies
     assert body["exit_code"] == 0 and body["counts"]["done"] == 6
+
+
+async def test_an_interrupted_run_is_notified_with_exit_130_and_its_html_report(
+        sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
+    async with sandbox_factory(numbers=120, profiles=3, seed=5, rate=10, window=1) as sandbox, \
+            webhook() as hook:
+        numbers = sandbox.numbers()[:80]  # 8 s at 10 requests/s: stopped long before its end
+        csv_path = write_csv(tmp_path / "a.csv", ["phone_number", "messaging_profile_id"],
+                             [(n, other_profile(sandbox, sandbox.profile_of(n))) for n in numbers])
+        runner = await asyncio.create_subprocess_exec(
+            *cli_command("run", "--kind", "assign", "--csv", csv_path, "--journal",
+                         tmp_path / "a.db", "--base-url", sandbox.base_url, "--yes",
+                         "--mode", "patch", "--notify", hook.url),
+            env=cli_env(sandbox.api_key), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        await run_started(tmp_path / "a.db")
+        runner.send_signal(signal.SIGTERM)
+        _, err = await runner.communicate()
+
+    assert runner.returncode == int(ExitCode.INTERRUPTED), err.decode()
+    (body,) = hook.bodies
+    assert body["state"] == "interrupted" and body["exit_code"] == 130
+    assert body["html"] == str(tmp_path / "a.report.html") and Path(body["html"]).is_file()
+    assert body["counts"]["done"] < 80

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from contextlib import closing
 from pathlib import Path
 
 from bulkops.config import Secret
@@ -22,7 +21,7 @@ from bulkops.story import Recorder, coarsen
 
 from tests.conftest import SandboxFactory
 from tests.harness import cli_command, cli_env, run_cli
-from tests.jobhelpers import other_profile, run, settings_for, write_csv
+from tests.jobhelpers import other_profile, run, run_started, settings_for, write_csv
 from tests.journal_kit import loaded
 
 
@@ -115,22 +114,6 @@ async def test_status_says_which_job_undid_which_and_which_is_in_effect(
     assert all(j["started_at"] and j["ended_at"] and j["duration_s"] >= 0 for j in jobs)
 
 
-async def _run_started(journal: Path, deadline: float = 30.0) -> None:
-    """Poll (with a deadline) until the run has journaled its start."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline
-    while loop.time() < end:
-        if journal.exists():
-            try:
-                with closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as db:
-                    if db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]:
-                        return
-            except sqlite3.Error:
-                pass  # the run is still creating it
-        await asyncio.sleep(0.05)
-    raise AssertionError("the run never started")
-
-
 async def test_status_watch_follows_a_run_another_process_holds_until_it_ends(
         sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
     async with sandbox_factory(numbers=120, profiles=3, seed=5, rate=12, window=1) as sandbox:
@@ -144,7 +127,7 @@ async def test_status_watch_follows_a_run_another_process_holds_until_it_ends(
             env=cli_env(sandbox.api_key), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         try:
-            await _run_started(tmp_path / "a.db")
+            await run_started(tmp_path / "a.db")
             watched = await run_cli(["status", "--journal", tmp_path / "a.db", "--watch", "--json"],
                                     env=cli_env())
         finally:
