@@ -61,15 +61,16 @@ async def journal_items(path: Path, job_id: int = 1) -> dict[str, Item]:
     return items
 
 
-async def run_started(journal: Path, deadline: float = 30.0) -> None:
-    """Poll (with a deadline) until the run has journaled its start."""
+async def run_started(journal: Path, deadline: float = 30.0, *, table: str = "runs") -> None:
+    """Poll (with a deadline) until the run has journaled its start (``table`` "series": its
+    first second of writes, by when its signal handlers are in place)."""
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline
     while loop.time() < end:
         if journal.exists():
             try:
                 with closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as db:
-                    if db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]:
+                    if db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]:
                         return
             except sqlite3.Error:
                 pass  # the run is still creating it

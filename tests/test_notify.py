@@ -167,7 +167,7 @@ async def test_an_interrupted_run_is_notified_with_exit_130_and_its_html_report(
                          "--mode", "patch", "--notify", hook.url),
             env=cli_env(sandbox.api_key), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-        await run_started(tmp_path / "a.db")
+        await run_started(tmp_path / "a.db", table="series")  # writing, signals handled
         runner.send_signal(signal.SIGTERM)
         _, err = await runner.communicate()
 
