@@ -30,6 +30,7 @@ from bulkops.execute import JobResult
 from bulkops.input.jobfile import JobFile, load_job_file
 from bulkops.jobs import JobRequest, run_job
 from bulkops.journal.records import CSV_JOB
+from bulkops.journal.sqlite import now
 from bulkops.models import Kind
 from bulkops.plan import PlanSummary
 from bulkops.progress import add_secret_filter, setup_logging
@@ -106,7 +107,9 @@ def _add_pacing(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
 
 
 def _add_output(p: argparse.ArgumentParser | Any) -> None:
-    p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON Lines on stdout: one compact object per line, the same shape "
+                        "on success and error")
     _add_verbose(p)
 
 
@@ -139,6 +142,9 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     _add_engine(p)
     p.add_argument("--dry-run", action="store_true", help="same as `bulkops plan`: write nothing")
     p.add_argument("--plan-output", type=Path, help="with --dry-run: where to write the plan CSV")
+    p.add_argument("--notify", metavar="URL",
+                   help="when the run ends, whatever the outcome, POST its summary as JSON here "
+                        "(https, or http to loopback; or `notify` in the job file)")
 
 
 def _plan_arguments(p: argparse.ArgumentParser) -> None:
@@ -159,6 +165,9 @@ def _validate_arguments(p: argparse.ArgumentParser) -> None:
 
 def _status_arguments(p: argparse.ArgumentParser) -> None:
     _add_journal(p, "to read (a run may hold it meanwhile)")
+    p.add_argument("--watch", action="store_true",
+                   help="follow the run in progress (another process's) until it ends: progress, "
+                        "rate against the limit, time left, orders open")
     _add_output(p)
 
 
@@ -166,7 +175,9 @@ def _report_arguments(p: argparse.ArgumentParser) -> None:
     _add_journal(p, "to read (a run may hold it meanwhile)")
     p.add_argument("--output", type=Path,
                    help="report file; - for standard output (default: next to the journal)")
-    p.add_argument("--format", choices=["csv", "json"], default="csv", help="report format (default csv)")
+    p.add_argument("--format", choices=["csv", "json", "html"], default="csv",
+                   help="report format (default csv); html: the run at a glance, one "
+                        "self-contained page (charts, failures, rows)")
     p.add_argument("--job", type=int, help="job id, as `bulkops status` lists them (default: the latest job that ran)")
     _add_verbose(p)
 
@@ -303,6 +314,19 @@ def _maybe_key(args: argparse.Namespace) -> Secret | None:
 
 # ---- output ---------------------------------------------------------------------------------------
 
+_STARTED_AT = now()  # when this command started (set again by main): every JSON line says it
+_USAGE_ERROR: list[str] = []  # what the parser refused, for the JSON line of a usage error
+
+
+def _json_line(command: str | None, payload: Mapping[str, Any] | None = None, *,
+               exit_code: int = 0, error: str | None = None) -> None:
+    """One JSON Lines record on stdout. Every record has the same envelope: command, ok,
+    exit_code, error (None on success), started_at, ended_at; then the command's own fields."""
+    envelope = {"command": command, "ok": exit_code == 0,
+                "exit_code": exit_code, "error": error, "started_at": _STARTED_AT,
+                "ended_at": now()}
+    print(json.dumps(dict(payload or {}) | envelope, separators=(",", ":")), flush=True)
+
 def _confirm(json_mode: bool) -> Callable[[PlanSummary], Awaitable[bool]] | None:
     if not _interactive() or json_mode:
         return None  # cron and pipes never wait for an answer
@@ -333,9 +357,9 @@ def _print_plan(summary: PlanSummary) -> None:
     Console(stderr=True).print(table)
 
 
-def _print_result(result: JobResult, json_mode: bool) -> None:
+def _print_result(result: JobResult, json_mode: bool, command: str = "run") -> None:
     if json_mode:
-        print(json.dumps(result.as_dict(), indent=2))
+        _json_line(command, result.as_dict(), exit_code=int(result.exit_code))
         return
     from rich.console import Console
     from rich.table import Table
@@ -357,6 +381,8 @@ def _print_result(result: JobResult, json_mode: bool) -> None:
         console.print(f"plan written to {result.plan_path}; nothing was sent", markup=False)
     if result.report_path:
         console.print(f"report: {result.report_path}", markup=False)
+    if result.html_path:
+        console.print(f"html report: {result.html_path}", markup=False)
     if result.drift:
         console.print(f"[red]{len(result.drift)} number(s) drifted since they were written[/]")
 
@@ -369,7 +395,8 @@ async def _cmd_run(args: argparse.Namespace) -> int:
     key = _key(args)
     result = await run_job(request, settings, key, interactive=_interactive() and not args.json,
                            confirm=_confirm(args.json), dry_run=args.dry_run,
-                           plan_output=args.plan_output)
+                           plan_output=args.plan_output,
+                           notify=args.notify or (job.notify if job else None))
     _print_result(result, args.json)
     return int(result.exit_code)
 
@@ -382,7 +409,7 @@ async def _cmd_plan(args: argparse.Namespace) -> int:
     result = await plan_job(request, settings, _key(args), output=args.output)
     if not args.json and result.plan is not None:
         _print_plan(result.plan)
-    _print_result(result, args.json)
+    _print_result(result, args.json, "plan")
     return int(result.exit_code)  # as `run --dry-run`: 3 when rows were rejected
 
 
@@ -403,25 +430,51 @@ async def _cmd_validate(args: argparse.Namespace) -> int:
         checked = "offline: profiles not checked" + ("" if args.offline else f"; set {API_KEY_ENV} to check them")
     text = f"{request.csv_path}: {report.rows} valid rows, {report.collapsed} duplicates collapsed, " \
            f"{report.warning_count} warnings ({checked})"
-    print(json.dumps({"csv": str(request.csv_path), "rows": report.rows, "collapsed": report.collapsed,
-                      "warnings": report.warning_count, "profiles_checked": result.profiles_checked})
-          if args.json else text)
+    if args.json:
+        _json_line("validate", {"csv": str(request.csv_path), "rows": report.rows,
+                                "collapsed": report.collapsed, "warnings": report.warning_count,
+                                "profiles_checked": result.profiles_checked})
+    else:
+        print(text)
     return 0
 
 
 async def _cmd_status(args: argparse.Namespace) -> int:
-    from bulkops.jobs import job_status, status_dict
-    from bulkops.report import summary_lines
+    from bulkops.jobs import job_history
+    from bulkops.report import summary_dict, summary_lines
 
-    statuses = await job_status(args.journal)
+    if args.watch:
+        return await _watch(args)
+    histories = await job_history(args.journal)
     if args.json:
-        print(json.dumps(status_dict(statuses), indent=2))
-    else:
-        for s in statuses:
-            for line in summary_lines(s.job, s.counts):
-                print(f"#{s.job.id} {line}")
-            if s.orders_open:
-                print(f"#{s.job.id} bulk orders open: {s.orders_open} (polled again when the job resumes)")
+        _json_line("status", {"jobs": [
+            summary_dict(h.job, h.counts) | {"id": h.job.id, "orders_open": h.orders_open}
+            | h.as_dict() for h in histories]})
+        return 0
+    for h in histories:
+        for line in summary_lines(h.job, h.counts):
+            print(f"#{h.job.id} {line}")
+        print(f"#{h.job.id} {h.ran_text()}; {h.effect_text()}")
+        if h.orders_open:
+            print(f"#{h.job.id} bulk orders open: {h.orders_open} (polled again when the job resumes)")
+    return 0
+
+
+async def _watch(args: argparse.Namespace) -> int:
+    from bulkops.history import WatchLine, watch
+
+    def show(line: WatchLine) -> None:
+        if args.json:
+            _json_line("status", line.as_dict())
+        else:
+            print(line.text(), flush=True)
+
+    if await watch(args.journal, show) is None:
+        if args.json:
+            _json_line("status", {"ended": True, "running": False})
+        else:
+            print(f"no run in progress in {args.journal}; `bulkops status --journal "
+                  f"{args.journal}` shows its jobs")
     return 0
 
 
@@ -442,7 +495,7 @@ async def _cmd_retry_failed(args: argparse.Namespace) -> int:
     key = _key(args)
     result = await retry_failed(args.journal, lambda stored: _settings(args, stored), key, job_id=args.job,
                                 interactive=_interactive() and not args.json, confirm=_confirm(args.json))
-    _print_result(result, args.json)
+    _print_result(result, args.json, "retry-failed")
     return int(result.exit_code)
 
 
@@ -452,7 +505,7 @@ async def _cmd_rollback(args: argparse.Namespace) -> int:
     key = _key(args)
     result = await rollback(args.journal, lambda stored: _settings(args, stored), key, job_id=args.job,
                             interactive=_interactive() and not args.json, confirm=_confirm(args.json))
-    _print_result(result, args.json)
+    _print_result(result, args.json, "rollback")
     return int(result.exit_code)
 
 
@@ -461,8 +514,8 @@ async def _cmd_profiles(args: argparse.Namespace) -> int:
 
     profiles = await list_profiles(_settings(args), _key(args))
     if args.json:
-        print(json.dumps({"profiles": [{"id": p.id, "name": p.name, "numbers": p.numbers}
-                                       for p in profiles]}, indent=2))
+        _json_line("profiles", {"profiles": [{"id": p.id, "name": p.name, "numbers": p.numbers}
+                                             for p in profiles]})
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -544,7 +597,8 @@ class _Parser(argparse.ArgumentParser):
     """Usage mistakes read like every other expected failure: ``Error: ...``, exit 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(int(ExitCode.INPUT), f"Error: {self.prog}: {message}; see {self.prog} --help\n")
+        _USAGE_ERROR.append(f"{self.prog}: {message}; see {self.prog} --help")
+        self.exit(int(ExitCode.INPUT), f"Error: {_USAGE_ERROR[-1]}\n")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -561,19 +615,30 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _STARTED_AT
+    _STARTED_AT = now()
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
-    args = build_parser(command).parse_args(argv)
+    try:
+        args = build_parser(command).parse_args(argv)
+    except SystemExit as stop:
+        if _USAGE_ERROR and "--json" in argv:  # a usage error gets its JSON line too
+            _json_line(command if command in COMMANDS else None, exit_code=int(ExitCode.INPUT),
+                       error=_USAGE_ERROR[-1])
+        raise stop
     setup_logging(getattr(args, "verbose", False))
     try:
         return COMMANDS[args.command].handler(args)
     except BulkOpsError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         if getattr(args, "json", False):  # automation reading stdout gets an answer too
-            print(json.dumps({"error": str(exc), "exit_code": int(exc.exit_code)}))
+            _json_line(args.command, exit_code=int(exc.exit_code), error=str(exc))
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("Error: interrupted; run the same command again to resume", file=sys.stderr)
+        if getattr(args, "json", False):
+            _json_line(args.command, exit_code=int(ExitCode.INTERRUPTED),
+                       error="interrupted; run the same command again to resume")
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:  # `bulkops report --output - | head`: the reader has what it wanted
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -30,6 +30,7 @@ from bulkops.snapshot import (
     SNAPSHOT_CONCURRENCY, item_batches, read_states, snapshot_and_write, take_snapshot,
 )
 from bulkops.storm import FailureStorm, FailureStormError
+from bulkops.story import Recorder
 from bulkops.telnyx.client import TelnyxClient
 from bulkops.telnyx.ratelimit import RateLimiter
 
@@ -46,6 +47,7 @@ class JobResult:
     counts: Counts
     plan: PlanSummary | None = None
     report_path: Path | None = None
+    html_path: Path | None = None  # the HTML report (htmlreport.py), beside the CSV one
     plan_path: Path | None = None
     elapsed: float = 0.0
     requests: dict[str, Any] = field(default_factory=dict)
@@ -69,6 +71,7 @@ class JobResult:
             "counts": {s.value: self.counts.get(s) for s in ItemState} | {"rejected": self.counts.rejected},
             "plan": None if self.plan is None else dict(self.plan.rows()),
             "report": None if self.report_path is None else str(self.report_path),
+            "html": None if self.html_path is None else str(self.html_path),
             "plan_csv": None if self.plan_path is None else str(self.plan_path),
             "elapsed_seconds": round(self.elapsed, 3),
             "requests": self.requests,
@@ -112,20 +115,30 @@ async def execute(
     """Snapshot, confirm, write and report one job of an open journal.
 
     A job that a rollback undid is never written again (that would silently undo the
-    rollback): the result says so and nothing is sent."""
+    rollback): the result says so and nothing is sent. Each run is journaled (``runs``: start,
+    end, exit code) with its series (story.py), and ends with the HTML report beside the CSV
+    one, whatever the outcome."""
     if undone := await rolled_back(journal, job_id):
         return undone
     stop = StopSignal()
     error: BulkOpsError | None = None
+    recorder = Recorder(journal, job_id, client)
+    await recorder.start()
+    run_id = await journal.start_run(job_id)
     async with anyio.create_task_group() as signals:
         signals.start_soon(watch_signals, stop)
+        signals.start_soon(recorder.run)
         try:
-            result = await _execute(journal, job_id, client, settings, stop,
+            result = await _execute(journal, job_id, client, settings, stop, recorder,
                                     interactive=interactive, confirm=confirm, started=started)
         except BulkOpsError as exc:
             error = exc  # raised outside the group, so callers never see an exception group
         finally:
             signals.cancel_scope.cancel()
+    try:
+        await recorder.sample()  # the last part of a second
+    except BulkOpsError as exc:
+        log.warning("warning: the run's last second was not recorded (%s)", exc)
     if isinstance(error, FailureStormError):
         await journal.set_job_state(job_id, JobState.ABORTED)
         error.message = error.message.replace("<journal>", str(journal.path)) + (
@@ -135,9 +148,34 @@ async def execute(
         await journal.set_job_state(job_id, JobState.ABORTED)
         error.message += (f"\nProgress is kept in {journal.path}: fix the cause and run the same "
                           "command again to resume.")
+    exit_code = int(error.exit_code) if error is not None else int(result.exit_code)
+    try:
+        await journal.end_run(run_id, (await journal.job(job_id)).state, exit_code)
+    except BulkOpsError as exc:
+        if error is None:
+            raise
+        log.warning("warning: the run's end was not recorded (%s)", exc)  # ``error`` says why
+    html = await _html(journal, job_id)
     if error is not None:
         raise error
+    result.html_path = html
     return result
+
+
+async def _html(journal: Journal, job_id: int) -> Path | None:
+    """The HTML report of the run that just ended; a failure to write it is logged (the
+    run's outcome and its journal stand either way)."""
+    from bulkops.htmlreport import write_html_report
+
+    path = report_path_for(journal.path, job_id, "html")
+    try:
+        await write_html_report(journal, job_id, path)
+    except (BulkOpsError, OSError) as exc:
+        log.warning("warning: the HTML report %s was not written (%s); `bulkops report "
+                    "--format html --journal %s` writes it", path, exc, journal.path)
+        return None
+    log.info("html report written path=%s", path)
+    return path
 
 
 async def rolled_back(journal: Journal, job_id: int) -> JobResult | None:
@@ -158,8 +196,8 @@ async def rolled_back(journal: Journal, job_id: int) -> JobResult | None:
 
 
 async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings: RunSettings,
-                   stop: StopSignal, *, interactive: bool, confirm: Confirm | None,
-                   started: float) -> JobResult:
+                   stop: StopSignal, recorder: Recorder, *, interactive: bool,
+                   confirm: Confirm | None, started: float) -> JobResult:
     recovered = await journal.reset_in_flight(job_id)
     if recovered:
         log.info("resume: %d row(s) were in flight when the last run stopped; each is read back "
@@ -190,11 +228,12 @@ async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings
     if use_orders:
         return await _finish(journal, job_id, client, settings, stop, started, summary,
                              await _write_by_orders(journal, job_id, client, settings, stop,
-                                                    interactive=interactive, storm=storm,
-                                                    finished_before=finished_before))
+                                                    recorder, interactive=interactive,
+                                                    storm=storm, finished_before=finished_before))
     counts = await journal.counts(job_id)
     pending = counts.get(ItemState.PENDING)
     tracker = _tracker(counts, finished_before, client)
+    recorder.follow(tracker)
     log.info("writes started rows=%d concurrency=%d rate=%s%s", pending, settings.concurrency,
              settings.rate or "server-paced", " (each batch read back first)" if pipelined else "")
     async with anyio.create_task_group() as tg:
@@ -281,13 +320,14 @@ async def _use_orders(journal: Journal, job_id: int, client: TelnyxClient,
 
 
 async def _write_by_orders(journal: Journal, job_id: int, client: TelnyxClient,
-                           settings: RunSettings, stop: StopSignal, *,
+                           settings: RunSettings, stop: StopSignal, recorder: Recorder, *,
                            interactive: bool, storm: FailureStorm,
                            finished_before: int) -> FatalBox:
     """Orders for what they can take, then one PATCH for each number they left."""
     counts = await journal.counts(job_id)
     total = counts.get(ItemState.PENDING) + counts.get(ItemState.ORDERED)
     tracker = _tracker(counts, finished_before, client)
+    recorder.follow(tracker)
     orders = OrderPipeline(journal, job_id, client, settings, tracker, stop, storm,
                            submit=settings.mode is not WriteMode.PATCH)
     log.info("writes started rows=%d by bulk orders of up to %d numbers (mode %s), then PATCH "

@@ -22,18 +22,21 @@ from typing import Any
 
 from bulkops.account import ExportQuery, ExportResult, ProfileCount, export, profiles_with_counts
 from bulkops.config import RunSettings, Secret
-from bulkops.errors import ApiError, ApiUnreachable, InputError, JournalError
+from bulkops.errors import ApiError, ApiUnreachable, BulkOpsError, ExitCode, InputError, JournalError
 from bulkops.execute import (
     Confirm, JobResult, execute, make_client, report_path_for, rolled_back, snapshot_pending,
 )
+from bulkops.history import JobHistory, job_histories
 from bulkops.input.loading import (
     LoadReport, check_profiles, freeze_migrations, load_rows, profiles_in_use,
 )
 from bulkops.input.rows import file_sha256
 from bulkops.journal.records import CSV_JOB, JobRecord
 from bulkops.journal.states import ItemState, JobState
+from bulkops.journal.sqlite import now
 from bulkops.journal.store import Journal
 from bulkops.models import Counts, Kind
+from bulkops.notify import check_url, send, summary_text
 from bulkops.plan import write_plan_csv
 from bulkops.report import AtomicFile, ReportResult, summary_dict, write_report
 from bulkops.runner import StopSignal, gave_up_error
@@ -109,6 +112,14 @@ async def job_status(journal_path: Path) -> list[JobStatus]:
                 for job in await journal.jobs()]
 
 
+async def job_history(journal_path: Path) -> list[JobHistory]:
+    """Every job with its counts, when it ran, which job undid which and what is in effect
+    (history.py); works while a run holds the journal."""
+    _require(journal_path)
+    async with await Journal.open(journal_path, lock=False) as journal:
+        return await job_histories(journal)
+
+
 def status_dict(statuses: list[JobStatus]) -> dict[str, Any]:
     return {"jobs": [summary_dict(s.job, s.counts) | {"id": s.job.id, "orders_open": s.orders_open}
                      for s in statuses]}
@@ -116,12 +127,17 @@ def status_dict(statuses: list[JobStatus]) -> dict[str, Any]:
 
 async def report_job(journal_path: Path, output: Path | None, fmt: str = "csv",
                      job_id: int | None = None) -> ReportResult:
-    """The per-row report of ``job_id`` (default: the latest job that ran); ``output`` "-"
-    is standard output."""
+    """The per-row report of ``job_id`` (default: the latest job that ran) as CSV, JSON or
+    the HTML page (htmlreport.py); ``output`` "-" is standard output."""
     _require(journal_path)
     async with await Journal.open(journal_path, lock=False) as journal:
         chosen = (await journal.latest_ran() if job_id is None else await _job(journal, job_id)).id
         target = output or report_path_for(journal_path, chosen, fmt)
+        if fmt == "html":
+            from bulkops.htmlreport import write_html_report
+
+            page = await write_html_report(journal, chosen, target)
+            return ReportResult(target, page.rows, await journal.counts(chosen))
         return await write_report(journal, chosen, target, fmt)
 
 
@@ -312,8 +328,77 @@ async def run_job(
     confirm: Confirm | None = None,
     dry_run: bool = False,
     plan_output: Path | None = None,
+    notify: str | None = None,
 ) -> JobResult:
-    """Validate, snapshot and run a job, or resume it from its journal."""
+    """Validate, snapshot and run a job, or resume it from its journal. With ``notify`` (a
+    webhook URL), one POST says how the run ended, whatever the outcome (notify.py)."""
+    if notify is None or dry_run:
+        return await _run_job(request, settings, api_key, interactive=interactive,
+                              confirm=confirm, dry_run=dry_run, plan_output=plan_output)
+    url = check_url(notify, insecure=settings.insecure)  # before anything is sent
+    started_at, started = now(), time.monotonic()
+    try:
+        result = await _run_job(request, settings, api_key, interactive=interactive,
+                                confirm=confirm, dry_run=dry_run, plan_output=plan_output)
+    except BulkOpsError as exc:
+        await send(url, await finished_payload(request, started_at, started, error=exc),
+                   secret=api_key.reveal())
+        raise
+    await send(url, await finished_payload(request, started_at, started, result=result),
+               secret=api_key.reveal())
+    return result
+
+
+async def finished_payload(request: JobRequest, started_at: str, started: float, *,
+                           result: JobResult | None = None,
+                           error: BulkOpsError | None = None) -> dict[str, Any]:
+    """The notification of one run (notify.py): from the result, or, when the run raised,
+    from what its journal holds (nothing, when it stopped before making one)."""
+    job: JobRecord | None = result.job if result is not None else None
+    counts: Counts | None = result.counts if result is not None else None
+    html = result.html_path if result is not None else None
+    if result is None and request.journal_path.is_file():
+        try:
+            async with await Journal.open(request.journal_path, lock=False) as journal:
+                job = await journal.job(CSV_JOB)
+                counts = await journal.counts(CSV_JOB)
+        except BulkOpsError:
+            pass  # the journal is the error (damaged, another schema): the payload says so
+        if (path := report_path_for(request.journal_path, CSV_JOB, "html")).is_file() and \
+                path.stat().st_mtime >= time.time() - (time.monotonic() - started):
+            html = path  # written by this run
+    exit_code = int(result.exit_code) if result is not None else int(
+        error.exit_code if error is not None else ExitCode.INTERNAL)
+    payload: dict[str, Any] = {
+        "event": "finished",
+        "job": job.name if job else request.name,
+        "kind": (job.kind if job else request.kind).value,
+        "state": job.state.value if job else "not started",
+        "exit_code": exit_code,
+        "counts": ({s.value: counts.get(s) for s in ItemState} | {"rejected": counts.rejected,
+                   "total": counts.total}) if counts is not None else {},
+        "started_at": started_at,
+        "ended_at": now(),
+        "duration_s": round(time.monotonic() - started, 3),
+        "journal": str(request.journal_path),
+        "report": str(result.report_path) if result is not None and result.report_path else None,
+        "html": str(html) if html else None,
+        "error": None if error is None else str(error),
+    }
+    payload["text"] = summary_text(payload)
+    return payload
+
+
+async def _run_job(
+    request: JobRequest,
+    settings: RunSettings,
+    api_key: Secret,
+    *,
+    interactive: bool,
+    confirm: Confirm | None,
+    dry_run: bool,
+    plan_output: Path | None,
+) -> JobResult:
     if plan_output is not None and not dry_run:  # else the job would run for real, unplanned
         raise InputError("--plan-output goes with --dry-run: add --dry-run to write a plan and "
                          "send nothing, or drop --plan-output to run the job")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import sqlite3
+from contextlib import closing
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,3 +59,20 @@ async def journal_items(path: Path, job_id: int = 1) -> dict[str, Item]:
         async for page in journal.iter_items(job_id):
             items.update((i.phone_number, i) for i in page)
     return items
+
+
+async def run_started(journal: Path, deadline: float = 30.0, *, table: str = "runs") -> None:
+    """Poll (with a deadline) until the run has journaled its start (``table`` "series": its
+    first second of writes, by when its signal handlers are in place)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while loop.time() < end:
+        if journal.exists():
+            try:
+                with closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as db:
+                    if db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]:
+                        return
+            except sqlite3.Error:
+                pass  # the run is still creating it
+        await asyncio.sleep(0.05)
+    raise AssertionError("the run never started")

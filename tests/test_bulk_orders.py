@@ -25,6 +25,7 @@ from bulkops.config import Secret
 from bulkops.errors import Interrupted
 from bulkops.execute import make_client
 from bulkops.jobs import JobRequest, job_status, rollback, run_job
+from bulkops.journal.sqlite import SCHEMA_VERSION
 from bulkops.journal.states import ItemState, OrderState
 from bulkops.journal.store import Journal
 from bulkops.models import Kind
@@ -334,7 +335,8 @@ async def test_a_version_1_journal_is_upgraded_in_place_and_resumes(
         assert result.exit_code == 0
         assert_exact(sandbox, rows)
         with sqlite3.connect(request.journal_path) as db:
-            assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+            assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+                str(SCHEMA_VERSION),)
         db.close()
 
 

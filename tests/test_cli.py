@@ -134,8 +134,10 @@ async def test_json_mode_answers_on_stdout_even_when_the_job_cannot_start(tmp_pa
                            env=cli_env("any-key"))
 
     assert result.returncode == ExitCode.INPUT
-    assert json.loads(result.stdout) == {"error": result.stderr.strip()[len("Error: "):],
-                                         "exit_code": int(ExitCode.INPUT)}
+    line = json.loads(result.stdout)
+    assert {k: line[k] for k in ("command", "ok", "error", "exit_code")} == {
+        "command": "run", "ok": False, "error": result.stderr.strip()[len("Error: "):],
+        "exit_code": int(ExitCode.INPUT)}
 
 
 async def test_an_out_of_range_retry_flag_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bulkops.errors import JournalError, JournalLockedError
+from bulkops.journal.sqlite import SCHEMA_VERSION
 from bulkops.journal.states import JobState
 from bulkops.journal.store import Journal
 from bulkops.models import Kind
@@ -186,7 +187,7 @@ BAD_FILES: list[tuple[str, Callable[[Path], None], bool, str]] = [
     ("foreign sqlite db", _foreign_sqlite, False, "not a bulkops journal"),
     ("sqlite db without meta", _sqlite_without_meta, False, "not a bulkops journal"),
     ("other schema version", _other_version, True, "schema version 99, this bulkops reads "
-                                                  "version 2"),
+                                                  f"version {SCHEMA_VERSION}"),
     ("truncated mid page", _truncate_mid_page, True, "is damaged"),
     ("truncated on a page", _truncate_on_page, True, "is damaged"),
     ("corrupt page", _corrupt_a_page, True, "damaged"),

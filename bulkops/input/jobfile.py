@@ -12,6 +12,7 @@ Format (relative paths are relative to the job file's folder, not the working di
     verify = true                    # optional: read every number back after the job
     skip_invalid = false             # optional: journal invalid rows as rejected and go on
     mode = "auto"                    # optional: auto | bulk | patch (how writes are sent)
+    notify = "https://hooks.example.com/..."  # optional: POST the outcome here when a run ends
 
     [limits]                         # optional table; every key in it is optional
     rate = 50                        # requests per second, ceiling (> 0)
@@ -45,7 +46,7 @@ from bulkops.models import Kind
 
 TOP_KEYS = (
     "name", "kind", "csv", "profile_id", "journal", "default_region", "verify", "skip_invalid",
-    "mode",
+    "mode", "notify",
 )
 LIMIT_KEYS = ("rate", "concurrency", "max_attempts", "max_retry_seconds", "max_server_wait",
               "max_consecutive_failures", "bulk_size", "bulk_min", "order_timeout")
@@ -82,6 +83,7 @@ class JobFile:
     bulk_size: int | None = None
     bulk_min: int | None = None
     order_timeout: float | None = None
+    notify: str | None = None  # webhook URL told how each run ended (notify.py)
 
     def journal_path(self, today: date) -> Path | None:
         """The journal for a run on ``today``, or None when the job file names none."""
@@ -313,4 +315,18 @@ def _check(loader: _Loader, data: dict[str, Any]) -> JobFile:
         bulk_size=loader.count(limits, "bulk_size"),
         bulk_min=None if bulk_min is None else int(bulk_min),
         order_timeout=loader.seconds(limits, "order_timeout", positive=True),
+        notify=_notify(loader, data),
     )
+
+
+def _notify(loader: _Loader, data: dict[str, Any]) -> str | None:
+    from bulkops.errors import ConfigError
+    from bulkops.notify import check_url
+
+    url = loader.text(data, "notify")
+    if url is None:
+        return None
+    try:  # plain http to a host that is not loopback is decided with --insecure, at run time
+        return check_url(url, insecure=True, option="notify")
+    except ConfigError as err:
+        raise loader.error("notify", str(err).removeprefix("notify: ")) from None

@@ -101,3 +101,42 @@ class SnapshotEntry:
     current: str | None  # None = not on the account; "" = unassigned
 
 
+
+
+# The columns of one point of a job's series (table ``series``), in order, after t and width.
+SERIES_COUNTS = ("requests", "answers_2xx", "answers_4xx", "answers_5xx", "rate_limited", "holds",
+                 "held_seconds", "transient", "done", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPoint:
+    """What happened during one time bucket of a job (``series``): counts over the bucket,
+    gauges (orders open, the learned limit) as they were at its end."""
+
+    t: int  # the bucket's start, epoch seconds
+    width: int  # seconds
+    requests: int = 0  # HTTP attempts started
+    answers_2xx: int = 0
+    answers_4xx: int = 0  # 429s included (rate_limited counts them alone)
+    answers_5xx: int = 0
+    rate_limited: int = 0  # 429 answers
+    holds: int = 0  # pool-wide 429 holds started
+    held_seconds: float = 0.0
+    transient: int = 0  # attempts that got a 5xx or no answer at all
+    done: int = 0  # rows finished done
+    failed: int = 0  # rows finished failed
+    orders_open: int | None = None  # None: the job used no bulk orders
+    rate_limit: float | None = None  # requests/s the limiter allowed; None: unpaced
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run of a job (``runs``): `run`, a resume, `retry-failed`, `rollback`."""
+
+    id: int
+    job_id: int
+    started_at: str
+    ended_at: str | None  # None: still running, or the process died (see ``pid``)
+    state: str | None  # the job's state when the run ended
+    exit_code: int | None
+    pid: int | None  # the process that ran it

@@ -20,8 +20,8 @@ from bulkops.journal.records import CSV_JOB, Item, JobRecord
 from bulkops.journal.states import ItemState, JobState
 from bulkops.models import Extra, Kind
 
-SCHEMA_VERSION = 2  # 2: bulk orders (table orders, items.order_ref and items.via)
-UPGRADABLE = frozenset({"1"})  # older versions upgraded in place when opened for writing
+SCHEMA_VERSION = 3  # 2: bulk orders (orders, items.order_ref, items.via); 3: series and runs
+UPGRADABLE = frozenset({"1", "2"})  # older versions upgraded in place when opened for writing
 APP = "bulkops"
 
 
@@ -35,6 +35,24 @@ ORDERS_DDL = (
     "updated_at TEXT NOT NULL)",
     "CREATE INDEX orders_job_state ON orders (job_id, state)",
     "CREATE INDEX items_order ON items (order_ref) WHERE order_ref IS NOT NULL",
+)
+
+# The run's story (schema 3): ``series`` holds one row per time bucket of a job (``t`` the
+# bucket's start in epoch seconds, a multiple of ``width``; counts are what happened in the
+# bucket, orders_open and rate_limit what was true at its end), coarsened by merging pairs
+# of buckets so a job keeps at most a few thousand (bulkops/story.py). ``runs`` holds one row
+# per run of a job (run, a resume, retry-failed): when it started and ended, how, exit code.
+STORY_DDL = (
+    "CREATE TABLE series (job_id INTEGER NOT NULL REFERENCES jobs (id), t INTEGER NOT NULL, "
+    "width INTEGER NOT NULL, requests INTEGER NOT NULL DEFAULT 0, answers_2xx INTEGER NOT NULL "
+    "DEFAULT 0, answers_4xx INTEGER NOT NULL DEFAULT 0, answers_5xx INTEGER NOT NULL DEFAULT 0, "
+    "rate_limited INTEGER NOT NULL DEFAULT 0, holds INTEGER NOT NULL DEFAULT 0, held_seconds "
+    "REAL NOT NULL DEFAULT 0, transient INTEGER NOT NULL DEFAULT 0, done INTEGER NOT NULL "
+    "DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0, orders_open INTEGER, rate_limit REAL, "
+    "PRIMARY KEY (job_id, t)) WITHOUT ROWID",
+    "CREATE TABLE runs (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL REFERENCES jobs (id), "
+    "started_at TEXT NOT NULL, ended_at TEXT, state TEXT, exit_code INTEGER, pid INTEGER)",
+    "CREATE INDEX runs_job ON runs (job_id)",
 )
 
 # One table per concept. Every item is keyed by (job_id, phone_number): under concurrency
@@ -64,8 +82,9 @@ CREATE TABLE migrations (job_id INTEGER NOT NULL, from_profile_id TEXT NOT NULL,
     to_profile_id TEXT NOT NULL, line INTEGER NOT NULL, extra TEXT,
     listed INTEGER NOT NULL DEFAULT 0, listed_count INTEGER,
     PRIMARY KEY (job_id, from_profile_id)) WITHOUT ROWID;
-""" + "".join(f"{s};\n" for s in ORDERS_DDL)
-TABLES = frozenset({"meta", "jobs", "items", "rejected", "migrations", "duplicates", "orders"})
+""" + "".join(f"{s};\n" for s in ORDERS_DDL + STORY_DDL)
+TABLES = frozenset({"meta", "jobs", "items", "rejected", "migrations", "duplicates", "orders",
+                    "series", "runs"})
 # What a version-1 file may lack, as (table, column or None, statement), each added by
 # ``upgrade`` only where it is missing: the orders of schema 2, and the duplicates table and
 # rejected.cells that came into version 1 late.
@@ -76,6 +95,13 @@ UPGRADE_1_TO_2 = (
     ("items", "via", "ALTER TABLE items ADD COLUMN via TEXT"),
     ("orders", None, ORDERS_DDL[0]),
 )
+# What a version-1 or -2 file lacks of version 3: the run's story.
+UPGRADE_TO_3 = (
+    ("series", None, STORY_DDL[0]),
+    ("runs", None, STORY_DDL[1]),
+)
+# Tables a file of an older version may lack (``upgrade`` adds them).
+ADDED_SINCE_1 = frozenset({"orders", "duplicates", "series", "runs"})
 # TEMP (a file, temp_store=FILE): a LOADING job that dies is reloaded from its CSV anyway, so
 # 1M staged rows skip the WAL and leave no free pages. Keyed by line: the first duplicate wins.
 STAGED_DDL = """CREATE TEMP TABLE IF NOT EXISTS staged (job_id INTEGER NOT NULL,
@@ -243,7 +269,7 @@ async def validate(conn: aiosqlite.Connection, path: Path) -> str:
         raise JournalError(f"{path} is a bulkops journal of schema version {version}, this "
                            f"bulkops reads version {SCHEMA_VERSION}; it was left untouched: use "
                            "the bulkops that wrote it, or start a new journal with --journal NEW")
-    if missing := TABLES - tables - ({"orders", "duplicates"} if version in UPGRADABLE else set()):
+    if missing := TABLES - tables - (ADDED_SINCE_1 if version in UPGRADABLE else set()):
         raise damaged(path, "missing tables: " + ", ".join(sorted(missing)))
     # Reads every page: catches a truncated file or torn pages (about 0.5 s at 1M rows).
     problems = [str(r[0]) for r in await conn.execute_fetchall("PRAGMA quick_check(3)")]
@@ -253,12 +279,13 @@ async def validate(conn: aiosqlite.Connection, path: Path) -> str:
 
 
 async def upgrade(db: aiosqlite.Connection) -> None:
-    """Version 1 -> 2 in one transaction (the caller's): what the file lacks is added (new
-    columns are NULL, which is what a job that never used orders has); nothing else changes."""
-    for table, column, statement in UPGRADE_1_TO_2:
+    """Version 1 or 2 -> 3 in one transaction (the caller's): what the file lacks is added
+    (new columns are NULL, which is what a job that never used orders has; a job that ran
+    before version 3 has no series and no runs); nothing else changes."""
+    for table, column, statement in UPGRADE_1_TO_2 + UPGRADE_TO_3:
         if not await present(db, table, column):
             await db.execute(statement)
-    for statement in ORDERS_DDL[1:]:  # the indexes
+    for statement in ORDERS_DDL[1:] + STORY_DDL[2:]:  # the indexes
         await db.execute(statement.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS"))
     await db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
                      (str(SCHEMA_VERSION),))

@@ -20,7 +20,8 @@ import aiosqlite
 
 from bulkops.errors import JournalError, JournalLockedError
 from bulkops.journal.records import (
-    CSV_JOB, Conflict, Item, ItemUpdate, JobRecord, OrderRecord, SnapshotEntry, StagingResult,
+    CSV_JOB, SERIES_COUNTS, Conflict, Item, ItemUpdate, JobRecord, OrderRecord, RunRecord,
+    SeriesPoint, SnapshotEntry, StagingResult,
 )
 from bulkops.journal.sql import (
     COLLAPSED_LINES, CONFLICTS, DISTINCT_DESIRED, DUPLICATE_COUNTS, KEEP_DUPLICATES, ROLLBACK_ITEMS, SNAPSHOT_SQL, STAGE_TO_ITEMS, flush_statements, pending_among_sql, snapshot_params,
@@ -130,7 +131,7 @@ class Journal:
     async def open(cls, path: Path, *, lock: bool = True) -> Journal:
         """An existing journal, validated read-only first; never repaired or replaced.
 
-        A journal of an older schema version (1) is upgraded in place first, under the lock
+        A journal of an older schema version (1 or 2) is upgraded in place first, under the lock
         (taken just for the upgrade when ``lock=False``; one another bulkops process holds is
         refused, JournalLockedError); nothing else is ever changed on open.
         ``lock=False``: then read-only and unlocked, for status and report while a run holds it."""
@@ -641,3 +642,74 @@ class Journal:
             yield page
             if len(rows) < batch:
                 return
+
+    # --- the run's story: time series and runs (schema 3) ---------------------------------------
+
+    async def add_point(self, job_id: int, point: SeriesPoint) -> None:
+        """Add ``point``'s counts to its bucket (made if new); its gauges replace the bucket's."""
+        names = ", ".join(SERIES_COUNTS)
+        sums = ", ".join(f"{c} = {c} + excluded.{c}" for c in SERIES_COUNTS)
+        await self._change("saving the run's series", (
+            f"INSERT INTO series (job_id, t, width, {names}, orders_open, rate_limit) VALUES "
+            f"(?, ?, ?, {', '.join('?' * len(SERIES_COUNTS))}, ?, ?) ON CONFLICT (job_id, t) DO "
+            f"UPDATE SET {sums}, orders_open = excluded.orders_open, "
+            "rate_limit = excluded.rate_limit"),
+            (job_id, point.t, point.width, *(getattr(point, c) for c in SERIES_COUNTS),
+             point.orders_open, point.rate_limit))
+
+    async def series(self, job_id: int) -> list[SeriesPoint]:
+        """The job's series, oldest bucket first."""
+        rows = await self._fetch("reading the run's series", f"SELECT t, width, "
+                                 f"{', '.join(SERIES_COUNTS)}, orders_open, rate_limit FROM series "
+                                 "WHERE job_id = ? ORDER BY t", (job_id,))
+        return [SeriesPoint(*r) for r in rows]
+
+    async def replace_series(self, job_id: int, points: Sequence[SeriesPoint]) -> None:
+        """The job's whole series, as ``points`` (a coarser one): one transaction."""
+        names = ", ".join(("t", "width", *SERIES_COUNTS, "orders_open", "rate_limit"))
+
+        async def op(db: Db) -> None:
+            await db.execute("DELETE FROM series WHERE job_id = ?", (job_id,))
+            await db.executemany(
+                f"INSERT INTO series (job_id, {names}) VALUES (?{', ?' * (len(SERIES_COUNTS) + 4)})",
+                [(job_id, p.t, p.width, *(getattr(p, c) for c in SERIES_COUNTS), p.orders_open,
+                  p.rate_limit) for p in points])
+        await self._run("coarsening the run's series", op)
+
+    async def start_run(self, job_id: int) -> int:
+        """A run of ``job_id`` begins (this process); returns its id for ``end_run``."""
+        async def op(db: Db) -> int:
+            cur = await db.execute("INSERT INTO runs (job_id, started_at, pid) VALUES (?, ?, ?)",
+                                   (job_id, now(), os.getpid()))
+            return int(cur.lastrowid or 0)
+        return await self._run("recording the run's start", op)
+
+    async def end_run(self, run_id: int, state: JobState, exit_code: int) -> None:
+        await self.flush()
+        await self._change("recording the run's end", "UPDATE runs SET ended_at = ?, state = ?, "
+                           "exit_code = ? WHERE id = ?", (now(), state.value, exit_code, run_id))
+
+    async def runs(self, job_id: int | None = None) -> list[RunRecord]:
+        """Runs of ``job_id`` (every job's when None), oldest first."""
+        where, params = ("WHERE job_id = ?", (job_id,)) if job_id is not None else ("", ())
+        rows = await self._fetch("reading runs", "SELECT id, job_id, started_at, ended_at, state, "
+                                 f"exit_code, pid FROM runs {where} ORDER BY id", params)
+        return [RunRecord(*r) for r in rows]
+
+    async def failure_groups(self, job_id: int, examples: int = 5
+                             ) -> list[tuple[str | None, str | None, int, list[tuple[Any, ...]]]]:
+        """FAILED rows by (Telnyx code, title), most first: (code, title, rows, the first
+        ``examples`` rows as (line, number, http status, detail))."""
+        groups = await self._fetch("grouping failures", "SELECT error_code, error_title, COUNT(*) "
+                                   "FROM items WHERE job_id = ? AND state = 'failed' GROUP BY "
+                                   "error_code, error_title ORDER BY COUNT(*) DESC, MIN(line)",
+                                   (job_id,))
+        shown = await self._fetch("reading failure examples", (
+            "SELECT error_code, error_title, line, phone_number, http_status, error_detail FROM ("
+            "SELECT *, ROW_NUMBER() OVER (PARTITION BY error_code, error_title ORDER BY line) AS "
+            "rn FROM items WHERE job_id = ? AND state = 'failed') WHERE rn <= ? ORDER BY line"),
+            (job_id, examples))
+        by: dict[tuple[str | None, str | None], list[tuple[Any, ...]]] = {}
+        for code, title, *example in shown:
+            by.setdefault((code, title), []).append(tuple(example))
+        return [(code, title, n, by.get((code, title), [])) for code, title, n in groups]

@@ -202,6 +202,11 @@ class TelnyxClient:
             self._session = None
 
     @property
+    def limiter(self) -> RateLimiter:
+        """The shared limiter (read-only use: its learned ``rate`` for the run's series)."""
+        return self._limiter
+
+    @property
     def stats(self) -> ClientStats:
         limiter = self._limiter.stats
         return ClientStats(
