@@ -21,7 +21,7 @@ from bulkops.journal.states import ItemState, JobState
 from bulkops.models import Extra, Kind
 
 SCHEMA_VERSION = 2  # 2: bulk orders (table orders, items.order_ref and items.via)
-UPGRADABLE = frozenset({"1"})  # older versions upgraded in place when opened for writing
+UPGRADABLE = frozenset({"1"})  # older versions upgraded in place by any command that opens them
 APP = "bulkops"
 
 
