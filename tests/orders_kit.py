@@ -4,7 +4,6 @@ the orders a journal holds, and a job loaded and snapshotted but not sent."""
 from __future__ import annotations
 
 import random
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,8 @@ import pytest
 from bulkops.config import Secret
 from bulkops.errors import Interrupted
 from bulkops.jobs import JobRequest, run_job
+from bulkops.journal.states import OrderState
+from bulkops.journal.store import Journal
 from bulkops.models import Kind
 from bulkops.plan import PlanSummary
 from bulkops.sandbox import Sandbox
@@ -34,11 +35,12 @@ def mixed_rows(sandbox: Sandbox, count: int, seed: int = 1) -> list[tuple[str, s
 
 
 async def orders_of(journal: Path) -> list[tuple[str, int, int]]:
-    """(state, generation, numbers) of every order journaled."""
-    with sqlite3.connect(journal) as db:
-        rows = db.execute("SELECT state, generation, numbers FROM orders ORDER BY id").fetchall()
-    db.close()
-    return [(str(s), int(g), int(n)) for s, g, n in rows]
+    """(state, generation, numbers) of every order the journal holds, of every job, oldest first;
+    read through the journal (without its lock), as ``bulkops status`` reads it."""
+    async with await Journal.open(journal, lock=False) as reader:
+        orders = [order for job in await reader.jobs()
+                  for order in await reader.orders(job.id, list(OrderState))]
+    return [(o.state.value, o.generation, o.numbers) for o in sorted(orders, key=lambda o: o.id)]
 
 
 async def loaded_not_sent(sandbox: Sandbox, tmp_path: Path, rows: list[tuple[str, str]]) -> JobRequest:
