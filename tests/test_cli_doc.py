@@ -13,6 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
 COMMAND = re.compile(r"(?:`|\bbin/)bulkops ([a-z][a-z-]*)")  # in code (`bulkops x`, .venv/bin/bulkops x), not prose
 README_MAX_LINES = 300
+LINK = re.compile(r"\]\(([^)\s]+)\)")  # [text](target)
+HEADING = re.compile(r"^#+ (.+)$", re.MULTILINE)
 OTHER_TOOLS_FLAGS = {"--now"}  # systemctl enable --now
 
 
@@ -43,6 +45,26 @@ def test_every_flag_the_readme_names_is_a_flag_of_some_command() -> None:
         known |= set(FLAG.findall(help_text(name)))
     unknown = set(FLAG.findall(_readme())) - known - OTHER_TOOLS_FLAGS
     assert not unknown, f"README.md names flags no command has: {', '.join(sorted(unknown))}"
+
+
+def _anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_of_the_readme_and_the_docs_reaches_a_file_and_heading() -> None:
+    broken = []
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for target in LINK.findall(doc.read_text(encoding="utf-8")):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (doc.parent / path).resolve() if path else doc
+            headings = ({_anchor(h) for h in HEADING.findall(linked.read_text(encoding="utf-8"))}
+                        if linked.is_file() and linked.suffix == ".md" else set())
+            if not linked.exists() or (anchor and anchor not in headings):
+                broken.append(f"{doc.relative_to(REPO)}: {target}")
+    assert not broken, "links to nothing: " + ", ".join(broken)
 
 
 def test_the_readme_stays_an_operators_guide_of_at_most_300_lines() -> None:
