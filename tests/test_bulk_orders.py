@@ -228,9 +228,9 @@ async def test_a_crash_at_each_point_of_an_order_resumes_exactly_with_at_most_on
 async def test_kill_9_during_a_bulk_job_then_resume_ends_exact(
     sandbox_factory: SandboxFactory, tmp_path: Path
 ) -> None:
-    # 40 numbers/s per order: each order is pending for seconds, so kills land while polling,
+    # 20 numbers/s per order: each order is pending for seconds, so kills land while polling,
     # between POSTs and during read-backs.
-    async with sandbox_factory(numbers=900, profiles=3, seed=12, bulk_speed=40,
+    async with sandbox_factory(numbers=900, profiles=3, seed=12, bulk_speed=20,
                                faults={"latency_ms": 20, "seed": 1}) as sandbox:
         rows = mixed_rows(sandbox, 800, seed=3)
         csv_path = write_assign_csv(tmp_path / "a.csv", rows)
