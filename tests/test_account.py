@@ -230,7 +230,8 @@ async def test_round_trip_profiles_export_edit_plan_run_rollback(sandbox: Sandbo
     rows = await export_rows(sandbox, exported)
     # edit as in a spreadsheet: five numbers to a profile by name, three unassigned
     edited = tmp_path / "edited.csv"
-    moved, cleared = [], []
+    moved: list[str] = []
+    cleared: list[str] = []
     for row in rows:
         if len(moved) < 5 and row["messaging_profile_name"] != target:
             row["messaging_profile_id"], row["messaging_profile_name"] = target, ""

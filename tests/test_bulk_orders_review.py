@@ -36,7 +36,8 @@ from tests.client_kit import make_client as kit_client
 from tests.conftest import SandboxFactory
 from tests.harness import closed_port_url, journal_snapshot, write_assign_csv
 from tests.jobhelpers import patches, run, settings_for
-from tests.test_bulk_orders import _loaded_not_sent, mixed_rows, orders_of, posts
+from tests.orders_kit import loaded_not_sent, mixed_rows, orders_of, posts
+from tests.poll_kit import wait_until
 
 ORDERS = "/v2/messaging_numbers_bulk_updates"
 
@@ -80,7 +81,7 @@ async def test_the_patches_of_all_settled_orders_never_exceed_concurrency_togeth
                                order_fail_rate=1.0, faults={"latency_ms": 30}) as sandbox:
         target = sandbox.profile_ids()[1]
         rows = [(n, target) for n, p in sandbox.dump().items() if p != target][:200]
-        journal_path = (await _loaded_not_sent(sandbox, tmp_path, rows)).journal_path
+        journal_path = (await loaded_not_sent(sandbox, tmp_path, rows)).journal_path
         settings = settings_for(sandbox, bulk_size=20, concurrency=3)
         in_flight = peak = 0
         async with await Journal.open(journal_path) as journal:
@@ -125,7 +126,7 @@ def _by_method(post: Respond) -> Respond:
 async def _loaded(sandbox: Sandbox, tmp_path: Path, count: int = 60) -> Path:
     target = sandbox.profile_ids()[1]
     rows = [(n, target) for n, p in sandbox.dump().items() if p != target][:count]
-    return (await _loaded_not_sent(sandbox, tmp_path, rows)).journal_path
+    return (await loaded_not_sent(sandbox, tmp_path, rows)).journal_path
 
 
 def _fake_settings(sandbox: Sandbox, fake: FakeTelnyx, **overrides: Any) -> RunSettings:
@@ -225,8 +226,7 @@ async def test_a_second_ctrl_c_cancels_the_read_back_of_an_order_left_submitting
             with anyio.fail_after(10):  # the read-back alone would wait 60 s
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(pipeline.run)
-                    while not server.seen:
-                        await anyio.sleep(0.01)
+                    await wait_until(lambda: bool(server.seen), within=10, what="the first request to reach the fake server")
                     stop.request("SIGINT")
                     stop.request("SIGINT")
         assert pipeline.fatal.error is None

@@ -60,7 +60,7 @@ async def test_job_file_with_a_date_placeholder_gives_one_resumable_journal_per_
     job.write_text('name = "nightly"\nkind = "unassign"\ncsv = "a.csv"\n'
                    'journal = "journals/nightly-{date}.db"\n', encoding="utf-8")
     env = cli_env(sandbox.api_key)
-    args = ["run", job, "--base-url", sandbox.base_url, "--json"]
+    args: list[str | Path] = ["run", job, "--base-url", sandbox.base_url, "--json"]
 
     first = await run_cli(args, env=env)
     second = await run_cli(args, env=env)
@@ -205,7 +205,7 @@ async def test_plan_output_without_dry_run_and_a_plan_to_stdout_are_refused_befo
     numbers = sandbox.numbers()[:3]
     csv_path = write_csv(tmp_path / "a.csv", ["phone_number", "messaging_profile_id"],
                          [(n, other_profile(sandbox, sandbox.profile_of(n))) for n in numbers])
-    common = ["--kind", "assign", "--csv", csv_path, "--base-url", sandbox.base_url]
+    common: list[str | Path] = ["--kind", "assign", "--csv", csv_path, "--base-url", sandbox.base_url]
 
     unplanned = await run_cli(["run", *common, "--yes", "--plan-output", tmp_path / "p.csv"],
                               env=cli_env(sandbox.api_key))
@@ -219,12 +219,13 @@ async def test_plan_output_without_dry_run_and_a_plan_to_stdout_are_refused_befo
 
 async def test_plan_and_validate_refuse_flags_that_would_do_nothing_there(tmp_path: Path) -> None:
     csv_path = write_csv(tmp_path / "a.csv", ["phone_number"], [("+13125550101",)])
-    base = ["--kind", "unassign", "--csv", csv_path]
+    base: list[str | Path] = ["--kind", "unassign", "--csv", csv_path]
 
-    results = [await run_cli([command, *base, *flags], env=cli_env(None)) for command, flags in [
+    cases: list[tuple[str, list[str | Path]]] = [
         ("validate", ["--journal", tmp_path / "j.db"]), ("validate", ["--skip-invalid"]),
         ("plan", ["--journal", tmp_path / "j.db"]), ("plan", ["--mode", "patch"]),
-        ("plan", ["--verify"])]]
+        ("plan", ["--verify"])]
+    results = [await run_cli([command, *base, *flags], env=cli_env(None)) for command, flags in cases]
 
     for result in results:
         assert result.returncode == ExitCode.INPUT and "unrecognized arguments" in result.stderr

@@ -27,7 +27,8 @@ from pathlib import Path
 from bulkops.journal.states import ItemState
 from bulkops.sandbox import FaultConfig, Sandbox
 from tests.conftest import SandboxFactory
-from tests.harness import Deadline, cli_command, cli_env, file_signature, journal_snapshot, write_assign_csv
+from tests.harness import cli_command, cli_env, file_signature, journal_snapshot, write_assign_csv
+from tests.poll_kit import wait_until
 
 ROWS = 500
 CONCURRENCY = 2  # slow enough that a dozen kills fit in one job, fast enough to stay ~20 s
@@ -56,29 +57,29 @@ def kill_plan(rng: random.Random) -> list[Kill]:
 async def _aim(kill: Kill, sandbox: Sandbox, wal: Path, requests_before: int, writes_before: int,
                process: asyncio.subprocess.Process) -> bool:
     """Wait (polling, with a deadline) for the moment ``kill`` aims at; False if the child exited first."""
-    deadline = Deadline(30.0)
-
     def alive() -> bool:
         return process.returncode is None
 
     if kill.aim == "offset":
-        while alive() and sandbox.stats.total_requests <= requests_before:
-            assert not deadline.passed, "the child sent no request within 30 s"
-            await asyncio.sleep(POLL)
+        await wait_until(lambda: not alive() or sandbox.stats.total_requests > requests_before, within=30,
+                         what="the child's first request", every=POLL)
         # The randomized offset is the thing under test (where in the job the kill lands), not a wait.
         await asyncio.sleep(kill.offset)
         return alive()
-    while alive() and sandbox.stats.writes_applied <= writes_before:
-        assert not deadline.passed, "the child applied no write within 30 s"
-        await asyncio.sleep(POLL)
+    await wait_until(lambda: not alive() or sandbox.stats.writes_applied > writes_before, within=30,
+                     what="the child's first applied write", every=POLL)
     seen = file_signature(wal)
     changes = 0
-    while alive() and changes < kill.flushes:
-        assert not deadline.passed, "the journal's WAL did not change within 30 s of writes"
-        await asyncio.sleep(POLL)
+
+    def flushed() -> bool:  # counts each change of the WAL seen since the last look
+        nonlocal seen, changes
         now = file_signature(wal)
         if now != seen:
             changes, seen = changes + 1, now
+        return changes >= kill.flushes
+
+    await wait_until(lambda: not alive() or flushed(), within=30,
+                     what=f"{kill.flushes} changes of the journal's WAL after the first write", every=POLL)
     return alive()
 
 

@@ -18,38 +18,13 @@ from bulkops.jobs import JobRequest, run_job
 from bulkops.journal.states import ItemState
 from bulkops.models import Kind
 from bulkops.telnyx.retry import RetryPolicy
-from bulkops.sandbox import FaultConfig, FaultKind
-from bulkops.sandbox.seed import AREA_CODES
+from bulkops.sandbox import FaultKind
 from tests.conftest import SandboxFactory
 from tests.harness import journal_snapshot, read_report, write_assign_csv
+from tests.soak_kit import FAULTS, TIMEOUT, numbers_not_on
 
 VALID_ROWS = 2_000
 MISSING_ROWS = 20
-TIMEOUT = 0.5  # client seconds per request; slow answers are held back 4x longer
-
-FAULTS = FaultConfig(
-    error_rate=0.08,
-    error_after_write_rate=0.08,
-    drop_rate=0.05,
-    latency_ms=4,
-    jitter_ms=4,
-    slow_rate=0.01,
-    slow_ms=TIMEOUT * 4_000,
-    seed=41,
-)
-
-
-def numbers_not_on(account: set[str], count: int) -> list[str]:
-    """Valid E.164 numbers (the sandbox's own number space) that the account does not hold."""
-    found: list[str] = []
-    for area in AREA_CODES[::7]:
-        for line in range(0, 10_000, 997):
-            number = f"+1{area}555{line:04d}"
-            if number not in account:
-                found.append(number)
-                if len(found) == count:
-                    return found
-    raise AssertionError("not enough free numbers in the sandbox's number space")
 
 
 async def test_all_faults_at_once_converge_and_only_numbers_not_on_the_account_fail(

@@ -21,6 +21,7 @@ from tests.journal_kit import (
     DONE, FAILED, IN_FLIGHT, P_A, PENDING, SKIPPED, all_items, execute_sql, journal, loaded, num,
     query_plan, trace_statements, upd,
 )
+from tests.poll_kit import wait_until
 
 
 # --- the state machine ----------------------------------------------------------------------
@@ -182,9 +183,7 @@ async def test_an_update_that_no_longer_matches_the_journal_is_reported(journal:
 async def test_run_flusher_flushes_until_cancelled(journal: Journal) -> None:
     flusher = asyncio.ensure_future(journal.run_flusher(interval=0.01))
     journal.record(upd(1, PENDING, DONE))
-    deadline = asyncio.get_running_loop().time() + 30
-    while journal.pending_updates and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: not journal.pending_updates, within=30, what="the flusher to flush")
     flusher.cancel()
     with pytest.raises(asyncio.CancelledError):
         await flusher

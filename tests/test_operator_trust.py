@@ -133,7 +133,7 @@ async def test_validate_with_nothing_listening_exits_7_naming_the_base_url(tmp_p
     result = await run_cli(["validate", "--kind", "assign", "--csv", csv_path, "--base-url", url],
                            env=cli_env("KEY-not-used"))
 
-    assert result.returncode == ExitCode.UNREACHABLE == 7, result.describe()
+    assert result.returncode == ExitCode.UNREACHABLE and int(ExitCode.UNREACHABLE) == 7, result.describe()
     assert "Traceback" not in result.output and "GaveUp" not in result.output
     assert result.stderr.startswith("Error: ") and url in result.stderr
     assert "profiles checked against the account" not in result.output
@@ -159,7 +159,8 @@ async def test_validate_never_claims_a_profile_check_that_did_not_happen(
 async def test_run_and_plan_with_nothing_listening_exit_7_and_say_what_to_check(tmp_path: Path) -> None:
     csv_path = write_csv(tmp_path / "a.csv", ASSIGN, [("+13125550100", "6f2a1d9e-0000-4000-8000-000000000001")])
     url = closed_port_url()
-    common = ["--kind", "assign", "--csv", csv_path, "--base-url", url, "--max-attempts", "1", "--yes"]
+    common: list[str | Path] = ["--kind", "assign", "--csv", csv_path, "--base-url", url, "--max-attempts", "1",
+                                "--yes"]
 
     run = await run_cli(["run", *common, "--journal", tmp_path / "a.db"], env=cli_env("KEY-x"))
     plan = await run_cli(["plan", *common, "--output", tmp_path / "p.csv"], env=cli_env("KEY-x"))
@@ -373,7 +374,8 @@ async def test_retry_failed_declined_once_finishes_when_run_again_as_its_message
     first = await _run(sandbox, csv_path, journal, "--mode", "patch", "--max-consecutive-failures", "0")
     assert first.returncode == ExitCode.FAILED_ROWS, first.describe()
     sandbox.set_ignore_writes(False)
-    command = ["retry-failed", "--journal", journal, "--base-url", sandbox.base_url, "--mode", "patch"]
+    command: list[str | Path] = ["retry-failed", "--journal", journal, "--base-url", sandbox.base_url,
+                                 "--mode", "patch"]
     code, screen = await _on_terminal(command, env=cli_env(sandbox.api_key), answer="n")
     assert code == ExitCode.INTERRUPTED and "run the same command again" in screen, screen[-2000:]
 

@@ -24,9 +24,10 @@ from bulkops.sandbox import FaultConfig, Sandbox
 from bulkops.storm import FailureStorm
 
 from tests.conftest import SandboxFactory
-from tests.test_bulk_orders import _loaded_not_sent
 from tests.jobhelpers import journal_items, other_profile, patches, run, settings_for, write_csv
 from tests.journal_kit import execute_sql
+from tests.orders_kit import loaded_not_sent
+from tests.poll_kit import wait_until
 
 
 async def test_assign_moves_every_number_and_journals_each_row(sandbox: Sandbox, tmp_path: Path) -> None:
@@ -302,7 +303,7 @@ async def test_ctrl_c_sends_no_row_that_was_still_waiting_for_the_rate_limiter(
     pending instead of being sent one by one through the grace period."""
     target = sandbox.profile_ids()[1]
     rows = [(n, target) for n, p in sandbox.dump().items() if p != target][:40]
-    request = await _loaded_not_sent(sandbox, tmp_path, rows)
+    request = await loaded_not_sent(sandbox, tmp_path, rows)
     stop = StopSignal()
     async with await Journal.open(request.journal_path) as journal:
         client = make_client(settings_for(sandbox, rate=5.0), Secret(sandbox.api_key))
@@ -312,9 +313,8 @@ async def test_ctrl_c_sends_no_row_that_was_still_waiting_for_the_rate_limiter(
                                    stop=stop, storm=FailureStorm(0))).raise_if_set()
 
             tg.start_soon(write)
-            with anyio.fail_after(10):
-                while patches(sandbox) < 3:  # poll: the pool is writing, the queue is full
-                    await anyio.sleep(0.01)
+            await wait_until(lambda: patches(sandbox) >= 3, within=10,
+                             what="3 PATCHes (the pool writing, its queue full)")
             stop.request("SIGINT")
             sent_at_stop = patches(sandbox)
     items = await journal_items(request.journal_path)

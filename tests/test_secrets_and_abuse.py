@@ -28,10 +28,11 @@ from bulkops.telnyx.retry import RetryPolicy
 from bulkops.sandbox import FaultConfig, FaultKind, Sandbox
 from tests.conftest import SandboxFactory
 from tests.harness import (
-    CANARY_KEY, Args, CliResult, Deadline, assert_clean_error, assert_no_key, assert_no_key_in_files,
+    CANARY_KEY, Args, CliResult, assert_clean_error, assert_no_key, assert_no_key_in_files,
     assert_no_key_in_result, cli_command, cli_env, closed_port_url, file_signature, mode_of, read_report,
     run_cli, run_cli_measured, write_assign_csv,
 )
+from tests.poll_kit import wait_until
 
 PROFILE = "4001767e-ce0f-4cae-9d5f-0d5e636e7809"
 PEAK_RSS_LIMIT = 200 * 1024 * 1024
@@ -89,10 +90,9 @@ async def test_rows_failing_on_transport_errors_record_no_key(sandbox_factory: S
         )
         communicating = asyncio.ensure_future(process.communicate())
         try:
-            deadline = Deadline(30)
-            while sandbox.stats.writes_applied < 10:
-                assert not deadline.passed and not communicating.done(), "the job never started writing"
-                await asyncio.sleep(POLL)
+            await wait_until(lambda: sandbox.stats.writes_applied >= 10 or communicating.done(), within=30,
+                             what="10 writes applied", every=POLL)
+            assert sandbox.stats.writes_applied >= 10, "the job ended before it wrote 10 rows"
             await stack.aclose()  # the sandbox stops listening: the rest of the rows meet a closed port
             out, err = await asyncio.wait_for(asyncio.shield(communicating), 60)
         finally:
@@ -132,10 +132,12 @@ async def test_faults_and_a_kill_leave_no_key_and_only_owner_readable_files(
             process = await asyncio.create_subprocess_exec(
                 *cli_command(*args), env=env, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err, umask=0)
         try:
-            deadline = Deadline(30)
-            while sandbox.stats.writes_applied < 20 or file_signature(wal) is None:
-                assert not deadline.passed and process.returncode is None, "the job never got going"
-                await asyncio.sleep(POLL)
+            def going() -> bool:
+                return sandbox.stats.writes_applied >= 20 and file_signature(wal) is not None
+
+            await wait_until(lambda: going() or process.returncode is not None, within=30,
+                             what="20 writes applied and a WAL", every=POLL)
+            assert going(), "the job ended before it got going"
         finally:
             process.kill()
             await process.wait()

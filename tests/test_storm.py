@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,19 +42,25 @@ def test_a_storm_is_the_limit_of_permanent_failures_in_a_row_with_one_code() -> 
     ],
     ids=["a success", "a transient failure", "another code"],
 )
-def test_a_success_a_transient_failure_or_another_code_ends_the_streak(interruption: object) -> None:
+def test_a_success_a_transient_failure_or_another_code_ends_the_streak(
+        interruption: Callable[[FailureStorm], None]) -> None:
     storm = FailureStorm(3)
     storm.failed(2, REFUSED, permanent=True)
     storm.failed(3, REFUSED, permanent=True)
-    interruption(storm)  # type: ignore[operator]
+    interruption(storm)
     storm.failed(4, REFUSED, permanent=True)
     storm.failed(5, REFUSED, permanent=True)  # two in a row again: no storm yet
+    with pytest.raises(FailureStormError, match="lines: 4, 5, 6"):  # the streak began after it
+        storm.failed(6, REFUSED, permanent=True)
 
 
 def test_zero_turns_the_stop_off() -> None:
     storm = FailureStorm(0)
+    recorded = 0
     for line in range(1000):
-        storm.failed(line, REFUSED, permanent=True)
+        storm.failed(line, REFUSED, permanent=True)  # a limit it counted would raise at some point
+        recorded += 1
+    assert recorded == 1000
 
 
 async def test_a_storm_stops_the_job_with_exit_3_naming_the_code_and_the_first_lines(

@@ -21,7 +21,7 @@ from bulkops.journal.states import ItemState, JobState
 from bulkops.models import Extra, Kind
 
 SCHEMA_VERSION = 3  # 2: bulk orders (orders, items.order_ref, items.via); 3: series and runs
-UPGRADABLE = frozenset({"1", "2"})  # older versions upgraded in place when opened for writing
+UPGRADABLE = frozenset({"1", "2"})  # older versions upgraded in place by any command that opens them
 APP = "bulkops"
 
 

@@ -1,4 +1,5 @@
-"""The resumable job journal: one SQLite file (WAL) per job, keyed by phone number.
+"""The resumable job journal: one SQLite file (WAL) per CSV job, which also holds that job's
+rollbacks (further jobs of the file); items are keyed by (job, phone number).
 
 Jobs of a million numbers survive kill -9 and resume exactly. Each method is one transaction;
 ``record()`` buffers outcomes and ``flush()`` writes them in one batch. An update not flushed

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 from collections.abc import AsyncIterator
@@ -13,6 +12,7 @@ import pytest_asyncio
 
 from bulkops.sandbox import FaultConfig, RecordedExchange, Sandbox, SandboxConfig, running_sandbox
 from tests.contract.spec import ContractError, validate_error_body, validate_exchange
+from tests.poll_kit import poll
 from tests.sandbox.sandbox_http import Api, enc
 
 ZERO_UUID = "00000000-0000-4000-8000-000000000000"
@@ -109,14 +109,13 @@ async def test_bulk_orders_are_in_the_spec(recording: Sandbox, client: Api) -> N
         json={"messaging_profile_id": recording.profile_ids()[0], "numbers": recording.numbers()[:5]},
     )
     order_id = json.loads(created.response_body)["data"]["order_id"]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while True:
-        status = await call(recording, client, "GET", f"/messaging_numbers_bulk_updates/{order_id}")
-        if not json.loads(status.response_body)["data"]["pending"]:
-            break
-        assert loop.time() < deadline
-        await asyncio.sleep(0.02)
+
+    async def status() -> RecordedExchange:  # each poll's exchange is validated too
+        return await call(recording, client, "GET", f"/messaging_numbers_bulk_updates/{order_id}")
+
+    settled = await poll(status, until=lambda s: not json.loads(s.response_body)["data"]["pending"],
+                         within=30, what=f"order {order_id} to settle")
+    assert settled.status == 200
 
 
 async def test_error_answers_are_in_the_spec(recording: Sandbox, client: Api) -> None:

@@ -17,6 +17,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from bulkops.sandbox import Sandbox
+from tests.poll_kit import poll
 
 _UNSET: Any = object()
 
@@ -105,3 +106,13 @@ class Api:
 
     async def delete(self, path: str, **kwargs: Any) -> Reply:
         return await self.request("DELETE", path, **kwargs)
+
+
+async def wait_for_order(api: Api, order_id: str, within: float = 30.0) -> dict[str, list[str]]:
+    """The order's three lists once nothing is pending."""
+    async def status() -> Any:
+        return (await api.get(f"/messaging_numbers_bulk_updates/{order_id}")).data
+
+    data = await poll(status, until=lambda d: not d["pending"], within=within, what=f"order {order_id} to settle",
+                      explain=lambda d: f"still pending: {len(d['pending'])}")
+    return {key: data[key] for key in ("success", "pending", "failed")}

@@ -7,8 +7,7 @@ import argparse
 
 from bulkops.sandbox.cli import add_arguments, config_from_args
 from tests.conftest import SandboxFactory
-from tests.sandbox.sandbox_http import Api, enc
-from tests.sandbox.test_sandbox_profiles import wait_for_order
+from tests.sandbox.sandbox_http import Api, enc, wait_for_order
 
 
 async def test_both_path_spellings_reach_the_same_orders(sandbox_factory: SandboxFactory) -> None:

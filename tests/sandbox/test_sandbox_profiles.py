@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from bulkops.sandbox import Sandbox
 from tests.conftest import SandboxFactory
-from tests.sandbox.sandbox_http import Api, enc
+from tests.sandbox.sandbox_http import Api, enc, wait_for_order
 
 ZERO_UUID = "00000000-0000-4000-8000-000000000000"
-
-
-async def wait_for_order(api: Api, order_id: str, deadline_s: float = 30.0) -> dict[str, list[str]]:
-    """Poll the order until nothing is pending (a deadline, never a fixed sleep)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + deadline_s
-    while True:
-        data = (await api.get(f"/messaging_numbers_bulk_updates/{order_id}")).data
-        if not data["pending"]:
-            return {key: data[key] for key in ("success", "pending", "failed")}
-        assert loop.time() < deadline, f"order {order_id} still pending: {len(data['pending'])}"
-        await asyncio.sleep(0.02)
 
 
 async def test_list_profiles_paginates_in_seed_order(sandbox: Sandbox, api: Api) -> None:
