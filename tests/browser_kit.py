@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -106,11 +108,14 @@ async def _devtools_port(log: Path, process: subprocess.Popen[bytes]) -> int:
 @asynccontextmanager
 async def open_page(path: Path) -> AsyncIterator[Page]:
     """``path`` loaded in a fresh headless Chromium; the page is closed with the browser."""
-    with tempfile.TemporaryDirectory(prefix="bulkops-chromium-") as profile:
+    # Chromium's helper processes can still be writing the profile when the browser exits:
+    # the whole process group is ended, and a file left behind does not fail the test.
+    with tempfile.TemporaryDirectory(prefix="bulkops-chromium-", ignore_cleanup_errors=True) as profile:
         log = Path(profile) / "stderr.log"
         with log.open("wb") as stderr:
             process = subprocess.Popen([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}/p",
-                                        "about:blank"], stdout=subprocess.DEVNULL, stderr=stderr)
+                                        "about:blank"], stdout=subprocess.DEVNULL, stderr=stderr,
+                                       start_new_session=True)
         try:
             port = await _devtools_port(log, process)
             async with aiohttp.ClientSession() as http:
@@ -130,9 +135,16 @@ async def open_page(path: Path) -> AsyncIterator[Page]:
                         pump.cancel()
                         await asyncio.gather(pump, return_exceptions=True)
         finally:
-            process.terminate()
+            _end_group(process, signal.SIGTERM)
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                process.kill()
+                _end_group(process, signal.SIGKILL)
                 process.wait()
+
+
+def _end_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
