@@ -24,13 +24,15 @@ from bulkops.account import ExportQuery, ExportResult, ProfileCount, export, pro
 from bulkops.config import RunSettings, Secret
 from bulkops.errors import ApiError, ApiUnreachable, InputError, JournalError
 from bulkops.execute import (
-    Confirm, JobResult, execute, make_client, report_path_for, rolled_back, snapshot_pending,
+    Confirm, JobResult, chain_text, execute, make_client, report_path_for, rollback_chain,
+    rolled_back, snapshot_pending,
 )
 from bulkops.input.loading import (
     LoadReport, check_profiles, freeze_migrations, load_rows, profiles_in_use,
 )
 from bulkops.input.rows import file_sha256
 from bulkops.journal.records import CSV_JOB, JobRecord
+from bulkops.journal.sql import CHANGED_SINCE
 from bulkops.journal.states import ItemState, JobState
 from bulkops.journal.store import Journal
 from bulkops.models import Counts, Kind
@@ -197,26 +199,58 @@ async def rollback(journal_path: Path, settings: RunSettings | SettingsFor, api_
                     parent.id, name=f"{parent.name}-rollback", settings=run_settings.journal_view())
                 log.info("rollback job=%d of job=%d force=%s", rollback_id, parent.id,
                          run_settings.force)
-                return await execute(journal, rollback_id, client, run_settings,
-                                     interactive=interactive, confirm=confirm, started=started)
+                return await _left_alone(journal, parent, await execute(
+                    journal, rollback_id, client, run_settings, interactive=interactive,
+                    confirm=confirm, started=started))
 
 
 async def _already_rolled_back(journal: Journal, parent: JobRecord, force: bool) -> JobResult | None:
-    """A finished rollback that left nothing behind: a second one would change nothing."""
+    """A finished rollback that left nothing behind: a second one would change nothing.
+
+    Unless that rollback was itself rolled back: then the parent's profiles are in effect
+    again and it is rolled back anew (or, if that second rollback stopped half-way, the
+    command that finishes it is named)."""
     finished = [j for j in await journal.rollbacks_of(parent.id) if j.state is JobState.FINISHED]
     if not finished:
         return None
     last = finished[-1]
+    chain = await rollback_chain(journal, last.id)  # last, the rollback that undid it, ...
+    if len(chain) > 1:
+        text = await chain_text(journal, [parent, *chain])
+        if chain[-1].state is not JobState.FINISHED:
+            raise InputError(f"{text}. Nothing was sent.")
+        if len(chain) % 2 == 0:  # its undoing was undone: the parent's profiles are in effect
+            log.info("rollback of job=%d again: its rollback job=%d was rolled back by job=%d",
+                     parent.id, last.id, chain[1].id)
+            return None
+        return JobResult(journal.path, last, await journal.counts(last.id), idle=True,
+                         message=f"{text}; nothing to change, nothing was sent")
     counts = await journal.counts(last.id)
     failed, left = counts.get(ItemState.FAILED), counts.get(ItemState.SKIPPED)
     if failed or (left and force):
         return None  # numbers it could not (or would not) put back: a new rollback tries them
     text = (f"job #{parent.id} ({parent.name}) was already rolled back by job #{last.id} "
-            f"({last.updated_at}): nothing to change")
+            f"({last.updated_at}): nothing to change, nothing was sent; the numbers it changed "
+            f"are on the profiles they had before it. To put job #{parent.id}'s profiles back, "
+            f"run `bulkops rollback --journal {journal.path} --job {last.id}`")
     if left:
-        text += (f"; it left {left} number(s) alone (changed since the job, or already back): "
+        text += (f". It left {left} number(s) alone (changed since the job, or already back): "
                  "pass --force to roll back the ones changed since too")
     return JobResult(journal.path, last, counts, idle=True, message=text)
+
+
+async def _left_alone(journal: Journal, parent: JobRecord, result: JobResult) -> JobResult:
+    """A rollback that left numbers alone (someone changed them since the job) says so, and
+    how to put them back too; the report's note says what each is on now."""
+    if result.idle or result.job.kind is not Kind.ROLLBACK:
+        return result
+    if left := await journal.count_notes(result.job.id, ItemState.SKIPPED, CHANGED_SINCE):
+        again = "" if parent.id == CSV_JOB else f" --job {parent.id}"
+        text = (f"{left} number(s) were left alone, not rolled back: they were changed since job "
+                f"#{parent.id} (the report's note says what each is on now). To put them back "
+                f"too, run `bulkops rollback --journal {journal.path}{again} --force`")
+        result.message = text if result.message is None else f"{result.message}\n{text}"
+    return result
 
 
 @dataclass(frozen=True)
@@ -343,22 +377,39 @@ async def run_job(
 
 
 async def _explain(journal: Journal, result: JobResult, before: JobRecord) -> JobResult:
-    """Say what a success that changed nothing means: an empty migrate, a job already done."""
-    if result.message is not None:
-        return result
+    """Say what a success that changed nothing means: an empty migrate, a job already done
+    (and how to run it anew); before what the run itself has to say (failed rows...)."""
+    if result.idle:
+        return result  # it says what it is (a rolled-back job)
+    notes: list[str] = []
     if before.state is JobState.FINISHED:
-        result.message = (f"the job had already finished ({before.updated_at}): nothing was "
-                          "sent; the counts are the job's")
+        notes.append(f"the job had already finished ({before.updated_at}): nothing was sent; the "
+                     f"counts are the job's. A journal records one run of its CSV: to run it anew "
+                     f"(a nightly `set` job repairing drift, say), give the run a journal of its "
+                     f"own: another --journal, or one with {{date}} in its path "
+                     f"(--journal '{before.name}-{{date}}.db', or journal = "
+                     f"\"{before.name}-{{date}}.db\" in the job file) so each day starts a new job")
     elif result.job.kind is Kind.MIGRATE:
         empty = [(line, source) for line, source, listed in await journal.migration_counts(CSV_JOB)
                  if not listed]
+        names = await journal.profile_names()
         if empty and result.counts.total == 0:
-            result.message = "nothing to do: " + "; ".join(
-                f"line {line}: profile {source} has 0 numbers" for line, source in empty)
+            notes.append("nothing to do: " + "; ".join(
+                f"line {line}: profile {_shown(source, names)} has 0 numbers"
+                for line, source in empty))
         elif empty:
-            result.message = "; ".join(f"line {line}: profile {source} has 0 numbers; nothing "
-                                       "moved from it" for line, source in empty)
+            notes.append("; ".join(f"line {line}: profile {_shown(source, names)} has 0 numbers; "
+                                   "nothing moved from it" for line, source in empty))
+    if result.message:
+        notes.append(result.message)
+    result.message = "\n".join(notes) or None
     return result
+
+
+def _shown(profile_id: str, names: Mapping[str, str]) -> str:
+    """A profile as the operator wrote it: by name when the job named it so."""
+    name = names.get(profile_id)
+    return f"{name!r} ({profile_id})" if name else profile_id
 
 
 async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,

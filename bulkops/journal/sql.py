@@ -75,10 +75,13 @@ SNAPSHOT_SQL = f"""UPDATE items SET prior = COALESCE(prior, ?3), on_account = ?5
  updated_at = ?6 WHERE job_id = ?1 AND phone_number = ?2 AND state = 'pending'"""
 
 
+CHANGED_SINCE = "changed since the job"  # the note of a rollback row left alone
+
+
 def snapshot_params(job_id: int, entries: Sequence[SnapshotEntry], force: bool,
                     stamp: str) -> list[tuple[object, ...]]:
     return [(job_id, e.phone_number, e.current, force, e.current is not None, stamp,
-             "changed since the job: now " + (
+             f"{CHANGED_SINCE}: now " + (
                  "not on this account" if e.current is None else e.current or "unassigned"))
             for e in entries]
 

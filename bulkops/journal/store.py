@@ -520,6 +520,14 @@ class Journal:
                                  "FROM rejected WHERE job_id = ?1", (job_id,))
         return Counts({ItemState(s): n for s, n in rows if s}, sum(n for s, n in rows if not s))
 
+    async def count_notes(self, job_id: int, state: ItemState, prefix: str) -> int:
+        """Rows of ``job_id`` in ``state`` whose note starts with ``prefix`` (a fixed text)."""
+        rows = await self._fetch("counting rows", "SELECT COUNT(*) FROM items INDEXED BY "
+                                 "items_job_state WHERE job_id = ? AND state = ? AND "
+                                 "substr(note, 1, ?) = ?",
+                                 (job_id, state.value, len(prefix), prefix))
+        return int(rows[0][0])
+
     async def set_profile_names(self, names: Mapping[str, str]) -> None:
         """Profile id -> name, as listed when the job's input named profiles (for the report)."""
         value = json.dumps(dict(names), ensure_ascii=False, sort_keys=True)
