@@ -418,8 +418,10 @@ async def _cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status_dict(statuses), indent=2))
     else:
         for s in statuses:
-            for line in summary_lines(s.job, s.counts):
+            for line in summary_lines(s.job, s.counts, state=s.state):
                 print(f"#{s.job.id} {line}")
+            if stopped := s.stopped_text():
+                print(f"#{s.job.id} {stopped}")
             if s.orders_open:
                 print(f"#{s.job.id} bulk orders open: {s.orders_open} (polled again when the job resumes)")
     return 0

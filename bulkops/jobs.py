@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bulkops.account import ExportQuery, ExportResult, ProfileCount, export, profiles_with_counts
-from bulkops.config import RunSettings, Secret
+from bulkops.config import RunSettings, Secret, base_url_hint
 from bulkops.errors import ApiError, ApiUnreachable, InputError, JournalError
 from bulkops.execute import (
     Confirm, JobResult, chain_text, execute, make_client, report_path_for, rollback_chain,
@@ -33,6 +33,7 @@ from bulkops.input.loading import (
 from bulkops.input.rows import file_sha256
 from bulkops.journal.records import CSV_JOB, JobRecord
 from bulkops.journal.sql import CHANGED_SINCE
+from bulkops.journal.sqlite import lock_held
 from bulkops.journal.states import ItemState, JobState
 from bulkops.journal.store import Journal
 from bulkops.models import Counts, Kind
@@ -62,6 +63,8 @@ async def _job(journal: Journal, job_id: int) -> JobRecord:
 def _api_hint(err: ApiError, base_url: str, then: str) -> ApiError:
     """An unreachable API named as such: the base URL and what to check, then ``then`` (what
     next); any other fatal answer says to fix it first."""
+    if err.status == 404 and (hint := base_url_hint(base_url)):
+        err.message += f"\n{hint}"  # every path below it is unknown: nothing is "not found"
     if isinstance(err, ApiUnreachable):
         err.message += (f"\nCheck that {base_url} is the API's address (--base-url or "
                         "$TELNYX_API_BASE_URL), that this host can reach it (network, proxy, "
@@ -96,23 +99,46 @@ def _resolve(settings: RunSettings | SettingsFor, job: JobRecord) -> RunSettings
     return settings if isinstance(settings, RunSettings) else settings(job.settings)
 
 
+STOPPED = "stopped"  # shown for a job the journal says is active while no process holds it
+
+
 @dataclass(frozen=True)
 class JobStatus:
     job: JobRecord
     counts: Counts
     orders_open: int = 0  # bulk orders journaled and not settled (SUBMITTING or OPEN)
+    held: bool = False  # a live process holds the journal's lock
+
+    @property
+    def state(self) -> str:
+        """The job's state as it truly is: RUNNING (or LOADING) with no process holding the
+        journal is a run that died (kill -9, a crash, a reboot): ``stopped``, resumable."""
+        if self.job.state in (JobState.RUNNING, JobState.LOADING) and not self.held:
+            return STOPPED
+        return self.job.state.value
+
+    def stopped_text(self) -> str | None:
+        if self.state != STOPPED:
+            return None
+        again = (f"`bulkops rollback --job {self.job.parent_id}`" if self.job.kind is Kind.ROLLBACK
+                 else "`bulkops run`")
+        return (f"the journal says {self.job.state.value} but no bulkops process holds it: the "
+                f"run stopped without saying so (killed, crashed, or its machine went down); "
+                f"run the same command ({again} with this --journal) again to resume it")
 
 
 async def job_status(journal_path: Path) -> list[JobStatus]:
     """Every job in the journal with its counts; works while a run holds the journal."""
     _require(journal_path)
     async with await Journal.open(journal_path, lock=False) as journal:
-        return [JobStatus(job, await journal.counts(job.id), await journal.open_order_count(job.id))
-                for job in await journal.jobs()]
+        held = lock_held(journal_path)
+        return [JobStatus(job, await journal.counts(job.id), await journal.open_order_count(job.id),
+                          held) for job in await journal.jobs()]
 
 
 def status_dict(statuses: list[JobStatus]) -> dict[str, Any]:
-    return {"jobs": [summary_dict(s.job, s.counts) | {"id": s.job.id, "orders_open": s.orders_open}
+    return {"jobs": [summary_dict(s.job, s.counts) | {"id": s.job.id, "orders_open": s.orders_open,
+                                                      "state": s.state, "held": s.held}
                      for s in statuses]}
 
 

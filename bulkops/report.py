@@ -245,10 +245,11 @@ async def _write_csv(handle: IO[str], lines: AsyncGenerator[Line, None], fixed: 
     return rows
 
 
-def summary_lines(job: JobRecord, counts: Counts) -> Iterator[str]:
+def summary_lines(job: JobRecord, counts: Counts, *, state: str | None = None) -> Iterator[str]:
+    """``state``: the state to show, when it is not the journal's (a run that died)."""
     s = summary_dict(job, counts)
     yield (
-        f"job {s['job']} ({s['kind']}, {s['state']}): {s['total']} numbers: done {s['done']}, "
+        f"job {s['job']} ({s['kind']}, {state or s['state']}): {s['total']} numbers: done {s['done']}, "
         f"skipped {s['skipped']}, failed {s['failed']}, pending {s['pending']}"
         + (f", rejected {s['rejected']}" if s["rejected"] else "")
     )

@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -264,6 +265,25 @@ async def upgrade(db: aiosqlite.Connection) -> None:
                      (str(SCHEMA_VERSION),))
 
 
+def lock_held(journal: Path) -> bool:
+    """Whether a live process holds the journal's lock (a run writing it), without taking it
+    for longer than one shared flock: `status` tells a live run from one killed meanwhile (the
+    OS dropped its lock; the journal still says RUNNING)."""
+    try:
+        fd = os.open(sidecar(journal, ".lock"), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False  # no lock file: no run ever held it here
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False  # no locks on this file system: the run could not have held one either
+    finally:
+        os.close(fd)  # releases the shared lock at once
+    return False
+
+
 def lock_file(journal: Path) -> int:
     """flock on ``<journal>.lock`` (holding our pid): the OS drops it if we die, never stale."""
     path = sidecar(journal, ".lock")
@@ -273,7 +293,14 @@ def lock_file(journal: Path) -> int:
         raise JournalError(f"cannot create the lock file {path} ({err.strerror}): check that "
                            "the folder exists and is writable") from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for pause in (0.005, 0.02, 0.05, 0):  # `status` holds a shared lock for an instant
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not pause:
+                    raise
+                time.sleep(pause)
     except OSError as err:
         holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
         os.close(fd)
