@@ -43,7 +43,8 @@ DESCRIPTION = ("Move Telnyx phone numbers between messaging profiles in bulk, fr
 EPILOG = f"""exit codes:
   0    done (or nothing to do, said on the output)
   1    a bug in bulkops: please report it
-  2    bad input or usage (CSV, job file, flags, a missing journal); nothing was sent
+  2    bad input or usage (CSV, job file, flags, a missing journal, a journal folder
+       that cannot be written); nothing was sent
   3    the job finished but rows failed, were rejected, or drifted: see the report;
        or it stopped on a failure storm (journal kept: retry-failed once fixed);
        for plan and run --dry-run: rows were rejected

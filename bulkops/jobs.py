@@ -30,6 +30,7 @@ from bulkops.execute import (
 from bulkops.input.loading import (
     LoadReport, check_profiles, freeze_migrations, load_rows, profiles_in_use,
 )
+from bulkops.input.phone import is_profile_id, normalize_profile_id
 from bulkops.input.rows import file_sha256
 from bulkops.journal.records import CSV_JOB, JobRecord
 from bulkops.journal.sql import CHANGED_SINCE
@@ -357,10 +358,18 @@ async def _load(journal: Journal, request: JobRequest, settings: RunSettings,
         default_region=settings.default_region, skip_invalid=settings.skip_invalid, client=client,
     )
     await check_profiles(client, request.csv_path,
-                         await profiles_in_use(journal, CSV_JOB, request.kind, report))
+                         await profiles_in_use(journal, CSV_JOB, request.kind, report),
+                         default=_default_id(request.profile_id))
     await journal.set_job_state(CSV_JOB, JobState.READY)
     log.info("csv validated rows=%d rejected=%d collapsed=%d warnings=%d", report.rows,
              report.rejected, report.collapsed, report.warning_count)
+
+
+def _default_id(profile: str | None) -> str | None:
+    """The default profile's id when it is given as one (a name is resolved, so it exists)."""
+    if profile is None or not is_profile_id(profile):
+        return None
+    return normalize_profile_id(profile)
 
 
 async def run_job(
@@ -524,7 +533,8 @@ async def validate_file(
                                              client=client)
                     uses = await profiles_in_use(journal, CSV_JOB, kind, report)
                     if uses:
-                        await check_profiles(client, csv_path, uses)
+                        await check_profiles(client, csv_path, uses,
+                                             default=_default_id(default_profile_id))
         finally:
             await journal.close()
     return ValidateResult(report, len(uses))
