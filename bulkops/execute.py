@@ -94,8 +94,10 @@ def report_path_for(journal_path: Path, job_id: int = CSV_JOB, fmt: str = "csv")
 async def snapshot_pending(journal: Journal, job_id: int, client: TelnyxClient,
                            settings: RunSettings, stop: StopSignal) -> None:
     """Read back every PENDING row before any write (see snapshot.take_snapshot)."""
-    counts = await journal.counts(job_id)
-    log.info("snapshot started numbers=%d", counts.get(ItemState.PENDING))
+    pending = (await journal.counts(job_id)).get(ItemState.PENDING)
+    if not pending:  # a resume with every row settled: nothing to read back, nothing to log
+        return
+    log.info("snapshot started numbers=%d", pending)
     (await take_snapshot(journal, job_id, client, stop=stop, force=settings.force)).raise_if_set()
 
 

@@ -292,7 +292,10 @@ class JobRequest:
     profile_id: str | None = None
 
 
-async def _open_or_create(request: JobRequest, settings: RunSettings) -> tuple[Journal, bool]:
+async def _open_or_create(request: JobRequest, settings: RunSettings, *,
+                          scratch: bool = False) -> tuple[Journal, bool]:
+    """The request's journal, resumed or created; ``scratch``: a plan's, in a temporary
+    folder and deleted after it, which the ledger does not mention (a plan keeps none)."""
     path = request.journal_path
     if path.exists():
         journal = await Journal.open(path)
@@ -315,7 +318,9 @@ async def _open_or_create(request: JobRequest, settings: RunSettings) -> tuple[J
         csv_path=str(request.csv_path.resolve()), csv_sha256=csv_sha256,
         default_profile_id=request.profile_id, settings=settings.journal_view(),
     )
-    log.info("journal created path=%s kind=%s csv=%s", path, request.kind.value, request.csv_path)
+    if not scratch:
+        log.info("journal created path=%s kind=%s csv=%s", path, request.kind.value,
+                 request.csv_path)
     return journal, True
 
 
@@ -462,7 +467,7 @@ async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,
         with tempfile.TemporaryDirectory(prefix="bulkops-plan-") as tmp:
             scratch = JobRequest(request.kind, request.csv_path, Path(tmp) / "plan.db",
                                  request.name, request.job_file, request.profile_id)
-            journal, _ = await _open_or_create(scratch, settings)
+            journal, _ = await _open_or_create(scratch, settings, scratch=True)
             try:
                 with _api_errors(settings.base_url, "Nothing was written and a plan keeps no "
                                  "journal: run the same command again once the API answers."):

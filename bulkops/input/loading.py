@@ -9,7 +9,7 @@ asked to skip invalid rows, in which case those are journaled as rejected.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,7 +134,7 @@ async def load_rows(
         await journal.add_migrations(job_id, report.migrations)
         return report
     staged = await journal.finish_staging(job_id)
-    _check_duplicates(csv_path, staged)
+    _check_duplicates(csv_path, staged, {} if names.names is None else names.names.id_names())
     report.collapsed = staged.collapsed
     return report
 
@@ -158,11 +158,21 @@ async def _list_profiles(names: ProfileLookup, client: TelnyxClient | None) -> N
     log.info("profiles listed for names profiles=%d", len(profiles))
 
 
-def _check_duplicates(csv_path: Path, staged: StagingResult) -> None:
+def _label(profile_id: str, names: Mapping[str, str]) -> str:
+    """A target as the operator knows it: by name when the job named profiles by name."""
+    if not profile_id:
+        return "unassigned"
+    name = names.get(profile_id)
+    return f"{name!r} ({profile_id})" if name else profile_id
+
+
+def _check_duplicates(csv_path: Path, staged: StagingResult,
+                      names: Mapping[str, str] | None = None) -> None:
+    names = names or {}
     if staged.conflicts:
         shown = [
             f"  {csv_path}:{c.line_a} and line {c.line_b}: {c.phone_number} is sent to "
-            f"{c.desired_a or 'unassigned'} and to {c.desired_b or 'unassigned'}"
+            f"{_label(c.desired_a, names)} and to {_label(c.desired_b, names)}"
             for c in staged.conflicts
         ]
         more = staged.conflict_count - len(staged.conflicts)
