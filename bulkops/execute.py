@@ -227,9 +227,9 @@ async def rolled_back(journal: Journal, job_id: int) -> JobResult | None:
     if chain[-1].state is JobState.FINISHED and len(chain) % 2 == 0:  # rolled back, and stays so
         text += (f". Nothing was sent: running job #{job.id} again would undo its rollback "
                  "unasked; to apply its CSV anew instead, start a new job from it with a new "
-                 "--journal")
+                 "--journal.")
     else:
-        text += ". Nothing was sent"
+        text += ". Nothing was sent."
     return JobResult(journal.path, job, await journal.counts(job_id), idle=True, message=text)
 
 
@@ -410,9 +410,13 @@ def _counts_text(counts: Counts) -> str:
 async def _interrupted(journal: Journal, job_id: int) -> None:
     await journal.set_job_state(job_id, JobState.INTERRUPTED)
     counts = await journal.counts(job_id)
+    job = await journal.job(job_id)
+    half = (f" The account is half rolled back ({counts.get(ItemState.DONE)} of {counts.total} "
+            "number(s) put back) until this rollback finishes." if job.kind is Kind.ROLLBACK
+            and counts.get(ItemState.DONE) else "")
     raise Interrupted(
-        f"interrupted: {_counts_text(counts)}. Everything so far is in {journal.path}: run the "
-        "same command again to resume."
+        f"interrupted: {_counts_text(counts)}.{half} Everything so far is in {journal.path}: run "
+        "the same command again to resume."
     )
 
 

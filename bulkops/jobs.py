@@ -149,9 +149,10 @@ async def report_job(journal_path: Path, output: Path | None, fmt: str = "csv",
     is standard output."""
     _require(journal_path)
     async with await Journal.open(journal_path, lock=False) as journal:
-        chosen = (await journal.latest_ran() if job_id is None else await _job(journal, job_id)).id
-        target = output or report_path_for(journal_path, chosen, fmt)
-        return await write_report(journal, chosen, target, fmt)
+        chosen = await journal.latest_ran() if job_id is None else await _job(journal, job_id)
+        target = output or report_path_for(journal_path, chosen.id, fmt)
+        state = JobStatus(chosen, Counts({}), held=lock_held(journal_path)).state
+        return await write_report(journal, chosen.id, target, fmt, state=state)
 
 
 async def retry_failed(journal_path: Path, settings: RunSettings | SettingsFor, api_key: Secret,
@@ -305,7 +306,9 @@ async def _open_or_create(request: JobRequest, settings: RunSettings, *,
         except BaseException:
             await journal.close()
             raise
-        log.info("journal resumed path=%s state=%s", path, job.state.value)
+        log.info("journal resumed path=%s state=%s%s", path, job.state.value,
+                 " (its last run stopped without saying so: killed or crashed)"
+                 if job.state in (JobState.RUNNING, JobState.LOADING) else "")
         return journal, False
     if not request.csv_path.exists():
         raise InputError(f"{request.csv_path}: no such CSV file; check the path (it is relative to "

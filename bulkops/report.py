@@ -186,9 +186,11 @@ async def _lines(journal: Journal, job_id: int,
 
 
 async def write_report(
-    journal: Journal, job_id: int, output: Path, fmt: str = "csv"
+    journal: Journal, job_id: int, output: Path, fmt: str = "csv", *, state: str | None = None
 ) -> ReportResult:
-    """Stream every line of the job into ``output`` (mode 0600), or stdout for "-"."""
+    """Stream every line of the job into ``output`` (mode 0600), or stdout for "-".
+    ``state``: the job's state for the JSON summary, when it is not the journal's (a run
+    that died: ``stopped``)."""
     if fmt not in ("csv", "json"):
         raise InputError(f"--format must be csv or json, not {fmt!r}")
     to_stdout = str(output) == "-"
@@ -203,7 +205,8 @@ async def write_report(
         if fmt == "csv":
             rows = await _write_csv(handle, _lines(journal, job_id, names), fixed)
         else:
-            handle.write('{"summary": ' + json.dumps(summary_dict(job, counts)) + ', "rows": [\n')
+            summary = summary_dict(job, counts) | ({"state": state} if state else {})
+            handle.write('{"summary": ' + json.dumps(summary) + ', "rows": [\n')
             first = True
             async for values, extra in _lines(journal, job_id, names):
                 handle.write(("" if first else ",\n") + json.dumps(_record(fixed, values, extra)))
