@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -426,12 +427,17 @@ async def _explain(journal: Journal, result: JobResult, before: JobRecord) -> Jo
         return result  # it says what it is (a rolled-back job)
     notes: list[str] = []
     if before.state is JobState.FINISHED:
-        notes.append(f"the job had already finished ({before.updated_at}): nothing was sent; the "
-                     f"counts are the job's. A journal records one run of its CSV: to run it anew "
-                     f"(a nightly `set` job repairing drift, say), give the run a journal of its "
-                     f"own: another --journal, or one with {{date}} in its path "
+        text = (f"the job had already finished ({before.updated_at}): nothing was sent; the "
+                "counts are the job's. A journal records one run of its CSV: ")
+        if date.today().isoformat() in journal.path.name:  # {date} in the path: today's
+            text += ("this is today's journal, so tomorrow's run starts a new job; to run it "
+                     "anew today, pass another --journal")
+        else:
+            text += (f"to run it anew (a nightly `set` job repairing drift, say), give the run a "
+                     f"journal of its own: another --journal, or one with {{date}} in its path "
                      f"(--journal '{before.name}-{{date}}.db', or journal = "
                      f"\"{before.name}-{{date}}.db\" in the job file) so each day starts a new job")
+        notes.append(text)
     elif result.job.kind is Kind.MIGRATE:
         empty = [(line, source) for line, source, listed in await journal.migration_counts(CSV_JOB)
                  if not listed]

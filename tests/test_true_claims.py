@@ -408,9 +408,31 @@ async def test_journal_date_placeholder_works_on_the_command_line_like_in_a_job_
     assert first.returncode == 0 and today.is_file(), first.describe()
     assert not (tmp_path / "nightly-{date}.db").exists()
     assert "already finished" in again.stdout and "nothing was sent" in again.stdout
-    assert "to run it anew" in again.stdout and "{date}" in again.stdout, again.describe()
+    assert "this is today's journal, so tomorrow's run starts a new job" in again.stdout
+    assert "to run it anew today, pass another --journal" in again.stdout, again.describe()
     assert status.returncode == 0 and "(set, finished)" in status.stdout
     assert_clean_error(typo, ExitCode.INPUT, "--journal", "'{today}' is not a placeholder")
+
+
+async def test_a_finished_nightly_set_job_with_a_fixed_journal_says_how_to_run_it_anew(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    csv_path = write_csv(tmp_path / "desired.csv", ASSIGN,
+                         [(n, sandbox.profile_of(n) or "") for n in sandbox.numbers()[:3]])
+    job_file = tmp_path / "nightly.toml"
+    job_file.write_text('kind = "set"\ncsv = "desired.csv"\njournal = "nightly.db"\n')
+    assert (await _bulkops(sandbox, "run", job_file, "--yes")).returncode == 0
+    drifted = sandbox.numbers()[0]  # someone moves a number during the day
+    desired = sandbox.profile_of(drifted)
+    sandbox.set_profile(drifted, other_profile(sandbox, desired))
+
+    again = await _bulkops(sandbox, "run", job_file, "--yes")
+
+    assert again.returncode == 0 and "already finished" in again.stdout, again.describe()
+    assert "to run it anew (a nightly `set` job repairing drift, say)" in again.stdout
+    assert "journal = \"nightly-{date}.db\" in the job file" in again.stdout
+    fresh = await _bulkops(sandbox, "run", job_file, "--yes", "--journal", tmp_path / "n-{date}.db")
+    assert fresh.returncode == 0, fresh.describe()
+    assert sandbox.profile_of(drifted) == desired  # a journal of its own repairs the drift
 
 
 # --- smaller ------------------------------------------------------------------------------------
