@@ -51,7 +51,8 @@ def _key_shape(line: str) -> str | None:
         return "its first line is a comment; put the key alone on the first line"
     if _HEADER.match(line):
         return "it starts with \"Bearer\" (an HTTP header); keep only the key itself"
-    if match := _ASSIGNMENT.match(line):
+    if (match := _ASSIGNMENT.match(line)) and (line.startswith(("export", "set ")) or re.search(
+            "key|token|telnyx|api|secret", match.group(1), re.IGNORECASE)):
         return (f"it is written as a variable assignment ({match.group(1)}=...), as in a shell or "
                 ".env file, but the whole line is read as the key: keep only the key itself")
     if line[:1] in "\"'" or line[-1:] in "\"'":

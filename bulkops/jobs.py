@@ -259,9 +259,10 @@ async def _already_rolled_back(journal: Journal, parent: JobRecord, force: bool)
     if failed or (left and force):
         return None  # numbers it could not (or would not) put back: a new rollback tries them
     text = (f"job #{parent.id} ({parent.name}) was already rolled back by job #{last.id} "
-            f"({last.updated_at}): nothing to change, nothing was sent; the numbers it changed "
-            f"are on the profiles they had before it. To put job #{parent.id}'s profiles back, "
-            f"run `bulkops rollback --journal {journal.path} --job {last.id}`")
+            f"({last.updated_at}): nothing to change, nothing was sent; the numbers job "
+            f"#{parent.id} changed are on the profiles they had before it. To put job "
+            f"#{parent.id}'s profiles back, run `bulkops rollback --journal {journal.path} "
+            f"--job {last.id}`")
     if left:
         text += (f". It left {left} number(s) alone (changed since the job, or already back): "
                  "pass --force to roll back the ones changed since too")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from bulkops.config import resolve_api_key
 from bulkops.errors import ExitCode
 from bulkops.journal.states import ItemState, JobState
 from bulkops.journal.store import Journal
@@ -510,3 +511,13 @@ def test_help_of_the_job_commands_lists_each_kinds_columns_and_where_the_files_g
     where = {"run": ".report.csv next to it", "plan": ".plan.csv next to the CSV",
              "validate": "validate writes nothing"}[command]
     assert where in text
+
+
+@pytest.mark.parametrize("key", ["KEY0187b2c3d4e5f60718293a4b5c6d7e8f_AbCdEfGhIjKlMnOp", "c2FuZGJveA==",
+                                 "abc=def", "sandbox-key", "KEY0abc:def"])
+def test_keys_that_merely_contain_equals_or_colons_are_read_as_they_are(tmp_path: Path, key: str) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    assert resolve_api_key(key_file).reveal() == key
+    assert resolve_api_key(None, env={"TELNYX_API_KEY": key}).reveal() == key
