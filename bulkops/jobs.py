@@ -152,8 +152,9 @@ async def report_job(journal_path: Path, output: Path | None, fmt: str = "csv",
     async with await Journal.open(journal_path, lock=False) as journal:
         chosen = await journal.latest_ran() if job_id is None else await _job(journal, job_id)
         target = output or report_path_for(journal_path, chosen.id, fmt)
-        state = JobStatus(chosen, Counts({}), held=lock_held(journal_path)).state
-        return await write_report(journal, chosen.id, target, fmt, state=state)
+        held = lock_held(journal_path)
+        state = JobStatus(chosen, Counts({}), held=held).state
+        return await write_report(journal, chosen.id, target, fmt, state=state, stale=not held)
 
 
 async def retry_failed(journal_path: Path, settings: RunSettings | SettingsFor, api_key: Secret,

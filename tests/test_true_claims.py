@@ -175,6 +175,12 @@ async def test_status_calls_a_killed_run_stopped_and_a_live_one_running(
         assert "run the same command (`bulkops run` with this --journal) again" in status.stdout
         job = json.loads(as_json.stdout)["jobs"][0]
         assert (job["state"], job["held"]) == ("stopped", False)
+        report = await run_cli(["report", "--journal", journal, "--format", "json", "--output",
+                                "-"], env=cli_env())
+        listed = json.loads(report.stdout)
+        assert listed["summary"]["state"] == "stopped"
+        states = [row["final_state"] for row in listed["rows"]]
+        assert "in_flight" not in states and states.count("pending") == job["pending"]
 
         async with await Journal.open(journal) as held:  # a live process holds it now
             assert (await held.job(1)).state is JobState.RUNNING
