@@ -527,3 +527,21 @@ def test_keys_that_merely_contain_equals_or_colons_are_read_as_they_are(tmp_path
     key_file.chmod(0o600)
     assert resolve_api_key(key_file).reveal() == key
     assert resolve_api_key(None, env={"TELNYX_API_KEY": key}).reveal() == key
+
+
+async def test_a_migrate_by_names_from_an_empty_profile_names_it_as_the_csv_does(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    profiles = sandbox.state.profiles()
+    empty, target = profiles[0], profiles[1]
+    for number in sandbox.numbers():
+        if sandbox.profile_of(number) == empty.id:
+            sandbox.set_profile(number, target.id)
+    csv_path = write_csv(tmp_path / "m.csv", ["from_profile_id", "to_profile_id"],
+                         [(empty.name, target.name)])
+
+    result = await _bulkops(sandbox, "run", "--kind", "migrate", "--csv", csv_path, "--journal",
+                            tmp_path / "m.db", "--yes")
+
+    assert result.returncode == 0, result.describe()
+    shown = f"profile {empty.name!r} ({empty.id}) has 0 numbers"
+    assert shown in result.stdout and shown in result.stderr, result.describe()

@@ -249,6 +249,7 @@ async def freeze_migrations(journal: Journal, job_id: int, client: TelnyxClient)
     list shrinks under the pages), so the set is frozen into the journal first.
     """
     listed = 0
+    names = await journal.profile_names()  # the CSV named profiles by name: say them so
     for migration in await journal.unlisted_migrations(job_id):
         numbers = await client.list_profile_numbers(migration.from_profile_id)
         await journal.add_listed_numbers(job_id, migration, numbers)
@@ -256,7 +257,7 @@ async def freeze_migrations(journal: Journal, job_id: int, client: TelnyxClient)
                  migration.from_profile_id, migration.to_profile_id, len(numbers))
         if not numbers:
             log.warning("warning migrate CSV line %d: profile %s has 0 numbers; nothing moves "
-                        "from it", migration.line, migration.from_profile_id)
+                        "from it", migration.line, _label(migration.from_profile_id, names))
         listed += len(numbers)
     return listed
 
