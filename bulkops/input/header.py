@@ -9,6 +9,8 @@ Decisions worth knowing:
   (``Phone Number`` == ``phone_number``).
 - A first line holding a phone number or a profile id is data, not a header: the file lacks one.
 - A missing column never suggests an unassign job (see ``_kind_hint``).
+- A header separated by ``;``, tabs or ``|`` (a "CSV" saved by a spreadsheet in many locales)
+  is named as such, not reported as missing every column.
 """
 
 from __future__ import annotations
