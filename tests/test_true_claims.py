@@ -289,8 +289,14 @@ async def test_a_base_url_without_v2_is_named_with_the_url_to_use(
                          env=cli_env(sandbox.api_key))
     profiles = await run_cli(["profiles", "--base-url", wrong], env=cli_env(sandbox.api_key))
 
+    unassign_csv = write_csv(tmp_path / "u.csv", ["phone_number"], [(n,) for n in sandbox.numbers()[:3]])
+    run = await run_cli(["run", "--kind", "unassign", "--csv", unassign_csv, "--base-url", wrong,
+                         "--yes"], env=cli_env(sandbox.api_key))  # no profile to look up: reads first
+
     fixed = sandbox.origin + ("/v2" if suffix != "/api" else "/api/v2")
-    for result in (plan, profiles):
+    assert sandbox.stats.count(route="PATCH /v2/phone_numbers/{id}/messaging") == 0
+    assert "row failed" not in run.stderr  # no row is failed as "not on the account"
+    for result in (plan, profiles, run):
         assert_clean_error(result, ExitCode.ABORTED, "does not end in /v2",
                            f"pass --base-url {fixed}")
         assert "does not exist on this account" not in result.stderr  # a 404 is not "missing"
