@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -27,7 +28,8 @@ from bulkops.config import (
 )
 from bulkops.errors import BulkOpsError, ExitCode, InputError
 from bulkops.execute import JobResult
-from bulkops.input.jobfile import JobFile, load_job_file
+from bulkops.input.header import REQUIRED_COLUMNS
+from bulkops.input.jobfile import JobFile, load_job_file, render_journal_path
 from bulkops.jobs import JobRequest, run_job
 from bulkops.journal.records import CSV_JOB
 from bulkops.journal.sqlite import now
@@ -44,7 +46,8 @@ DESCRIPTION = ("Move Telnyx phone numbers between messaging profiles in bulk, fr
 EPILOG = f"""exit codes:
   0    done (or nothing to do, said on the output)
   1    a bug in bulkops: please report it
-  2    bad input or usage (CSV, job file, flags, a missing journal); nothing was sent
+  2    bad input or usage (CSV, job file, flags, a missing journal, a journal folder
+       that cannot be written); nothing was sent
   3    the job finished but rows failed, were rejected, or drifted: see the report;
        or it stopped on a failure storm (journal kept: retry-failed once fixed);
        for plan and run --dry-run: rows were rejected
@@ -117,13 +120,23 @@ def _add_verbose(p: argparse.ArgumentParser | Any) -> None:
     p.add_argument("--verbose", "-v", action="store_true", help="log debug detail to stderr")
 
 
+def _journal_path(text: str) -> Path:
+    """--journal as the job file's ``journal`` is read: ``{date}`` becomes today
+    (YYYY-MM-DD), so a nightly cron line gets a new journal, and so a new job, each day."""
+    try:
+        return render_journal_path(text, Path(), date.today())
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _add_job(p: argparse.ArgumentParser, *, journal: bool = True, skip_invalid: bool = True) -> None:
     p.add_argument("job_file", nargs="?", type=Path, help="a job file (jobs/*.toml)")
     p.add_argument("--kind", choices=KINDS, help="what the CSV asks for (or `kind` in the job file)")
     p.add_argument("--csv", type=Path, help="the CSV that defines the job")
     p.add_argument("--profile-id", help="assign: the profile (id or name) for rows without one")
     if journal:  # a plan and a validation keep no journal
-        p.add_argument("--journal", type=Path, help="journal file (default: next to the CSV)")
+        p.add_argument("--journal", type=_journal_path,
+                       help="journal file (default: next to the CSV); {date} in it becomes today")
     p.add_argument("--default-region", help="region for numbers without a country code (default US)")
     if skip_invalid:  # validate reports every invalid row anyway
         p.add_argument("--skip-invalid", action="store_true", default=None,
@@ -131,12 +144,57 @@ def _add_job(p: argparse.ArgumentParser, *, journal: bool = True, skip_invalid: 
 
 
 def _add_journal(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--journal", type=Path, required=True, help=f"the journal {what}")
+    p.add_argument("--journal", type=_journal_path, required=True,
+                   help=f"the journal {what}; {{date}} in it becomes today")
+
+
+# ---- what --help of run, plan and validate says about the CSV and the files ----------------
+
+_COLUMN_NOTES = {
+    Kind.ASSIGN: "messaging_profile_id: a profile's UUID or its name; the column may be left "
+                 "out (or a cell empty) when --profile-id gives the profile",
+    Kind.UNASSIGN: "every listed number is taken off its profile",
+    Kind.MIGRATE: "profiles (UUIDs or names): every number of the first moves to the second",
+    Kind.SET: "messaging_profile_id: the profile each number must be on; an empty cell takes "
+              "the number off its profile",
+}
+
+
+def _columns_help() -> str:
+    """The columns each kind needs, from the header checks' own table (so --help stays true)."""
+    lines = ["CSV columns (the first line names them; other columns are kept in the report):"]
+    for kind in (Kind.ASSIGN, Kind.UNASSIGN, Kind.MIGRATE, Kind.SET):
+        lines.append(f"  {kind.value:<9} {', '.join(REQUIRED_COLUMNS[kind])}")
+        lines += textwrap.wrap(_COLUMN_NOTES[kind], 80, initial_indent=" " * 12,
+                               subsequent_indent=" " * 12)
+    return "\n".join(lines)
+
+
+_RUN_FILES = """files:
+  journal   --journal, else <csv name>.<kind>.journal.db next to the CSV; {date} in
+            --journal becomes today (a new journal, and so a new job, each day)
+  report    <journal name without .db>.report.csv next to it, written when the job
+            finishes (and when a failure storm or a fatal error stops it);
+            `bulkops report --journal J` writes it again at any time"""
+
+_PLAN_FILES = """files:
+  plan      --output, else <csv name>.plan.csv next to the CSV (for run --dry-run:
+            --plan-output); a plan keeps no journal and writes no report"""
+
+_VALIDATE_FILES = """files:
+  none      validate writes nothing: it prints what it found (and checks the profiles
+            against the account when a key is set)"""
+
+
+def _epilog(p: argparse.ArgumentParser, files: str) -> None:
+    p.epilog = f"{_columns_help()}\n\n{files}"
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 # ---- each command's options ---------------------------------------------------------------
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
+    _epilog(p, _RUN_FILES)
     _add_job(p)
     _add_connection(p)
     _add_engine(p)
@@ -148,6 +206,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _plan_arguments(p: argparse.ArgumentParser) -> None:
+    _epilog(p, _PLAN_FILES)
     _add_job(p, journal=False)
     _add_connection(p)
     g = _add_pacing(p)
@@ -157,6 +216,7 @@ def _plan_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _validate_arguments(p: argparse.ArgumentParser) -> None:
+    _epilog(p, _VALIDATE_FILES)
     _add_job(p, journal=False, skip_invalid=False)
     _add_connection(p)
     p.add_argument("--offline", action="store_true", help="do not check profiles against the account")
@@ -440,21 +500,23 @@ async def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 async def _cmd_status(args: argparse.Namespace) -> int:
-    from bulkops.jobs import job_history
-    from bulkops.report import summary_dict, summary_lines
+    from bulkops.jobs import job_history, job_status, status_dict
+    from bulkops.report import summary_lines
 
     if args.watch:
         return await _watch(args)
-    histories = await job_history(args.journal)
+    # One for the state as it truly is (the lock), one for when each job ran and what undid it.
+    statuses, histories = await job_status(args.journal), await job_history(args.journal)
     if args.json:
         _json_line("status", {"jobs": [
-            summary_dict(h.job, h.counts) | {"id": h.job.id, "orders_open": h.orders_open}
-            | h.as_dict() for h in histories]})
+            status_dict([s])["jobs"][0] | h.as_dict() for s, h in zip(statuses, histories)]})
         return 0
-    for h in histories:
-        for line in summary_lines(h.job, h.counts):
+    for s, h in zip(statuses, histories):
+        for line in summary_lines(h.job, h.counts, state=s.state):
             print(f"#{h.job.id} {line}")
         print(f"#{h.job.id} {h.ran_text()}; {h.effect_text()}")
+        if stopped := s.stopped_text():
+            print(f"#{h.job.id} {stopped}")
         if h.orders_open:
             print(f"#{h.job.id} bulk orders open: {h.orders_open} (polled again when the job resumes)")
     return 0

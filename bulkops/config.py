@@ -8,6 +8,7 @@ is kept out of every message: ``Secret`` hides it from ``repr``/``str``.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from enum import Enum
@@ -38,12 +39,38 @@ class Secret:
     __str__ = __repr__
 
 
+# How a key gets wrapped on its way into a file or a variable: a shell or .env line
+# (``TELNYX_API_KEY=KEY0...``, ``export ...``), quotes, an HTTP header, a comment first.
+_ASSIGNMENT = re.compile(r"(?:export\s+|set\s+)?([A-Za-z_][A-Za-z0-9_]*)(?:\s*=\s*|\s*:\s+)(?!=*$)\S")
+_HEADER = re.compile(r"(?:authorization\s*:\s*)?bearer\s", re.IGNORECASE)
+
+
+def _key_shape(line: str) -> str | None:
+    """Why ``line`` is not a key as it stands, in words that never quote it; None if it may be."""
+    if line.startswith("#"):
+        return "its first line is a comment; put the key alone on the first line"
+    if _HEADER.match(line):
+        return "it starts with \"Bearer\" (an HTTP header); keep only the key itself"
+    if (match := _ASSIGNMENT.match(line)) and (line.startswith(("export", "set ")) or re.search(
+            "key|token|telnyx|api|secret", match.group(1), re.IGNORECASE)):
+        return (f"it is written as a variable assignment ({match.group(1)}=...), as in a shell or "
+                ".env file, but the whole line is read as the key: keep only the key itself")
+    if line[:1] in "\"'" or line[-1:] in "\"'":
+        return "it is in quotes, which would be sent as part of the key: remove them"
+    if any(c.isspace() for c in line) or not line.isprintable():
+        return "it contains spaces or control characters; copy the key again, alone"
+    return None
+
+
 def resolve_api_key(api_key_file: Path | None = None, env: dict[str, str] | None = None) -> Secret:
-    """The key from ``--api-key-file`` if given, else from ``TELNYX_API_KEY``."""
+    """The key from ``--api-key-file`` if given, else from ``TELNYX_API_KEY``; a key written
+    in a wrapper (``KEY=value``, quotes, ``Bearer``...) is refused before it is sent and
+    answered by a bare 401."""
     environ = os.environ if env is None else env
     if api_key_file is not None:
         try:
-            text = api_key_file.read_text(encoding="utf-8").strip()
+            # utf-8-sig: Notepad starts a UTF-8 file with a byte-order mark
+            text = api_key_file.read_text(encoding="utf-8-sig").strip()
             mode = api_key_file.stat().st_mode
         except OSError as exc:
             raise ConfigError(
@@ -64,13 +91,19 @@ def resolve_api_key(api_key_file: Path | None = None, env: dict[str, str] | None
             logging.getLogger("bulkops").warning(
                 "api key file %s is readable by others; run: chmod 600 %s", api_key_file, api_key_file
             )
-        return Secret(text.splitlines()[0].strip())
+        first = text.splitlines()[0].strip()
+        if problem := _key_shape(first):
+            raise ConfigError(f"the API key file {api_key_file} does not hold the key alone: "
+                              f"{problem} (the file is read as the key on its first line)")
+        return Secret(first)
     value = environ.get(API_KEY_ENV, "").strip()
     if not value:
         raise ConfigError(
             f"no API key: set {API_KEY_ENV} (for the sandbox, the key `bulkops sandbox` prints) "
             "or pass --api-key-file PATH"
         )
+    if problem := _key_shape(value):
+        raise ConfigError(f"{API_KEY_ENV} does not hold the key alone: {problem}")
     return Secret(value)
 
 
@@ -78,6 +111,26 @@ def resolve_base_url(flag: str | None, env: dict[str, str] | None = None) -> str
     environ = os.environ if env is None else env
     url = (flag or environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).strip().rstrip("/")
     return url
+
+
+def base_url_hint(base_url: str) -> str | None:
+    """What to change in a base URL whose path is not Telnyx's ``/v2`` (a 404 for every
+    request is what such a URL gets), or None when it ends in /v2."""
+    url = base_url.strip().rstrip("/")
+    scheme, _, rest = url.partition("://")
+    host, slash, path = rest.partition("/")
+    path = slash + path
+    if path.endswith("/v2"):
+        return None
+    if "/v2/" in path:
+        fixed = f"{scheme}://{host}{path[:path.index('/v2/') + 3]}"
+    elif re.search(r"/v\d+$", path):
+        fixed = f"{scheme}://{host}{path.rsplit('/', 1)[0]}/v2"
+    else:
+        fixed = f"{url}/v2"
+    return (f"The base URL {url} does not end in /v2, the path of Telnyx's API v2 (and of "
+            f"`bulkops sandbox`): if that is what it points at, pass --base-url {fixed} (or set "
+            f"{BASE_URL_ENV}).")
 
 
 class WriteMode(str, Enum):

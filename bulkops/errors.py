@@ -63,6 +63,13 @@ class JournalLockedError(JournalError):
     exit_code = ExitCode.LOCKED
 
 
+class JournalAccessError(JournalError):
+    """The journal's folder (or file) cannot be written: a usage problem of the --journal
+    path, not a damaged journal; nothing was sent."""
+
+    exit_code = ExitCode.INPUT
+
+
 class ApiError(BulkOpsError):
     """A fatal answer from the API: every further row would fail the same way."""
 

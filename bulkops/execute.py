@@ -97,8 +97,10 @@ def report_path_for(journal_path: Path, job_id: int = CSV_JOB, fmt: str = "csv")
 async def snapshot_pending(journal: Journal, job_id: int, client: TelnyxClient,
                            settings: RunSettings, stop: StopSignal) -> None:
     """Read back every PENDING row before any write (see snapshot.take_snapshot)."""
-    counts = await journal.counts(job_id)
-    log.info("snapshot started numbers=%d", counts.get(ItemState.PENDING))
+    pending = (await journal.counts(job_id)).get(ItemState.PENDING)
+    if not pending:  # a resume with every row settled: nothing to read back, nothing to log
+        return
+    log.info("snapshot started numbers=%d", pending)
     (await take_snapshot(journal, job_id, client, stop=stop, force=settings.force)).raise_if_set()
 
 
@@ -140,14 +142,16 @@ async def execute(
     except BulkOpsError as exc:
         log.warning("warning: the run's last second was not recorded (%s)", exc)
     if isinstance(error, FailureStormError):
-        await journal.set_job_state(job_id, JobState.ABORTED)
+        report = await _stopped(journal, job_id)
         error.message = error.message.replace("<journal>", str(journal.path)) + (
-            f"\nEvery row is kept in {journal.path}; `bulkops report --journal {journal.path}` "
-            "lists the failed ones.")
+            f"\nEvery row is kept in {journal.path}; " + (
+                f"the report so far, {report}, lists the failed ones." if report else
+                f"`bulkops report --journal {journal.path}` lists the failed ones."))
     elif isinstance(error, ApiError):
-        await journal.set_job_state(job_id, JobState.ABORTED)
-        error.message += (f"\nProgress is kept in {journal.path}: fix the cause and run the same "
-                          "command again to resume.")
+        report = await _stopped(journal, job_id)
+        error.message += (f"\nProgress is kept in {journal.path}"
+                          + (f" (the report so far: {report})" if report else "")
+                          + ": fix the cause and run the same command again to resume.")
     exit_code = int(error.exit_code) if error is not None else int(result.exit_code)
     try:
         await journal.end_run(run_id, (await journal.job(job_id)).state, exit_code)
@@ -178,21 +182,93 @@ async def _html(journal: Journal, job_id: int) -> Path | None:
     return path
 
 
-async def rolled_back(journal: Journal, job_id: int) -> JobResult | None:
-    """The idle result to give instead of writing ``job_id`` again, when a rollback undid it."""
-    undid = []
+async def _stopped(journal: Journal, job_id: int) -> Path | None:
+    """A job a fatal error stopped: ABORTED, its rows in flight back to PENDING (as a resume
+    would set them: each is read back before it is sent again, so the report and `status`
+    agree), and the report so far written, as at the end of a run."""
+    recovered = await journal.reset_in_flight(job_id)
+    if recovered:
+        log.info("stop: %d row(s) were in flight; pending again, each is read back before it is "
+                 "sent again", recovered)
+    await journal.set_job_state(job_id, JobState.ABORTED)
+    try:
+        report = await write_report(journal, job_id, report_path_for(journal.path, job_id))
+    except BulkOpsError as err:  # the stop's own error is what the operator must see
+        log.warning("warning the report could not be written: %s", err)
+        return None
+    log.info("job stopped %s report=%s", _counts_text(report.counts) or "rows=0", report.path)
+    return report.path
+
+
+async def undoing(journal: Journal, job_id: int) -> JobRecord | None:
+    """The latest rollback of ``job_id`` that undid something (one that stopped before
+    sending undid nothing), or None."""
+    undid = None
     for rollback in await journal.rollbacks_of(job_id):
-        counts = await journal.counts(rollback.id)  # one that stopped before sending undid nothing
+        counts = await journal.counts(rollback.id)
         if (counts.get(ItemState.DONE) + counts.get(ItemState.IN_FLIGHT) + counts.get(ItemState.FAILED)
                 + counts.get(ItemState.ORDERED) or await journal.open_order_count(rollback.id)):
-            undid.append(rollback)
-    if not undid:
+            undid = rollback
+    return undid
+
+
+async def rollback_chain(journal: Journal, job_id: int) -> list[JobRecord]:
+    """``job_id``, the rollback that undid it, the rollback that undid that one, and so on:
+    which job's profiles are in effect is decided by the last one (see ``chain_text``)."""
+    chain = [await journal.job(job_id)]
+    while len(chain) < 100 and (by := await undoing(journal, chain[-1].id)) is not None:
+        chain.append(by)
+    return chain
+
+
+def _rollback_command(journal: Journal, job_id: int) -> str:
+    job = "" if job_id == CSV_JOB else f" --job {job_id}"
+    return f"`bulkops rollback --journal {journal.path}{job}`"
+
+
+async def chain_text(journal: Journal, chain: list[JobRecord]) -> str:
+    """Which state a chain of rollbacks left in effect, and the command that continues.
+
+    A finished rollback restores what its parent found; an unfinished one (interrupted,
+    aborted, killed) left the account half-way: its rows put back, the others not."""
+    first, last = chain[0], chain[-1]
+    text = f"job {first.name} (#{first.id}) was rolled back by job #{chain[1].id}"
+    text += "".join(f", which was rolled back by job #{j.id}" for j in chain[2:])
+    if last.state is JobState.FINISHED:
+        undone = len(chain) - 1  # rollbacks in the chain: an even number undid each other
+        if undone % 2:
+            state = (f"the numbers job #{first.id} changed are back on the profiles they had "
+                     f"before it")
+            again = f"puts job #{first.id}'s profiles back"
+        else:
+            state = f"the profiles job #{first.id} set are in effect again"
+            again = f"rolls job #{first.id} back again"
+        return (f"{text} (finished {last.updated_at}): {state}. "
+                f"{_rollback_command(journal, last.id)} {again}")
+    counts = await journal.counts(last.id)
+    put = counts.get(ItemState.DONE)
+    parent = last.parent_id if last.parent_id is not None else first.id
+    return (f"{text}, which stopped before its end ({last.state.value} {last.updated_at}): the "
+            f"account is half rolled back: {put} of {counts.total} number(s) of job #{parent} "
+            f"are back on their prior profiles, the others still as job #{parent} left them. "
+            f"To finish the rollback, run {_rollback_command(journal, parent)} "
+            f"(it resumes job #{last.id})")
+
+
+async def rolled_back(journal: Journal, job_id: int) -> JobResult | None:
+    """The idle result to give instead of writing ``job_id`` again, when a rollback undid it:
+    what is in effect now, and the command that continues."""
+    chain = await rollback_chain(journal, job_id)
+    if len(chain) < 2:
         return None
-    job, by = await journal.job(job_id), undid[-1]
-    return JobResult(journal.path, job, await journal.counts(job_id), idle=True, message=(
-        f"job {job.name} (#{job.id}) was rolled back by job #{by.id} ({by.state.value} "
-        f"{by.updated_at}); nothing was sent. Running it again would put its numbers back on "
-        "the CSV's profiles: to do that, start a new job from the CSV with a new --journal."))
+    job, text = chain[0], await chain_text(journal, chain)
+    if chain[-1].state is JobState.FINISHED and len(chain) % 2 == 0:  # rolled back, and stays so
+        text += (f". Nothing was sent: running job #{job.id} again would undo its rollback "
+                 "unasked; to apply its CSV anew instead, start a new job from it with a new "
+                 "--journal.")
+    else:
+        text += ". Nothing was sent."
+    return JobResult(journal.path, job, await journal.counts(job_id), idle=True, message=text)
 
 
 async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings: RunSettings,
@@ -249,6 +325,24 @@ async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings
     return await _finish(journal, job_id, client, settings, stop, started, summary, fatal)
 
 
+def next_steps(journal_path: Path, job: JobRecord, counts: Counts, drifted: int) -> str | None:
+    """What to do about the rows that make a finished job exit 3: the command that continues."""
+    steps = []
+    if failed := counts.get(ItemState.FAILED):
+        which = "" if job.id == CSV_JOB else f" --job {job.id}"
+        steps.append(f"{failed} row(s) failed (the report's error columns say why): once the "
+                     f"cause is fixed, `bulkops retry-failed --journal {journal_path}{which}` "
+                     "sends them again")
+    if counts.rejected:
+        steps.append(f"{counts.rejected} row(s) were rejected as invalid and not sent (the "
+                     "report says why): fix them in a CSV of their own and run it as a new job "
+                     "(with a new --journal)")
+    if drifted:
+        steps.append(f"{drifted} number(s) drifted: something changed them after they were "
+                     "written; run the CSV again with a new --journal to write them again")
+    return "\n".join(steps) or None
+
+
 def _tracker(counts: Counts, finished_before: int, client: TelnyxClient) -> Tracker:
     """The write phase's counters: rows earlier runs finished are ``already``; rows finished
     since this run started (the snapshot found them in place) are ``skipped``."""
@@ -293,6 +387,7 @@ async def _finish(journal: Journal, job_id: int, client: TelnyxClient, settings:
     result = JobResult(journal.path, job, report.counts, plan=summary, report_path=report.path,
                        elapsed=time.monotonic() - started, requests=client.stats.as_dict(),
                        drift=drift)
+    result.message = next_steps(journal.path, job, report.counts, len(drift))
     log.info("job finished %s elapsed=%.1fs report=%s", _counts_text(result.counts) or "rows=0",
              result.elapsed, report.path)
     return result
@@ -355,9 +450,13 @@ def _counts_text(counts: Counts) -> str:
 async def _interrupted(journal: Journal, job_id: int) -> None:
     await journal.set_job_state(job_id, JobState.INTERRUPTED)
     counts = await journal.counts(job_id)
+    job = await journal.job(job_id)
+    half = (f" The account is half rolled back ({counts.get(ItemState.DONE)} of {counts.total} "
+            "number(s) put back) until this rollback finishes." if job.kind is Kind.ROLLBACK
+            and counts.get(ItemState.DONE) else "")
     raise Interrupted(
-        f"interrupted: {_counts_text(counts)}. Everything so far is in {journal.path}: run the "
-        "same command again to resume."
+        f"interrupted: {_counts_text(counts)}.{half} Everything so far is in {journal.path}: run "
+        "the same command again to resume."
     )
 
 

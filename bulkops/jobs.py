@@ -17,21 +17,26 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from bulkops.account import ExportQuery, ExportResult, ProfileCount, export, profiles_with_counts
-from bulkops.config import RunSettings, Secret
+from bulkops.config import RunSettings, Secret, base_url_hint
 from bulkops.errors import ApiError, ApiUnreachable, BulkOpsError, ExitCode, InputError, JournalError
 from bulkops.execute import (
-    Confirm, JobResult, execute, make_client, report_path_for, rolled_back, snapshot_pending,
+    Confirm, JobResult, chain_text, execute, make_client, report_path_for, rollback_chain,
+    rolled_back, snapshot_pending,
 )
 from bulkops.history import JobHistory, job_histories
 from bulkops.input.loading import (
     LoadReport, check_profiles, freeze_migrations, load_rows, profiles_in_use,
 )
+from bulkops.input.phone import is_profile_id, normalize_profile_id
 from bulkops.input.rows import file_sha256
 from bulkops.journal.records import CSV_JOB, JobRecord
+from bulkops.journal.sql import CHANGED_SINCE
+from bulkops.journal.sqlite import lock_held
 from bulkops.journal.states import ItemState, JobState
 from bulkops.journal.sqlite import now
 from bulkops.journal.store import Journal
@@ -63,6 +68,8 @@ async def _job(journal: Journal, job_id: int) -> JobRecord:
 def _api_hint(err: ApiError, base_url: str, then: str) -> ApiError:
     """An unreachable API named as such: the base URL and what to check, then ``then`` (what
     next); any other fatal answer says to fix it first."""
+    if err.status == 404 and (hint := base_url_hint(base_url)):
+        err.message += f"\n{hint}"  # every path below it is unknown: nothing is "not found"
     if isinstance(err, ApiUnreachable):
         err.message += (f"\nCheck that {base_url} is the API's address (--base-url or "
                         "$TELNYX_API_BASE_URL), that this host can reach it (network, proxy, "
@@ -97,19 +104,41 @@ def _resolve(settings: RunSettings | SettingsFor, job: JobRecord) -> RunSettings
     return settings if isinstance(settings, RunSettings) else settings(job.settings)
 
 
+STOPPED = "stopped"  # shown for a job the journal says is active while no process holds it
+
+
 @dataclass(frozen=True)
 class JobStatus:
     job: JobRecord
     counts: Counts
     orders_open: int = 0  # bulk orders journaled and not settled (SUBMITTING or OPEN)
+    held: bool = False  # a live process holds the journal's lock
+
+    @property
+    def state(self) -> str:
+        """The job's state as it truly is: RUNNING (or LOADING) with no process holding the
+        journal is a run that died (kill -9, a crash, a reboot): ``stopped``, resumable."""
+        if self.job.state in (JobState.RUNNING, JobState.LOADING) and not self.held:
+            return STOPPED
+        return self.job.state.value
+
+    def stopped_text(self) -> str | None:
+        if self.state != STOPPED:
+            return None
+        again = (f"`bulkops rollback --job {self.job.parent_id}`" if self.job.kind is Kind.ROLLBACK
+                 else "`bulkops run`")
+        return (f"the journal says {self.job.state.value} but no bulkops process holds it: the "
+                f"run stopped without saying so (killed, crashed, or its machine went down); "
+                f"run the same command ({again} with this --journal) again to resume it")
 
 
 async def job_status(journal_path: Path) -> list[JobStatus]:
     """Every job in the journal with its counts; works while a run holds the journal."""
     _require(journal_path)
     async with await Journal.open(journal_path, lock=False) as journal:
-        return [JobStatus(job, await journal.counts(job.id), await journal.open_order_count(job.id))
-                for job in await journal.jobs()]
+        held = lock_held(journal_path)
+        return [JobStatus(job, await journal.counts(job.id), await journal.open_order_count(job.id),
+                          held) for job in await journal.jobs()]
 
 
 async def job_history(journal_path: Path) -> list[JobHistory]:
@@ -121,7 +150,8 @@ async def job_history(journal_path: Path) -> list[JobHistory]:
 
 
 def status_dict(statuses: list[JobStatus]) -> dict[str, Any]:
-    return {"jobs": [summary_dict(s.job, s.counts) | {"id": s.job.id, "orders_open": s.orders_open}
+    return {"jobs": [summary_dict(s.job, s.counts) | {"id": s.job.id, "orders_open": s.orders_open,
+                                                      "state": s.state, "held": s.held}
                      for s in statuses]}
 
 
@@ -131,14 +161,16 @@ async def report_job(journal_path: Path, output: Path | None, fmt: str = "csv",
     the HTML page (htmlreport.py); ``output`` "-" is standard output."""
     _require(journal_path)
     async with await Journal.open(journal_path, lock=False) as journal:
-        chosen = (await journal.latest_ran() if job_id is None else await _job(journal, job_id)).id
-        target = output or report_path_for(journal_path, chosen, fmt)
+        chosen = await journal.latest_ran() if job_id is None else await _job(journal, job_id)
+        target = output or report_path_for(journal_path, chosen.id, fmt)
         if fmt == "html":
             from bulkops.htmlreport import write_html_report
 
-            page = await write_html_report(journal, chosen, target)
-            return ReportResult(target, page.rows, await journal.counts(chosen))
-        return await write_report(journal, chosen, target, fmt)
+            page = await write_html_report(journal, chosen.id, target)
+            return ReportResult(target, page.rows, await journal.counts(chosen.id))
+        held = lock_held(journal_path)
+        state = JobStatus(chosen, Counts({}), held=held).state
+        return await write_report(journal, chosen.id, target, fmt, state=state, stale=not held)
 
 
 async def retry_failed(journal_path: Path, settings: RunSettings | SettingsFor, api_key: Secret,
@@ -213,26 +245,59 @@ async def rollback(journal_path: Path, settings: RunSettings | SettingsFor, api_
                     parent.id, name=f"{parent.name}-rollback", settings=run_settings.journal_view())
                 log.info("rollback job=%d of job=%d force=%s", rollback_id, parent.id,
                          run_settings.force)
-                return await execute(journal, rollback_id, client, run_settings,
-                                     interactive=interactive, confirm=confirm, started=started)
+                return await _left_alone(journal, parent, await execute(
+                    journal, rollback_id, client, run_settings, interactive=interactive,
+                    confirm=confirm, started=started))
 
 
 async def _already_rolled_back(journal: Journal, parent: JobRecord, force: bool) -> JobResult | None:
-    """A finished rollback that left nothing behind: a second one would change nothing."""
+    """A finished rollback that left nothing behind: a second one would change nothing.
+
+    Unless that rollback was itself rolled back: then the parent's profiles are in effect
+    again and it is rolled back anew (or, if that second rollback stopped half-way, the
+    command that finishes it is named)."""
     finished = [j for j in await journal.rollbacks_of(parent.id) if j.state is JobState.FINISHED]
     if not finished:
         return None
     last = finished[-1]
+    chain = await rollback_chain(journal, last.id)  # last, the rollback that undid it, ...
+    if len(chain) > 1:
+        text = await chain_text(journal, [parent, *chain])
+        if chain[-1].state is not JobState.FINISHED:
+            raise InputError(f"{text}. Nothing was sent.")
+        if len(chain) % 2 == 0:  # its undoing was undone: the parent's profiles are in effect
+            log.info("rollback of job=%d again: its rollback job=%d was rolled back by job=%d",
+                     parent.id, last.id, chain[1].id)
+            return None
+        return JobResult(journal.path, last, await journal.counts(last.id), idle=True,
+                         message=f"{text}; nothing to change, nothing was sent")
     counts = await journal.counts(last.id)
     failed, left = counts.get(ItemState.FAILED), counts.get(ItemState.SKIPPED)
     if failed or (left and force):
         return None  # numbers it could not (or would not) put back: a new rollback tries them
     text = (f"job #{parent.id} ({parent.name}) was already rolled back by job #{last.id} "
-            f"({last.updated_at}): nothing to change")
+            f"({last.updated_at}): nothing to change, nothing was sent; the numbers job "
+            f"#{parent.id} changed are on the profiles they had before it. To put job "
+            f"#{parent.id}'s profiles back, run `bulkops rollback --journal {journal.path} "
+            f"--job {last.id}`")
     if left:
-        text += (f"; it left {left} number(s) alone (changed since the job, or already back): "
+        text += (f". It left {left} number(s) alone (changed since the job, or already back): "
                  "pass --force to roll back the ones changed since too")
     return JobResult(journal.path, last, counts, idle=True, message=text)
+
+
+async def _left_alone(journal: Journal, parent: JobRecord, result: JobResult) -> JobResult:
+    """A rollback that left numbers alone (someone changed them since the job) says so, and
+    how to put them back too; the report's note says what each is on now."""
+    if result.idle or result.job.kind is not Kind.ROLLBACK:
+        return result
+    if left := await journal.count_notes(result.job.id, ItemState.SKIPPED, CHANGED_SINCE):
+        again = "" if parent.id == CSV_JOB else f" --job {parent.id}"
+        text = (f"{left} number(s) were left alone, not rolled back: they were changed since job "
+                f"#{parent.id} (the report's note says what each is on now). To put them back "
+                f"too, run `bulkops rollback --journal {journal.path}{again} --force`")
+        result.message = text if result.message is None else f"{result.message}\n{text}"
+    return result
 
 
 @dataclass(frozen=True)
@@ -247,7 +312,10 @@ class JobRequest:
     profile_id: str | None = None
 
 
-async def _open_or_create(request: JobRequest, settings: RunSettings) -> tuple[Journal, bool]:
+async def _open_or_create(request: JobRequest, settings: RunSettings, *,
+                          scratch: bool = False) -> tuple[Journal, bool]:
+    """The request's journal, resumed or created; ``scratch``: a plan's, in a temporary
+    folder and deleted after it, which the ledger does not mention (a plan keeps none)."""
     path = request.journal_path
     if path.exists():
         journal = await Journal.open(path)
@@ -257,7 +325,9 @@ async def _open_or_create(request: JobRequest, settings: RunSettings) -> tuple[J
         except BaseException:
             await journal.close()
             raise
-        log.info("journal resumed path=%s state=%s", path, job.state.value)
+        log.info("journal resumed path=%s state=%s%s", path, job.state.value,
+                 " (its last run stopped without saying so: killed or crashed)"
+                 if job.state in (JobState.RUNNING, JobState.LOADING) else "")
         return journal, False
     if not request.csv_path.exists():
         raise InputError(f"{request.csv_path}: no such CSV file; check the path (it is relative to "
@@ -270,7 +340,9 @@ async def _open_or_create(request: JobRequest, settings: RunSettings) -> tuple[J
         csv_path=str(request.csv_path.resolve()), csv_sha256=csv_sha256,
         default_profile_id=request.profile_id, settings=settings.journal_view(),
     )
-    log.info("journal created path=%s kind=%s csv=%s", path, request.kind.value, request.csv_path)
+    if not scratch:
+        log.info("journal created path=%s kind=%s csv=%s", path, request.kind.value,
+                 request.csv_path)
     return journal, True
 
 
@@ -313,10 +385,18 @@ async def _load(journal: Journal, request: JobRequest, settings: RunSettings,
         default_region=settings.default_region, skip_invalid=settings.skip_invalid, client=client,
     )
     await check_profiles(client, request.csv_path,
-                         await profiles_in_use(journal, CSV_JOB, request.kind, report))
+                         await profiles_in_use(journal, CSV_JOB, request.kind, report),
+                         default=_default_id(request.profile_id))
     await journal.set_job_state(CSV_JOB, JobState.READY)
     log.info("csv validated rows=%d rejected=%d collapsed=%d warnings=%d", report.rows,
              report.rejected, report.collapsed, report.warning_count)
+
+
+def _default_id(profile: str | None) -> str | None:
+    """The default profile's id when it is given as one (a name is resolved, so it exists)."""
+    if profile is None or not is_profile_id(profile):
+        return None
+    return normalize_profile_id(profile)
 
 
 async def run_job(
@@ -428,22 +508,44 @@ async def _run_job(
 
 
 async def _explain(journal: Journal, result: JobResult, before: JobRecord) -> JobResult:
-    """Say what a success that changed nothing means: an empty migrate, a job already done."""
-    if result.message is not None:
-        return result
+    """Say what a success that changed nothing means: an empty migrate, a job already done
+    (and how to run it anew); before what the run itself has to say (failed rows...)."""
+    if result.idle:
+        return result  # it says what it is (a rolled-back job)
+    notes: list[str] = []
     if before.state is JobState.FINISHED:
-        result.message = (f"the job had already finished ({before.updated_at}): nothing was "
-                          "sent; the counts are the job's")
+        text = (f"the job had already finished ({before.updated_at}): nothing was sent; the "
+                "counts are the job's. A journal records one run of its CSV: ")
+        if date.today().isoformat() in journal.path.name:  # {date} in the path: today's
+            text += ("this is today's journal, so tomorrow's run starts a new job; to run it "
+                     "anew today, pass another --journal")
+        else:
+            text += (f"to run it anew (a nightly `set` job repairing drift, say), give the run a "
+                     f"journal of its own: another --journal, or one with {{date}} in its path "
+                     f"(--journal '{before.name}-{{date}}.db', or journal = "
+                     f"\"{before.name}-{{date}}.db\" in the job file) so each day starts a new job")
+        notes.append(text)
     elif result.job.kind is Kind.MIGRATE:
         empty = [(line, source) for line, source, listed in await journal.migration_counts(CSV_JOB)
                  if not listed]
+        names = await journal.profile_names()
         if empty and result.counts.total == 0:
-            result.message = "nothing to do: " + "; ".join(
-                f"line {line}: profile {source} has 0 numbers" for line, source in empty)
+            notes.append("nothing to do: " + "; ".join(
+                f"line {line}: profile {_shown(source, names)} has 0 numbers"
+                for line, source in empty))
         elif empty:
-            result.message = "; ".join(f"line {line}: profile {source} has 0 numbers; nothing "
-                                       "moved from it" for line, source in empty)
+            notes.append("; ".join(f"line {line}: profile {_shown(source, names)} has 0 numbers; "
+                                   "nothing moved from it" for line, source in empty))
+    if result.message:
+        notes.append(result.message)
+    result.message = "\n".join(notes) or None
     return result
+
+
+def _shown(profile_id: str, names: Mapping[str, str]) -> str:
+    """A profile as the operator wrote it: by name when the job named it so."""
+    name = names.get(profile_id)
+    return f"{name!r} ({profile_id})" if name else profile_id
 
 
 async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,
@@ -461,7 +563,7 @@ async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,
         with tempfile.TemporaryDirectory(prefix="bulkops-plan-") as tmp:
             scratch = JobRequest(request.kind, request.csv_path, Path(tmp) / "plan.db",
                                  request.name, request.job_file, request.profile_id)
-            journal, _ = await _open_or_create(scratch, settings)
+            journal, _ = await _open_or_create(scratch, settings, scratch=True)
             try:
                 with _api_errors(settings.base_url, "Nothing was written and a plan keeps no "
                                  "journal: run the same command again once the API answers."):
@@ -532,7 +634,8 @@ async def validate_file(
                                              client=client)
                     uses = await profiles_in_use(journal, CSV_JOB, kind, report)
                     if uses:
-                        await check_profiles(client, csv_path, uses)
+                        await check_profiles(client, csv_path, uses,
+                                             default=_default_id(default_profile_id))
         finally:
             await journal.close()
     return ValidateResult(report, len(uses))

@@ -165,11 +165,22 @@ def side_lines(journal: Journal, job_id: int) -> AsyncGenerator[tuple[int, Line]
     return by_line(rejected(), duplicates())
 
 
-async def _lines(journal: Journal, job_id: int,
-                 names: Mapping[str, str]) -> AsyncGenerator[Line, None]:
+# A row left IN_FLIGHT by a run that is gone (kill -9) is not in flight: it is pending, as
+# `status` counts it, and is read back before it is sent again.
+_STALE = {
+    "final_state": "CASE state WHEN 'in_flight' THEN 'pending' ELSE state END",
+    "note": "CASE WHEN state = 'in_flight' THEN 'was in flight when its run stopped: read back "
+            "before it is sent again' ELSE note END",
+}
+
+
+async def _lines(journal: Journal, job_id: int, names: Mapping[str, str], *,
+                 stale: bool = False) -> AsyncGenerator[Line, None]:
     """Every line of the report in input order: one per data line of the input (a migrate
-    row: one per number it moved). With ``names``, each line ends with NAME_COLUMN."""
-    select = ", ".join(column for _, column in ITEM_FIELDS) + ", extra"
+    row: one per number it moved). With ``names``, each line ends with NAME_COLUMN.
+    ``stale``: no run holds the journal, so nothing is in flight (see _STALE)."""
+    select = ", ".join(_STALE.get(name, column) if stale else column
+                       for name, column in ITEM_FIELDS) + ", extra"
     line_at, extra_at = _AT["line"], len(ITEM_FIELDS)  # the extra cells follow ITEM_FIELDS
 
     async def item_lines() -> AsyncGenerator[tuple[int, Line], None]:
@@ -186,9 +197,13 @@ async def _lines(journal: Journal, job_id: int,
 
 
 async def write_report(
-    journal: Journal, job_id: int, output: Path, fmt: str = "csv"
+    journal: Journal, job_id: int, output: Path, fmt: str = "csv", *, state: str | None = None,
+    stale: bool = False,
 ) -> ReportResult:
-    """Stream every line of the job into ``output`` (mode 0600), or stdout for "-"."""
+    """Stream every line of the job into ``output`` (mode 0600), or stdout for "-".
+    ``state``: the job's state for the JSON summary, when it is not the journal's (a run
+    that died: ``stopped``); ``stale``: no run holds the journal, so a row in flight is
+    reported pending, as `status` counts it."""
     if fmt not in ("csv", "json"):
         raise InputError(f"--format must be csv or json, not {fmt!r}")
     to_stdout = str(output) == "-"
@@ -201,11 +216,12 @@ async def write_report(
     rows = 0
     try:
         if fmt == "csv":
-            rows = await _write_csv(handle, _lines(journal, job_id, names), fixed)
+            rows = await _write_csv(handle, _lines(journal, job_id, names, stale=stale), fixed)
         else:
-            handle.write('{"summary": ' + json.dumps(summary_dict(job, counts)) + ', "rows": [\n')
+            summary = summary_dict(job, counts) | ({"state": state} if state else {})
+            handle.write('{"summary": ' + json.dumps(summary) + ', "rows": [\n')
             first = True
-            async for values, extra in _lines(journal, job_id, names):
+            async for values, extra in _lines(journal, job_id, names, stale=stale):
                 handle.write(("" if first else ",\n") + json.dumps(_record(fixed, values, extra)))
                 first = False
                 rows += 1
@@ -245,10 +261,11 @@ async def _write_csv(handle: IO[str], lines: AsyncGenerator[Line, None], fixed: 
     return rows
 
 
-def summary_lines(job: JobRecord, counts: Counts) -> Iterator[str]:
+def summary_lines(job: JobRecord, counts: Counts, *, state: str | None = None) -> Iterator[str]:
+    """``state``: the state to show, when it is not the journal's (a run that died)."""
     s = summary_dict(job, counts)
     yield (
-        f"job {s['job']} ({s['kind']}, {s['state']}): {s['total']} numbers: done {s['done']}, "
+        f"job {s['job']} ({s['kind']}, {state or s['state']}): {s['total']} numbers: done {s['done']}, "
         f"skipped {s['skipped']}, failed {s['failed']}, pending {s['pending']}"
         + (f", rejected {s['rejected']}" if s["rejected"] else "")
     )

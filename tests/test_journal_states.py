@@ -109,7 +109,11 @@ async def test_per_row_statements_find_rows_by_number_never_by_scanning_the_job(
         tmp_path: Path, sql: str, params: object) -> None:
     async with await loaded(tmp_path / "job.db", 50) as journal:
         plan = await query_plan(journal, sql, params)  # type: ignore[arg-type]
-    assert plan == ["SEARCH items USING INDEX sqlite_autoindex_items_1 (job_id=? AND phone_number=?)"]
+    # The snapshot's one subquery (the lost order of a row that landed) is a rowid lookup.
+    lookups = {"CORRELATED SCALAR SUBQUERY 1", "CORRELATED SCALAR SUBQUERY 2",
+               "SEARCH o USING INTEGER PRIMARY KEY (rowid=?)"}
+    assert plan[0] == "SEARCH items USING INDEX sqlite_autoindex_items_1 (job_id=? AND phone_number=?)"
+    assert set(plan[1:]) <= lookups, plan
 
 
 def test_flush_statements_keep_the_order_of_a_rows_updates() -> None:

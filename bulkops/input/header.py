@@ -9,6 +9,8 @@ Decisions worth knowing:
   (``Phone Number`` == ``phone_number``).
 - A first line holding a phone number or a profile id is data, not a header: the file lacks one.
 - A missing column never suggests an unassign job (see ``_kind_hint``).
+- A header separated by ``;``, tabs or ``|`` (a "CSV" saved by a spreadsheet in many locales)
+  is named as such, not reported as missing every column.
 """
 
 from __future__ import annotations
@@ -116,13 +118,39 @@ def _kind_hint(kind: Kind, keys: list[str]) -> str:
     return f"; this looks like {' or '.join(fits)} file: run it as {' or '.join(fits)} job"
 
 
+# What spreadsheets in other locales separate cells with, named for the message.
+_OTHER_SEPARATORS = ((";", "semicolons (;)"), ("\t", "tabs"), ("|", "vertical bars (|)"))
+
+
+def _reject_other_separator(name: str, header: list[str], line: int, kind: Kind,
+                            default: str | None) -> None:
+    """A header written with another separator (Excel in many locales saves "CSV" with ``;``)
+    reads as one cell: name the separator instead of calling every column missing."""
+    for char, what in _OTHER_SEPARATORS:
+        cells = [c for c in header if char in c]
+        if not cells:
+            continue
+        parts = [header_key(part) for cell in cells for part in cell.split(char)]
+        known = {c for cols in REQUIRED_COLUMNS.values() for c in cols} | {PROFILE}
+        if len(header) == 1 or any(part in known for part in parts):
+            raise _fail(
+                name, line,
+                f"the header {quote_cell(char.join(header) if len(header) > 1 else header[0], 80)}"
+                f" is separated by {what}, but bulkops reads comma-separated CSV; export it again "
+                f"as CSV with commas (in Excel: \"CSV UTF-8 (Comma delimited)\"), with the "
+                f"columns {expected_columns(kind, default)}",
+            )
+
+
 def check_header(
     name: str, header: list[str], line: int, kind: Kind, default: str | None, region: str
 ) -> Header:
     """Map the columns of ``header`` (line ``line`` of file ``name``) for a ``kind`` job.
 
-    Raises InputError for a data row, bad text, a missing or a duplicated column.
+    Raises InputError for a data row, bad text, another separator than the comma, a missing
+    or a duplicated column.
     """
+    _reject_other_separator(name, header, line, kind, default)
     _reject_data_or_bad_text(name, header, line, kind, default, region)
     keys = [header_key(c) for c in header]
     headers = tuple(c.strip() or f"column{i}" for i, c in enumerate(header, 1))

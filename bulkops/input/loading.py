@@ -9,7 +9,7 @@ asked to skip invalid rows, in which case those are journaled as rejected.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import anyio
 
 from bulkops.errors import BulkOpsError, InputError
 from bulkops.input.names import NeedProfiles, ProfileLookup
+from bulkops.input.phone import is_profile_id
 from bulkops.input.rows import Row, read_rows
 from bulkops.journal.records import StagingResult
 from bulkops.journal.store import Journal
@@ -116,8 +117,15 @@ async def load_rows(
     if names.names is not None:
         await journal.set_profile_names(names.names.id_names())
     if names.unchecked:
-        log.warning("warning %s names profiles by name; names are checked against the account "
-                    "only with an API key (not offline)", csv_path)
+        # Blame what named them: the CSV's cells, or the default profile's flag.
+        flag = None if default_profile_id is None else default_profile_id.strip()
+        by_flag = flag is not None and not is_profile_id(flag)
+        cells = any(name != flag for name in names.unchecked_names) or not by_flag
+        flag_text = "--profile-id (or profile_id in the job file)"
+        where = (f"{csv_path} and {flag_text} name profiles" if cells and by_flag else
+                 f"{flag_text} names its profile" if by_flag else f"{csv_path} names profiles")
+        log.warning("warning %s by name; names are checked against the account only with an "
+                    "API key (not offline)", where)
     for warning in report.warnings:
         log.warning("warning %s", warning)
     if report.error_count and not skip_invalid:
@@ -126,7 +134,7 @@ async def load_rows(
         await journal.add_migrations(job_id, report.migrations)
         return report
     staged = await journal.finish_staging(job_id)
-    _check_duplicates(csv_path, staged)
+    _check_duplicates(csv_path, staged, {} if names.names is None else names.names.id_names())
     report.collapsed = staged.collapsed
     return report
 
@@ -150,11 +158,21 @@ async def _list_profiles(names: ProfileLookup, client: TelnyxClient | None) -> N
     log.info("profiles listed for names profiles=%d", len(profiles))
 
 
-def _check_duplicates(csv_path: Path, staged: StagingResult) -> None:
+def _label(profile_id: str, names: Mapping[str, str]) -> str:
+    """A target as the operator knows it: by name when the job named profiles by name."""
+    if not profile_id:
+        return "unassigned"
+    name = names.get(profile_id)
+    return f"{name!r} ({profile_id})" if name else profile_id
+
+
+def _check_duplicates(csv_path: Path, staged: StagingResult,
+                      names: Mapping[str, str] | None = None) -> None:
+    names = names or {}
     if staged.conflicts:
         shown = [
             f"  {csv_path}:{c.line_a} and line {c.line_b}: {c.phone_number} is sent to "
-            f"{c.desired_a or 'unassigned'} and to {c.desired_b or 'unassigned'}"
+            f"{_label(c.desired_a, names)} and to {_label(c.desired_b, names)}"
             for c in staged.conflicts
         ]
         more = staged.conflict_count - len(staged.conflicts)
@@ -174,9 +192,12 @@ def _check_duplicates(csv_path: Path, staged: StagingResult) -> None:
 
 
 async def check_profiles(
-    client: TelnyxClient, csv_path: Path, uses: dict[str, list[int]]
+    client: TelnyxClient, csv_path: Path, uses: dict[str, list[int]], *,
+    default: str | None = None,
 ) -> None:
-    """Each distinct target profile must exist on the account before any write."""
+    """Each distinct target profile must exist on the account before any write. ``default``:
+    the default profile's id (--profile-id, profile_id in the job file), which is blamed on
+    the flag, not on the CSV rows it fills."""
     found: dict[str, bool] = {}
     fatal = FatalBox()
     limit = anyio.Semaphore(8)
@@ -195,11 +216,17 @@ async def check_profiles(
     missing = [
         f"  {csv_path}:{lines[0]}: messaging profile {profile_id} does not exist on this account "
         f"(used on line(s) {', '.join(str(n) for n in lines)})"
-        for profile_id, lines in sorted(uses.items()) if not found[profile_id]
+        for profile_id, lines in sorted(uses.items())
+        if not found[profile_id] and profile_id != default
     ]
+    if default is not None and found.get(default) is False:
+        lines = ", ".join(str(n) for n in uses[default])
+        missing.insert(0, f"  --profile-id (or profile_id in the job file): messaging profile "
+                          f"{default} does not exist on this account (it is the target of "
+                          f"line(s) {lines} of {csv_path})")
     if missing:
         raise InputError(
-            f"{csv_path} names {len(missing)} messaging profile(s) this account does not have; "
+            f"the job names {len(missing)} messaging profile(s) this account does not have; "
             "nothing was sent.\n" + "\n".join(missing)
             + "\nCheck the ids (`bulkops profiles` lists the account's) and run again."
         )
@@ -222,6 +249,7 @@ async def freeze_migrations(journal: Journal, job_id: int, client: TelnyxClient)
     list shrinks under the pages), so the set is frozen into the journal first.
     """
     listed = 0
+    names = await journal.profile_names()  # the CSV named profiles by name: say them so
     for migration in await journal.unlisted_migrations(job_id):
         numbers = await client.list_profile_numbers(migration.from_profile_id)
         await journal.add_listed_numbers(job_id, migration, numbers)
@@ -229,7 +257,7 @@ async def freeze_migrations(journal: Journal, job_id: int, client: TelnyxClient)
                  migration.from_profile_id, migration.to_profile_id, len(numbers))
         if not numbers:
             log.warning("warning migrate CSV line %d: profile %s has 0 numbers; nothing moves "
-                        "from it", migration.line, migration.from_profile_id)
+                        "from it", migration.line, _label(migration.from_profile_id, names))
         listed += len(numbers)
     return listed
 

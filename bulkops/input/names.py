@@ -95,6 +95,7 @@ class ProfileLookup:
     names: ProfileNames | None = None
     used: dict[str, str] = field(default_factory=dict)  # name as written -> id
     unchecked: bool = False  # offline, and a name was met
+    unchecked_names: set[str] = field(default_factory=set)  # the first few of them
 
     def load(self, profiles: Iterable[Profile]) -> None:
         self.names = ProfileNames.of(profiles)
@@ -107,6 +108,8 @@ class ProfileLookup:
         if self.names is None:
             if self.offline:
                 self.unchecked = True
+                if len(self.unchecked_names) < 100:
+                    self.unchecked_names.add(ref)
                 return ref
             raise NeedProfiles(ref)
         profile_id = self.names.resolve(ref)

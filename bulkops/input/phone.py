@@ -37,6 +37,8 @@ _PUNCTUATION = str.maketrans("", "", " ()-.\t")
 _PLUS_FORMULA = re.compile(r"\+\s*[^\W\d_]|\+.*[+*/^=&<>]", re.DOTALL)
 # 1.31255E+10: Excel turned a long number into a float and lost digits.
 _SCIENTIFIC = re.compile(r"\d(?:[.,]\d+)?[eE]\+?\d+")
+# 12015553641.0: a spreadsheet read the column as numbers and wrote them back as floats.
+_FLOAT = re.compile(r"\+?\d{6,}[.,]0+")
 _E164_NANP = re.compile(r"\+1[2-9][0-9]{9}")
 _UUID = re.compile(
     r"\{?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\}?"
@@ -153,6 +155,18 @@ def _normalize_slow(text: str, region: str) -> str:
     formula = formula_problem(text)
     if formula:
         raise ValueError(formula)
+    if _FLOAT.fullmatch(text):
+        digits = text.split(".")[0].split(",")[0]
+        try:
+            likely = f" (it was probably {normalize_phone(digits, region)})"
+        except ValueError:
+            likely = ""
+        added = text[len(digits):]
+        raise ValueError(
+            f"{quote_cell(text)} was turned into a number by a spreadsheet, which added "
+            f"\"{added}\"{likely}; format the column as Text and export again, or remove the "
+            f"trailing \"{added}\""
+        )
     if _SCIENTIFIC.fullmatch(text):
         raise ValueError(
             f"{quote_cell(text)} is a number in scientific notation (a spreadsheet rounded it); "

@@ -369,6 +369,12 @@ class _Reader:
             self.refs[cell] = profile
         return profile
 
+    def _as_written(self, profile_id: str) -> str:
+        """A profile as the file names it: its name, when a cell gave it by name."""
+        written = next((cell.strip() for cell, ref in self.refs.items()
+                        if ref == profile_id and cell.strip() != profile_id), None)
+        return f"{written!r} ({profile_id})" if written else profile_id
+
     def _row_errors(self, cells: list[str], line: int) -> list[Row]:
         """Every error of a bad assign/unassign row (the phone and the profile cell)."""
         errors: list[Row] = []
@@ -413,8 +419,9 @@ class _Reader:
                 message = f"duplicates line {first}; this row is ignored"
                 return [self._problem(line, FROM, message, Severity.WARNING)]
             message = (
-                f"line {first} already moves {source} to {first_target}; a profile can move "
-                f"to only one target: keep line {first} or line {line}"
+                f"line {first} already moves {self._as_written(source)} to "
+                f"{self._as_written(first_target)}; a profile can move to only one target: keep "
+                f"line {first} or line {line}"
             )
             return [self._problem(line, FROM, message, cells=cells)]
         # A -> B then B -> C (or a swap) ends differently depending on the order of the moves.

@@ -67,7 +67,16 @@ def flush_statements(updates: Sequence[ItemUpdate],
 # ?6 now, ?7 why): a tuple per row binds in about half the time of a dict of names.
 _CHANGED = "expected IS NOT NULL AND NOT ?4 AND ?3 IS NOT expected"
 _LANDED = "prior IS NOT NULL AND prior <> desired"
+# A write that landed unrecorded was a PATCH (attempts at least 1: the report's via says
+# "patch"), unless the row's last order is one whose id was lost: then that order applied it.
+_LOST_ORDER = ("(SELECT COALESCE(o.order_id, 'bulk order (its id was lost)') FROM orders o "
+               "WHERE o.id = order_ref AND o.state = 'lost')")
 SNAPSHOT_SQL = f"""UPDATE items SET prior = COALESCE(prior, ?3), on_account = ?5,
+ attempts = CASE WHEN ?3 = desired AND {_LANDED} AND order_ref IS NULL THEN MAX(attempts, 1)
+  WHEN ?3 = desired AND {_LANDED} THEN (CASE WHEN {_LOST_ORDER} IS NULL THEN MAX(attempts, 1)
+  ELSE attempts END) ELSE attempts END,
+ via = CASE WHEN ?3 = desired AND {_LANDED} AND order_ref IS NOT NULL
+  THEN COALESCE(via, {_LOST_ORDER}) ELSE via END,
  state = CASE WHEN ?3 = desired THEN (CASE WHEN {_LANDED} THEN 'done' ELSE 'skipped' END)
   WHEN {_CHANGED} THEN 'skipped' ELSE state END,
  note = CASE WHEN ?3 = desired THEN (CASE WHEN {_LANDED} THEN 'confirmed by read-back'
@@ -75,10 +84,13 @@ SNAPSHOT_SQL = f"""UPDATE items SET prior = COALESCE(prior, ?3), on_account = ?5
  updated_at = ?6 WHERE job_id = ?1 AND phone_number = ?2 AND state = 'pending'"""
 
 
+CHANGED_SINCE = "changed since the job"  # the note of a rollback row left alone
+
+
 def snapshot_params(job_id: int, entries: Sequence[SnapshotEntry], force: bool,
                     stamp: str) -> list[tuple[object, ...]]:
     return [(job_id, e.phone_number, e.current, force, e.current is not None, stamp,
-             "changed since the job: now " + (
+             f"{CHANGED_SINCE}: now " + (
                  "not on this account" if e.current is None else e.current or "unassigned"))
             for e in entries]
 

@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,7 +16,7 @@ from urllib.parse import quote
 
 import aiosqlite
 
-from bulkops.errors import JournalError, JournalLockedError
+from bulkops.errors import JournalAccessError, JournalError, JournalLockedError
 from bulkops.journal.records import CSV_JOB, Item, JobRecord
 from bulkops.journal.states import ItemState, JobState
 from bulkops.models import Extra, Kind
@@ -291,16 +292,62 @@ async def upgrade(db: aiosqlite.Connection) -> None:
                      (str(SCHEMA_VERSION),))
 
 
+def access_problem(path: Path) -> JournalAccessError | None:
+    """Why the journal ``path`` cannot be created or written where it is, if that is why an
+    open or a create failed: a read-only folder (or file, or file system) is the --journal
+    path's problem, not a damaged journal."""
+    folder = path.parent
+    if folder.is_dir() and not os.access(folder, os.W_OK):
+        return JournalAccessError(
+            f"the folder {folder} of the journal {path} cannot be written (read-only, or not "
+            "yours): bulkops keeps the journal, its lock file and its write-ahead log side by "
+            "side there. Make the folder writable, or pass --journal with a path in a folder you "
+            "can write; nothing was sent")
+    if path.is_file() and not os.access(path, os.W_OK):
+        return JournalAccessError(
+            f"the journal {path} is read-only: make it writable (chmod u+w {path}) to resume it, "
+            "or pass a new --journal to start a new job; `bulkops status` and `bulkops report` "
+            "read it as it is; nothing was sent")
+    return None
+
+
+def lock_held(journal: Path) -> bool:
+    """Whether a live process holds the journal's lock (a run writing it), without taking it
+    for longer than one shared flock: `status` tells a live run from one killed meanwhile (the
+    OS dropped its lock; the journal still says RUNNING)."""
+    try:
+        fd = os.open(sidecar(journal, ".lock"), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False  # no lock file: no run ever held it here
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False  # no locks on this file system: the run could not have held one either
+    finally:
+        os.close(fd)  # releases the shared lock at once
+    return False
+
+
 def lock_file(journal: Path) -> int:
     """flock on ``<journal>.lock`` (holding our pid): the OS drops it if we die, never stale."""
     path = sidecar(journal, ".lock")
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as err:
-        raise JournalError(f"cannot create the lock file {path} ({err.strerror}): check that "
-                           "the folder exists and is writable") from None
+        raise access_problem(journal) or JournalError(
+            f"cannot create the lock file {path} ({err.strerror}): check that the folder exists "
+            "and is writable") from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for pause in (0.005, 0.02, 0.05, 0):  # `status` holds a shared lock for an instant
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not pause:
+                    raise
+                time.sleep(pause)
     except OSError as err:
         holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
         os.close(fd)

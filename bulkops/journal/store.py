@@ -28,7 +28,7 @@ from bulkops.journal.sql import (
     COLLAPSED_LINES, CONFLICTS, DISTINCT_DESIRED, DUPLICATE_COUNTS, KEEP_DUPLICATES, ROLLBACK_ITEMS, SNAPSHOT_SQL, STAGE_TO_ITEMS, flush_statements, pending_among_sql, snapshot_params,
 )
 from bulkops.journal.sqlite import (
-    ITEM_COLUMNS, JOB_COLUMNS, ROWID_AT, SCHEMA_VERSION, bug, check_header, connect, dump_extra, dump_settings, initialize, item_from_row, job_from_row, load_extra, lock_file, now, sidecar, translate, upgrade, validate,
+    ITEM_COLUMNS, JOB_COLUMNS, ROWID_AT, SCHEMA_VERSION, access_problem, bug, check_header, connect, dump_extra, dump_settings, initialize, item_from_row, job_from_row, load_extra, lock_file, now, sidecar, translate, upgrade, validate,
 )
 from bulkops.journal.states import ORDER_TRANSITIONS, TRANSITIONS, ItemState, JobState, OrderState
 from bulkops.models import Counts, Extra, Kind, MigrateRow, NumberRow, Problem
@@ -44,7 +44,7 @@ async def _rows(db: Db, sql: str,
 
 
 async def _abandon(path: Path, conn: Db | None, lock: int | None, err: BaseException,
-                   doing: str, *, delete: bool = False) -> BaseException:
+                   doing: str, *, delete: bool = False, writing: bool = True) -> BaseException:
     """Undo a half-done create/open; returns the error to raise instead of ``err``."""
     if conn is not None:
         with contextlib.suppress(Exception):
@@ -53,6 +53,9 @@ async def _abandon(path: Path, conn: Db | None, lock: int | None, err: BaseExcep
         leftover.unlink(missing_ok=True)
     if lock is not None:
         os.close(lock)
+    if writing and isinstance(err, (sqlite3.Error, OSError)):
+        if (access := access_problem(path)) is not None:
+            return access  # the true cause: a folder or file that cannot be written
     return translate(path, err, doing) if isinstance(err, sqlite3.Error) else err
 
 
@@ -114,6 +117,8 @@ class Journal:
             try:
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
             except OSError as err:
+                if not isinstance(err, FileExistsError) and (access := access_problem(path)):
+                    raise access from None
                 raise JournalError(f"the journal {path} already exists: run the same command to "
                                    "resume it, or choose a new --journal path"
                                    if isinstance(err, FileExistsError) else
@@ -150,10 +155,14 @@ class Journal:
             conn = None
             if version != str(SCHEMA_VERSION):
                 await _upgrade(path, version, holding=fd is not None)
-            conn = await connect(path, read_only=not lock)
+            # A folder that cannot be written can hold no run (no WAL, no lock): read the
+            # file as it is, or SQLite would fail creating the shared-memory file beside it.
+            frozen = not lock and not sidecar(path, "-wal").exists() and \
+                not os.access(path.parent, os.W_OK)
+            conn = await connect(path, read_only=not lock, immutable=frozen)
             return cls(path, conn, fd, created=False)
         except BaseException as err:
-            raise await _abandon(path, conn, fd, err, "opening it") from None
+            raise await _abandon(path, conn, fd, err, "opening it", writing=lock) from None
 
     async def close(self) -> None:
         """Flush buffered updates, close the file and release the lock. Idempotent."""
@@ -521,6 +530,14 @@ class Journal:
                                  "job_id = ?1 GROUP BY state UNION ALL SELECT NULL, COUNT(*) "
                                  "FROM rejected WHERE job_id = ?1", (job_id,))
         return Counts({ItemState(s): n for s, n in rows if s}, sum(n for s, n in rows if not s))
+
+    async def count_notes(self, job_id: int, state: ItemState, prefix: str) -> int:
+        """Rows of ``job_id`` in ``state`` whose note starts with ``prefix`` (a fixed text)."""
+        rows = await self._fetch("counting rows", "SELECT COUNT(*) FROM items INDEXED BY "
+                                 "items_job_state WHERE job_id = ? AND state = ? AND "
+                                 "substr(note, 1, ?) = ?",
+                                 (job_id, state.value, len(prefix), prefix))
+        return int(rows[0][0])
 
     async def set_profile_names(self, names: Mapping[str, str]) -> None:
         """Profile id -> name, as listed when the job's input named profiles (for the report)."""

@@ -170,6 +170,7 @@ class TelnyxClient:
         self._base = _base_url(base_url, insecure)
         self._base_url = URL(self._base, encoded=True)
         self._base_path = self._base_url.raw_path.rstrip("/")
+        self._route_checked = False  # see _check_route
         self.__key = key
         self._limiter = limiter
         self._policy = policy
@@ -312,12 +313,28 @@ class TelnyxClient:
     async def get_profile(self, profile_id: str) -> Profile | None:
         """The profile, or None when the account has no such profile (404)."""
         request = _Request("GET", f"/messaging_profiles/{_segment(profile_id)}", missing_ok=True)
-        return (await self._call(request, profile)).value
+        found = (await self._call(request, profile)).value
+        if found is None:
+            await self._check_route()
+        return found
 
     async def get_number(self, number: str) -> NumberState | None:
         """One number's state, or None when the account does not have it (404)."""
         request = _Request("GET", f"/phone_numbers/{_segment(number)}/messaging", missing_ok=True)
-        return (await self._call(request, maybe_number_state)).value
+        found = (await self._call(request, maybe_number_state)).value
+        if found is None:
+            await self._check_route()
+        return found
+
+    async def _check_route(self) -> None:
+        """Behind a base URL that does not end in /v2 every path may be unknown, and a 404
+        would read as "no such profile (or number)": list one profile once to tell; a 404
+        there raises (GaveUp), which the entry point names as the base URL's fault."""
+        if self._route_checked or self._base_path.endswith("/v2"):
+            return
+        query = (("page[number]", "1"), ("page[size]", "1"))
+        await self._call(_Request("GET", "/messaging_profiles", query), profiles_page)
+        self._route_checked = True
 
     async def list_profiles(self) -> list[Profile]:
         """Every messaging profile of the account, all pages read before returning."""
