@@ -131,6 +131,13 @@ def _add_journal(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--journal", type=Path, required=True, help=f"the journal {what}")
 
 
+def _add_force(p: argparse.ArgumentParser, option: str) -> None:
+    # dest "overwrite": rollback's --force (RunSettings.force) is another thing
+    p.add_argument("--force", dest="overwrite", action="store_true",
+                   help=f"let {option} replace a file bulkops did not write (never a journal "
+                        "or an input of the job)")
+
+
 # ---- each command's options ---------------------------------------------------------------
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
@@ -139,6 +146,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     _add_engine(p)
     p.add_argument("--dry-run", action="store_true", help="same as `bulkops plan`: write nothing")
     p.add_argument("--plan-output", type=Path, help="with --dry-run: where to write the plan CSV")
+    _add_force(p, "--plan-output")
 
 
 def _plan_arguments(p: argparse.ArgumentParser) -> None:
@@ -148,6 +156,7 @@ def _plan_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--yes", "-y", action="store_true", help="a plan never asks (taken, as by run)")
     _add_output(g)
     p.add_argument("--output", type=Path, help="plan CSV (default: <csv>.plan.csv)")
+    _add_force(p, "--output")
 
 
 def _validate_arguments(p: argparse.ArgumentParser) -> None:
@@ -168,6 +177,7 @@ def _report_arguments(p: argparse.ArgumentParser) -> None:
                    help="report file; - for standard output (default: next to the journal)")
     p.add_argument("--format", choices=["csv", "json"], default="csv", help="report format (default csv)")
     p.add_argument("--job", type=int, help="job id, as `bulkops status` lists them (default: the latest job that ran)")
+    _add_force(p, "--output")
     _add_verbose(p)
 
 
@@ -211,6 +221,7 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
                    help="only numbers of this type")
     p.add_argument("--contains", metavar="DIGITS", help="numbers containing these digits")
     p.add_argument("--format", choices=["csv", "json"], default="csv", help="file format (default csv)")
+    _add_force(p, "--output")
     _account_limits(p)
 
 
@@ -293,6 +304,11 @@ def _key(args: argparse.Namespace) -> Secret:
     return key
 
 
+def _key_inputs(args: argparse.Namespace) -> list[tuple[str, Path | str | None]]:
+    """The key file is an input no output may replace."""
+    return [("the API key file", getattr(args, "api_key_file", None))]
+
+
 def _maybe_key(args: argparse.Namespace) -> Secret | None:
     """The key if there is one: no key means an offline check, but a key file named and
     unreadable is an error (the check the operator asked for would silently not run)."""
@@ -369,7 +385,8 @@ async def _cmd_run(args: argparse.Namespace) -> int:
     key = _key(args)
     result = await run_job(request, settings, key, interactive=_interactive() and not args.json,
                            confirm=_confirm(args.json), dry_run=args.dry_run,
-                           plan_output=args.plan_output)
+                           plan_output=args.plan_output, force_output=args.overwrite,
+                           inputs=_key_inputs(args))
     _print_result(result, args.json)
     return int(result.exit_code)
 
@@ -379,7 +396,8 @@ async def _cmd_plan(args: argparse.Namespace) -> int:
 
     request, job = _request(args)
     settings = _settings(args, _job_fields(job))
-    result = await plan_job(request, settings, _key(args), output=args.output)
+    result = await plan_job(request, settings, _key(args), output=args.output,
+                            force=args.overwrite, inputs=_key_inputs(args))
     if not args.json and result.plan is not None:
         _print_plan(result.plan)
     _print_result(result, args.json)
@@ -428,7 +446,8 @@ async def _cmd_status(args: argparse.Namespace) -> int:
 async def _cmd_report(args: argparse.Namespace) -> int:
     from bulkops.jobs import report_job
 
-    result = await report_job(args.journal, args.output, args.format, args.job)
+    result = await report_job(args.journal, args.output, args.format, args.job,
+                              force=args.overwrite)
     if str(result.path) == "-":  # stdout is the report itself
         print(f"report: standard output ({result.rows} rows)", file=sys.stderr)
     else:
@@ -483,7 +502,8 @@ async def _cmd_export(args: argparse.Namespace) -> int:
     output = None if args.output == "-" else Path(args.output)
     query = ExportQuery(tuple(args.profile), args.unassigned, args.type, args.contains)
     result = await export_numbers(_settings(args), _key(args), output, query, args.format,
-                                  interactive=_interactive() and output is not None)
+                                  interactive=_interactive() and output is not None,
+                                  force=args.overwrite, inputs=_key_inputs(args))
     if not result.complete:
         print("export: standard output was closed by its reader before the end; the export "
               "is incomplete", file=sys.stderr)

@@ -22,6 +22,7 @@ from bulkops.journal.states import ItemState, JobState
 from bulkops.journal.store import Journal
 from bulkops.models import Counts, Kind
 from bulkops.orders import OrderPipeline
+from bulkops.outputs import free_path
 from bulkops.plan import PlanSummary, summarize
 from bulkops.progress import Tracker, show_progress
 from bulkops.report import write_report
@@ -249,7 +250,13 @@ async def _finish(journal: Journal, job_id: int, client: TelnyxClient, settings:
     if stop.requested:  # Ctrl-C during the verify: the writes are kept, the job resumes
         await _interrupted(journal, job_id)
     await journal.set_job_state(job_id, JobState.FINISHED)
-    report = await write_report(journal, job_id, report_path_for(journal.path, job_id))
+    # Never refused at the end of a job: a file bulkops did not write there is kept, and the
+    # report goes beside it under a free name (said in the log and in the result).
+    first = await journal.job(CSV_JOB)
+    inputs = [("the journal", journal.path), ("the job's CSV", first.csv_path),
+              ("the job file", first.job_file)]
+    path = free_path(report_path_for(journal.path, job_id), "report", inputs)
+    report = await write_report(journal, job_id, path, inputs=inputs)
     job = await journal.job(job_id)
     result = JobResult(journal.path, job, report.counts, plan=summary, report_path=report.path,
                        elapsed=time.monotonic() - started, requests=client.stats.as_dict(),

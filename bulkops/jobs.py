@@ -34,6 +34,7 @@ from bulkops.journal.records import CSV_JOB, JobRecord
 from bulkops.journal.states import ItemState, JobState
 from bulkops.journal.store import Journal
 from bulkops.models import Counts, Kind
+from bulkops.outputs import Inputs
 from bulkops.plan import write_plan_csv
 from bulkops.report import AtomicFile, ReportResult, summary_dict, write_report
 from bulkops.runner import StopSignal, gave_up_error
@@ -114,15 +115,23 @@ def status_dict(statuses: list[JobStatus]) -> dict[str, Any]:
                      for s in statuses]}
 
 
+def job_inputs(job: JobRecord, journal_path: Path | None = None) -> list[tuple[str, Path | str | None]]:
+    """The files a job reads, which no output of it may replace (outputs.check_output)."""
+    return [("the journal", journal_path), ("the job's CSV", job.csv_path),
+            ("the job file", job.job_file)]
+
+
 async def report_job(journal_path: Path, output: Path | None, fmt: str = "csv",
-                     job_id: int | None = None) -> ReportResult:
+                     job_id: int | None = None, *, force: bool = False) -> ReportResult:
     """The per-row report of ``job_id`` (default: the latest job that ran); ``output`` "-"
-    is standard output."""
+    is standard output. A path holding a journal, an input of the job or a file bulkops did
+    not write is refused before anything is written (the last unless ``force``)."""
     _require(journal_path)
     async with await Journal.open(journal_path, lock=False) as journal:
         chosen = (await journal.latest_ran() if job_id is None else await _job(journal, job_id)).id
         target = output or report_path_for(journal_path, chosen, fmt)
-        return await write_report(journal, chosen, target, fmt)
+        inputs = job_inputs(await journal.job(CSV_JOB), journal_path)
+        return await write_report(journal, chosen, target, fmt, inputs=inputs, force=force)
 
 
 async def retry_failed(journal_path: Path, settings: RunSettings | SettingsFor, api_key: Secret,
@@ -312,13 +321,20 @@ async def run_job(
     confirm: Confirm | None = None,
     dry_run: bool = False,
     plan_output: Path | None = None,
+    force_output: bool = False,
+    inputs: Inputs = (),
 ) -> JobResult:
-    """Validate, snapshot and run a job, or resume it from its journal."""
+    """Validate, snapshot and run a job, or resume it from its journal. ``force_output`` and
+    ``inputs``: for the plan of a dry run (see ``plan_job``)."""
     if plan_output is not None and not dry_run:  # else the job would run for real, unplanned
         raise InputError("--plan-output goes with --dry-run: add --dry-run to write a plan and "
                          "send nothing, or drop --plan-output to run the job")
+    if force_output and plan_output is None:
+        raise InputError("--force of run goes with --dry-run --plan-output (it lets the plan "
+                         "replace a file bulkops did not write); drop it")
     if dry_run:
-        return await plan_job(request, settings, api_key, output=plan_output)
+        return await plan_job(request, settings, api_key, output=plan_output, force=force_output,
+                              inputs=inputs)
     started = time.monotonic()
     client = make_client(settings, api_key)  # refuses an unsafe base URL before anything is written
     journal, created = await _open_or_create(request, settings)
@@ -362,15 +378,20 @@ async def _explain(journal: Journal, result: JobResult, before: JobRecord) -> Jo
 
 
 async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,
-                   *, output: Path | None = None) -> JobResult:
-    """Read the current state of every number and say what a run would do; write nothing."""
+                   *, output: Path | None = None, force: bool = False,
+                   inputs: Inputs = ()) -> JobResult:
+    """Read the current state of every number and say what a run would do; write nothing.
+
+    ``output`` may not be the job's CSV or job file, one of ``inputs`` (the key file), a
+    journal, or a file bulkops did not write (unless ``force``): refused before any request."""
     started = time.monotonic()
     output = output or request.csv_path.with_name(request.csv_path.stem + ".plan.csv")
     if str(output) == "-":
         raise InputError("a plan is written to a file, not to stdout: give --output a path "
                          "(the summary is printed here either way)")
     # Before any request; an earlier plan at ``output`` stays as it was unless this one is made.
-    plan_file = AtomicFile(output, "plan", "--output / --plan-output")
+    plan_file = AtomicFile(output, "plan", "--output / --plan-output", force=force, inputs=[
+        ("the job's CSV", request.csv_path), ("the job file", request.job_file), *inputs])
     try:
         client = make_client(settings, api_key)
         with tempfile.TemporaryDirectory(prefix="bulkops-plan-") as tmp:
@@ -463,12 +484,15 @@ async def list_profiles(settings: RunSettings, api_key: Secret) -> list[ProfileC
 
 async def export_numbers(settings: RunSettings, api_key: Secret, output: Path | None,
                          query: ExportQuery, fmt: str = "csv", *,
-                         interactive: bool = False) -> ExportResult:
+                         interactive: bool = False, force: bool = False,
+                         inputs: Inputs = ()) -> ExportResult:
     """`bulkops export`: the account's numbers (``query`` selects) as a job CSV or JSON;
-    ``output`` None writes to stdout."""
+    ``output`` None writes to stdout. A journal, one of ``inputs`` (the key file) or a file
+    bulkops did not write (unless ``force``) is refused as ``output`` before any request."""
     query.check()  # a bad filter is an input error before any request
     client = make_client(settings, api_key)
     with _api_errors(settings.base_url, "No file was written: run the same command again once "
                      "the API answers."):
         async with client:
-            return await export(client, output, query, fmt, interactive=interactive)
+            return await export(client, output, query, fmt, interactive=interactive,
+                                force=force, inputs=inputs)
