@@ -23,7 +23,8 @@ from typing import Any, NoReturn
 import anyio
 
 from bulkops.config import (
-    API_KEY_ENV, BASE_URL_ENV, RunSettings, Secret, WriteMode, resolve_api_key, resolve_base_url,
+    API_KEY_ENV, BASE_URL_ENV, LIMITS, RunSettings, Secret, WriteMode, check_limits,
+    resolve_api_key, resolve_base_url,
 )
 from bulkops.errors import BulkOpsError, ExitCode, InputError
 from bulkops.execute import JobResult
@@ -74,22 +75,22 @@ def _add_connection(p: argparse.ArgumentParser) -> None:
     g.add_argument("--base-url", help=f"API base URL (default: ${BASE_URL_ENV}, else https://api.telnyx.com/v2)")
     g.add_argument("--api-key-file", type=Path, help=f"read the API key from this file instead of ${API_KEY_ENV}")
     g.add_argument("--insecure", action="store_true", help="allow a plain http:// base URL that is not loopback")
-    g.add_argument("--timeout", type=float, default=None, help="seconds per request (default 30)")
+    g.add_argument("--timeout", type=str, default=None, help="seconds per request (default 30)")
 
 
 def _add_engine(p: argparse.ArgumentParser) -> None:
     """Pacing and writes: for the commands that write (run, retry-failed, rollback)."""
     _add_pacing(p)
     g = p.add_argument_group("writes")
-    g.add_argument("--max-consecutive-failures", type=int, metavar="N",
+    g.add_argument("--max-consecutive-failures", type=str, metavar="N",
                    help="stop when the last N writes all failed permanently with the same Telnyx "
                         "code (default 50; 0 = never)")
     g.add_argument("--verify", action="store_true", default=None, help="re-read every changed number at the end")
     g.add_argument("--mode", choices=["auto", "bulk", "patch"],
                    help="writes by bulk orders or one PATCH per number (default auto: orders from --bulk-min writes on)")
-    g.add_argument("--bulk-size", type=int, help="numbers per bulk order (default 1000)")
-    g.add_argument("--bulk-min", type=int, help="auto mode: use orders from this many writes on (default 100)")
-    g.add_argument("--order-timeout", type=float, help="seconds an order may stay pending before it is read back (default 900)")
+    g.add_argument("--bulk-size", type=str, help="numbers per bulk order (default 1000)")
+    g.add_argument("--bulk-min", type=str, help="auto mode: use orders from this many writes on (default 100)")
+    g.add_argument("--order-timeout", type=str, help="seconds an order may stay pending before it is read back (default 900)")
     g.add_argument("--yes", "-y", action="store_true", help="never ask for confirmation")
     _add_output(g)
 
@@ -97,11 +98,11 @@ def _add_engine(p: argparse.ArgumentParser) -> None:
 def _add_pacing(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """How requests go out: for every command that reads or writes numbers."""
     g = p.add_argument_group("pacing")
-    g.add_argument("--concurrency", type=int, help="requests in flight at most (default 32)")
-    g.add_argument("--rate", type=float, help="ceiling in requests/s (default: as fast as the server's limits allow)")
-    g.add_argument("--max-attempts", type=int, help="attempts per row on transient errors (default 5)")
-    g.add_argument("--max-retry-seconds", type=float, help="time one row may spend retrying (default 300)")
-    g.add_argument("--max-server-wait", type=float, help="longest 429 wait honoured, seconds (default 900)")
+    g.add_argument("--concurrency", type=str, help="requests in flight at most (default 32)")
+    g.add_argument("--rate", type=str, help="ceiling in requests/s (default: as fast as the server's limits allow)")
+    g.add_argument("--max-attempts", type=str, help="attempts per row on transient errors (default 5)")
+    g.add_argument("--max-retry-seconds", type=str, help="time one row may spend retrying (default 300)")
+    g.add_argument("--max-server-wait", type=str, help="longest 429 wait honoured, seconds (default 900)")
     return g
 
 
@@ -200,10 +201,10 @@ def _account_limits(p: argparse.ArgumentParser) -> None:
     """`profiles` and `export` read the account through the same limiter and retry policy."""
     _add_connection(p)
     g = p.add_argument_group("limits")
-    g.add_argument("--rate", type=float, help="ceiling in requests/s")
-    g.add_argument("--max-attempts", type=int, help="attempts per request (default 5)")
-    g.add_argument("--max-retry-seconds", type=float, help="time one request may retry (default 300)")
-    g.add_argument("--max-server-wait", type=float, help="longest 429 wait honoured, seconds")
+    g.add_argument("--rate", type=str, help="ceiling in requests/s")
+    g.add_argument("--max-attempts", type=str, help="attempts per request (default 5)")
+    g.add_argument("--max-retry-seconds", type=str, help="time one request may retry (default 300)")
+    g.add_argument("--max-server-wait", type=str, help="longest 429 wait honoured, seconds")
     _add_verbose(p)
 
 
@@ -249,11 +250,16 @@ def _settings(args: argparse.Namespace, base: Mapping[str, Any] | None = None) -
             return base[name]
         return default
 
-    attempts, seconds = pick("max_attempts", 5), pick("max_retry_seconds", 300.0)
-    if attempts < 1 or seconds < 0:
-        raise InputError(f"--max-attempts must be at least 1 (got {attempts}) and --max-retry-seconds "
-                         f"at least 0 (got {seconds:g})")
-    policy = RetryPolicy(max_attempts=attempts, max_elapsed=seconds)
+    # Every number given as a flag, checked at once through the one table (config.LIMITS);
+    # numbers from a job file were checked as it was loaded, naming its lines.
+    flags, problems = check_limits({key: getattr(args, key, None) for key in LIMITS})
+    if problems:
+        raise InputError("\n".join(problems) if len(problems) == 1 else
+                         f"{len(problems)} flags are wrong; nothing was sent:\n  "
+                         + "\n  ".join(problems))
+    vars(args).update(flags)
+    policy = RetryPolicy(max_attempts=pick("max_attempts", 5),
+                         max_elapsed=pick("max_retry_seconds", 300.0))
     return RunSettings(
         base_url=resolve_base_url(getattr(args, "base_url", None)),
         concurrency=pick("concurrency", 32),
@@ -273,6 +279,24 @@ def _settings(args: argparse.Namespace, base: Mapping[str, Any] | None = None) -
         bulk_min=pick("bulk_min", 100),
         order_timeout=pick("order_timeout", 900.0),
     )
+
+
+def _job_and_settings(args: argparse.Namespace) -> tuple[JobRequest, JobFile | None, RunSettings]:
+    """The job and its settings, every problem of the job file and of the flags in one error."""
+    problems: list[str] = []
+    found: tuple[JobRequest, JobFile | None] | None = None
+    settings: RunSettings | None = None
+    try:
+        found = _request(args)
+    except InputError as err:
+        problems.append(str(err))
+    try:
+        settings = _settings(args, _job_fields(found[1] if found else None))
+    except InputError as err:
+        problems.append(str(err))
+    if problems or found is None or settings is None:
+        raise InputError("\n".join(problems))
+    return found[0], found[1], settings
 
 
 def _job_fields(job: JobFile | None) -> Mapping[str, Any] | None:
@@ -380,8 +404,7 @@ def _print_result(result: JobResult, json_mode: bool) -> None:
 # ---- handlers -------------------------------------------------------------------------------------
 
 async def _cmd_run(args: argparse.Namespace) -> int:
-    request, job = _request(args)
-    settings = _settings(args, _job_fields(job))
+    request, job, settings = _job_and_settings(args)
     key = _key(args)
     result = await run_job(request, settings, key, interactive=_interactive() and not args.json,
                            confirm=_confirm(args.json), dry_run=args.dry_run,
@@ -394,8 +417,7 @@ async def _cmd_run(args: argparse.Namespace) -> int:
 async def _cmd_plan(args: argparse.Namespace) -> int:
     from bulkops.jobs import plan_job
 
-    request, job = _request(args)
-    settings = _settings(args, _job_fields(job))
+    request, job, settings = _job_and_settings(args)
     result = await plan_job(request, settings, _key(args), output=args.output,
                             force=args.overwrite, inputs=_key_inputs(args))
     if not args.json and result.plan is not None:
@@ -407,8 +429,7 @@ async def _cmd_plan(args: argparse.Namespace) -> int:
 async def _cmd_validate(args: argparse.Namespace) -> int:
     from bulkops.jobs import validate_file
 
-    request, job = _request(args)
-    settings = _settings(args, _job_fields(job))
+    request, job, settings = _job_and_settings(args)
     key = None if args.offline else _maybe_key(args)
     result = await validate_file(request.kind, request.csv_path, default_profile_id=request.profile_id,
                                  default_region=settings.default_region, settings=settings, api_key=key)
@@ -561,10 +582,16 @@ COMMANDS: dict[str, Command] = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage mistakes read like every other expected failure: ``Error: ...``, exit 2."""
+    """Usage mistakes read like every other expected failure: ``Error: ...``, exit 2, and
+    under --json the same answer on stdout as any other error."""
+
+    json_errors = False  # set by main from the command line, before parsing
 
     def error(self, message: str) -> NoReturn:
-        self.exit(int(ExitCode.INPUT), f"Error: {self.prog}: {message}; see {self.prog} --help\n")
+        text = f"{self.prog}: {message}; see {self.prog} --help"
+        if self.json_errors:
+            print(json.dumps({"error": text, "exit_code": int(ExitCode.INPUT)}))
+        self.exit(int(ExitCode.INPUT), f"Error: {text}\n")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -583,6 +610,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
+    _Parser.json_errors = "--json" in argv
     args = build_parser(command).parse_args(argv)
     setup_logging(getattr(args, "verbose", False))
     try:

@@ -145,7 +145,7 @@ async def test_an_out_of_range_retry_flag_is_a_usage_error_not_a_traceback(tmp_p
                            env=cli_env("any-key"))
 
     assert result.returncode == ExitCode.INPUT
-    assert result.stderr.startswith("Error: --max-attempts must be at least 1") and "Traceback" not in result.stderr
+    assert result.stderr.startswith("Error: --max-attempts must be a whole number from 1 to 100") and "Traceback" not in result.stderr
 
 
 async def test_a_key_file_that_is_not_text_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
