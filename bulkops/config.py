@@ -121,8 +121,12 @@ class Limit:
 
     def _must(self, got: str) -> str:
         what = "a whole number" if self.whole else "a number"
-        low = f"above {self.low:g}" if self.low_open else f"from {self.low:g}"
-        return f"must be {what} {low} to {self.high:g} ({self.unit}), not {got}"
+        low = f"above {_num(self.low)}" if self.low_open else f"from {_num(self.low)}"
+        return f"must be {what} {low} to {_num(self.high)} ({self.unit}), not {got}"
+
+
+def _num(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
 
 
 LIMITS: dict[str, Limit] = {limit.key: limit for limit in (

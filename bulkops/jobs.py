@@ -353,7 +353,7 @@ async def run_job(
                     await freeze_migrations(journal, CSV_JOB, client)
                 result = await execute(journal, CSV_JOB, client, settings, interactive=interactive,
                                        confirm=confirm, started=started)
-                return await _explain(journal, result, before)
+                return await _not_on_account(journal, await _explain(journal, result, before))
     finally:
         await journal.close()
 
@@ -374,6 +374,27 @@ async def _explain(journal: Journal, result: JobResult, before: JobRecord) -> Jo
         elif empty:
             result.message = "; ".join(f"line {line}: profile {source} has 0 numbers; nothing "
                                        "moved from it" for line, source in empty)
+    return result
+
+
+async def _not_on_account(journal: Journal, result: JobResult, *, planned: bool = False,
+                          ) -> JobResult:
+    """Say what numbers the API does not know mean: all of them, most likely a key of
+    another account; some, numbers to check. They fail (a plan: would fail) unsent."""
+    if result.idle or not (unknown := await journal.not_on_account_count(CSV_JOB)):
+        return result
+    total = result.counts.total
+    fail = "a run fails them without sending a request" if planned else \
+        "they failed without a request (see the report)"
+    if unknown == total:
+        text = (f"none of the {total:,} numbers is on the account of this API key: most likely "
+                "the key is of another account or of a sub-account, or --base-url points at "
+                f"another API; {fail}. `bulkops export --output -` lists the numbers this key "
+                "sees")
+    else:
+        text = (f"{unknown:,} of the {total:,} numbers are not on the account of this API key; "
+                f"{fail}: check those numbers")
+    result.message = text if result.message is None else f"{result.message}\n{text}"
     return result
 
 
@@ -413,7 +434,8 @@ async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,
                         stats = client.stats.as_dict()
                     result = JobResult(None, job, counts, plan=summary, plan_path=output,
                                        elapsed=time.monotonic() - started, requests=stats)
-                    result = await _explain(journal, result, job)
+                    result = await _not_on_account(journal, await _explain(journal, result, job),
+                                                   planned=True)
             finally:
                 await journal.close()
     finally:

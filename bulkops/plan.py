@@ -50,8 +50,8 @@ class PlanSummary:
 
     @property
     def writes(self) -> int:
-        """Requests the run will send (a number unknown to the snapshot is still tried once)."""
-        return self.change + self.not_on_account
+        """Numbers the run will write (one the API does not know fails without a request)."""
+        return self.change
 
     def rows(self) -> list[tuple[str, int]]:
         return [
@@ -65,8 +65,10 @@ class PlanSummary:
 
 
 def classify(item: Item) -> Action:
+    if item.on_account is False and item.state in (ItemState.PENDING, ItemState.FAILED):
+        return Action.NOT_ON_ACCOUNT  # failed by the snapshot, without a request
     if item.state is ItemState.PENDING:
-        return Action.NOT_ON_ACCOUNT if item.on_account is False else Action.CHANGE
+        return Action.CHANGE
     if item.state is ItemState.SKIPPED:
         return Action.IN_PLACE if (item.note or "").startswith("already") else Action.LEFT_ALONE
     if item.state is ItemState.DONE:

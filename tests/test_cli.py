@@ -45,11 +45,12 @@ async def test_failed_rows_exit_3_and_status_and_report_describe_them(
 
     assert run.returncode == ExitCode.FAILED_ROWS, run.stderr
     assert report.returncode == 0 and "report: " in report.stdout
-    assert "row failed line=3 number=+13125550196: HTTP 404, code 10005" in run.stderr
+    # not on the account: failed by the read-back, never sent (issue 23)
+    assert "row failed line=3 number=+13125550196: not on this account (read back)" in run.stderr
     assert json.loads(status.stdout)["jobs"][0] | {"done": 1, "failed": 1} == json.loads(status.stdout)["jobs"][0]
     rows = list(csv.DictReader((tmp_path / "r.csv").read_text(encoding="utf-8").splitlines()))
-    assert [(r["line"], r["final_state"], r["error_code"]) for r in rows] == [("2", "done", ""),
-                                                                              ("3", "failed", "10005")]
+    assert [(r["line"], r["final_state"], r["error_title"], r["attempts"]) for r in rows] == [
+        ("2", "done", "", "1"), ("3", "failed", "not on this account", "0")]
 
 
 async def test_job_file_with_a_date_placeholder_gives_one_resumable_journal_per_day(

@@ -601,6 +601,13 @@ class Journal:
         return [OrderRecord(r[0], r[1], r[2], r[3], OrderState(r[4]), r[5], r[6], r[7])
                 for r in rows]
 
+    async def not_on_account_count(self, job_id: int) -> int:
+        """Items the snapshot found the API does not know (failed without a request)."""
+        await self.flush()
+        rows = await self._fetch("counting items", "SELECT COUNT(*) FROM items WHERE job_id = ? "
+                                 "AND on_account = 0", (job_id,))
+        return int(rows[0][0])
+
     async def open_order_count(self, job_id: int) -> int:
         rows = await self._fetch("counting orders", "SELECT COUNT(*) FROM orders WHERE job_id = ? "
                                  "AND state IN ('submitting', 'open')", (job_id,))
