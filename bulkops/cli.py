@@ -32,7 +32,7 @@ from bulkops.input.jobfile import JobFile, load_job_file
 from bulkops.jobs import JobRequest, run_job
 from bulkops.journal.records import CSV_JOB
 from bulkops.models import Kind
-from bulkops.plan import PlanSummary
+from bulkops.plan import Action, PlanSummary
 from bulkops.progress import add_secret_filter, setup_logging
 from bulkops.telnyx.retry import RetryPolicy
 
@@ -363,6 +363,7 @@ def _confirm(json_mode: bool) -> Callable[[PlanSummary], Awaitable[bool]] | None
 def _print_plan(summary: PlanSummary) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="plan")
     table.add_column("action")
@@ -370,6 +371,9 @@ def _print_plan(summary: PlanSummary) -> None:
     for action, count in summary.rows():
         if count:
             table.add_row(action, str(count))
+        if action == Action.CHANGE.value:  # each target profile, by name, on its own line
+            for name, moved in summary.target_rows():
+                table.add_row(Text(f"  to {name}"), str(moved))  # a name is not markup
     Console(stderr=True).print(table)
 
 

@@ -24,7 +24,8 @@ from bulkops.account import ExportQuery, ExportResult, ProfileCount, export, pro
 from bulkops.config import RunSettings, Secret
 from bulkops.errors import ApiError, ApiUnreachable, InputError, JournalError
 from bulkops.execute import (
-    Confirm, JobResult, execute, make_client, report_path_for, rolled_back, snapshot_pending,
+    Confirm, JobResult, execute, make_client, name_targets, report_path_for, rolled_back,
+    snapshot_pending,
 )
 from bulkops.input.loading import (
     LoadReport, check_profiles, freeze_migrations, load_rows, profiles_in_use,
@@ -427,8 +428,10 @@ async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,
                         if request.kind is Kind.MIGRATE:
                             await freeze_migrations(journal, CSV_JOB, client)
                         await snapshot_pending(journal, CSV_JOB, client, settings, StopSignal())
-                        summary = await write_plan_csv(journal, CSV_JOB, plan_file.handle)
+                        summary = await write_plan_csv(journal, CSV_JOB, plan_file.handle,
+                                                       request.kind)
                         plan_file.commit()
+                        await name_targets(summary, journal, client)
                         job = await journal.job(CSV_JOB)
                         counts = await journal.counts(CSV_JOB)
                         stats = client.stats.as_dict()
