@@ -28,7 +28,7 @@ from bulkops.execute import (
     snapshot_pending,
 )
 from bulkops.input.loading import (
-    LoadReport, check_profiles, freeze_migrations, load_rows, profiles_in_use,
+    LoadReport, freeze_migrations, load_rows,
 )
 from bulkops.input.rows import file_sha256
 from bulkops.journal.records import CSV_JOB, JobRecord
@@ -306,8 +306,6 @@ async def _load(journal: Journal, request: JobRequest, settings: RunSettings,
         journal, CSV_JOB, request.kind, request.csv_path, default_profile_id=request.profile_id,
         default_region=settings.default_region, skip_invalid=settings.skip_invalid, client=client,
     )
-    await check_profiles(client, request.csv_path,
-                         await profiles_in_use(journal, CSV_JOB, request.kind, report))
     await journal.set_job_state(CSV_JOB, JobState.READY)
     log.info("csv validated rows=%d rejected=%d collapsed=%d warnings=%d", report.rows,
              report.rejected, report.collapsed, report.warning_count)
@@ -487,16 +485,14 @@ async def validate_file(
                              "check the file alone."):
                 async with client:
                     # With the client, profile names are resolved as a run would resolve them.
+                    # ...and every target profile checked, in the same pass as the rows.
                     report = await load_rows(journal, CSV_JOB, kind, csv_path,
                                              default_profile_id=default_profile_id,
                                              default_region=default_region, skip_invalid=False,
                                              client=client)
-                    uses = await profiles_in_use(journal, CSV_JOB, kind, report)
-                    if uses:
-                        await check_profiles(client, csv_path, uses)
         finally:
             await journal.close()
-    return ValidateResult(report, len(uses))
+    return ValidateResult(report, report.profiles_checked)
 
 
 async def list_profiles(settings: RunSettings, api_key: Secret) -> list[ProfileCount]:

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from bulkops.config import LIMITS, RunSettings
-from bulkops.errors import ConfigError
-from tests.harness import CliResult, assert_clean_error, cli_env, closed_port_url, run_cli
-from tests.jobhelpers import write_csv
+from bulkops.errors import ConfigError, ExitCode
+from bulkops.sandbox import Sandbox
+from tests.harness import CliResult, assert_clean_error, cli_env, closed_port_url, read_report, run_cli
+from tests.jobhelpers import other_profile, patches, write_csv
 
 
 def _csv(tmp_path: Path) -> Path:
@@ -96,3 +97,78 @@ def test_library_callers_get_the_same_checks() -> None:
         RunSettings(timeout=math.inf)
     with pytest.raises(ConfigError, match="--max-server-wait must be"):
         RunSettings(max_server_wait=math.nan)
+
+
+# --- every problem of the input in one pass; --skip-invalid covers each kind -----------------
+
+GHOST = "0b8f2a64-1111-4c3e-9a8e-5d6f7a8b9c0d"  # a well-formed UUID no account has
+
+
+def _mixed_csv(sandbox: Sandbox, path: Path) -> tuple[Path, list[tuple[str, str]]]:
+    """Good rows around one of each per-row problem people make."""
+    numbers = sandbox.numbers()
+    good = [(n, other_profile(sandbox, sandbox.profile_of(n))) for n in numbers[:4]]
+    first, second = sandbox.profile_ids()[:2]
+    rows = [good[0],
+            ("+1 312 555", first),  # line 3: not a phone number
+            (numbers[10], GHOST),  # line 4: a profile UUID the account does not have
+            good[1],
+            (numbers[11], first), (numbers[11], second),  # lines 6, 7: one number, two targets
+            (numbers[12], "No Such Profile Name"),  # line 8: a name the account does not have
+            good[2], good[3]]
+    return write_csv(path, ["phone_number", "messaging_profile_id"], rows), good
+
+
+async def test_syntax_errors_unknown_profiles_and_conflicts_come_in_one_error(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    csv_path, _ = _mixed_csv(sandbox, tmp_path / "a.csv")
+    base = ["--kind", "assign", "--csv", csv_path, "--base-url", sandbox.base_url]
+
+    run = await run_cli(["run", *base, "--yes"], env=cli_env(sandbox.api_key))
+    check = await run_cli(["validate", *base], env=cli_env(sandbox.api_key))
+
+    for result in (run, check):
+        assert_clean_error(result, 2, f"{csv_path}:3:", f"{csv_path}:4: messaging profile {GHOST} "
+                           "does not exist", f"{csv_path}:8:", "No Such Profile Name",
+                           "gives 1 number(s) two different targets")
+    assert patches(sandbox) == 0
+
+
+async def test_skip_invalid_rejects_every_kind_of_bad_row_and_runs_the_rest(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    csv_path, good = _mixed_csv(sandbox, tmp_path / "a.csv")
+    before = sandbox.dump()
+
+    result = await run_cli(["run", "--kind", "assign", "--csv", csv_path, "--yes", "--skip-invalid",
+                            "--journal", tmp_path / "a.db", "--mode", "patch", "--base-url",
+                            sandbox.base_url], env=cli_env(sandbox.api_key))
+
+    assert result.returncode == ExitCode.FAILED_ROWS, result.describe()
+    assert all(sandbox.profile_of(n) == p for n, p in good)
+    numbers = sandbox.numbers()
+    assert {n: sandbox.profile_of(n) for n in numbers[10:13]} == {n: before[n] for n in numbers[10:13]}
+    assert patches(sandbox) == len(good)
+    report = {r["line"]: r for r in read_report(tmp_path / "a.report.csv")}
+    assert {line for line, r in report.items() if r["final_state"] == "rejected"} == {
+        "3", "4", "6", "7", "8"}
+    assert "does not exist on this account" in report["4"]["error_detail"]
+    assert "line 7 to" in report["6"]["error_detail"] and "line 6 to" in report["7"]["error_detail"]
+    # as every rejected cell, kept inert for spreadsheets
+    assert report["4"]["phone_number"] == "'" + numbers[10] and report["4"]["desired_profile_id"] == GHOST
+
+
+async def test_skip_invalid_rejects_a_migrate_row_naming_a_profile_the_account_lacks(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    source = sandbox.profile_ids()[0]
+    csv_path = write_csv(tmp_path / "m.csv", ["from_profile_id", "to_profile_id"], [(source, GHOST)])
+    before = sandbox.dump()
+
+    refused = await run_cli(["run", "--kind", "migrate", "--csv", csv_path, "--yes", "--base-url",
+                             sandbox.base_url], env=cli_env(sandbox.api_key))
+    skipped = await run_cli(["run", "--kind", "migrate", "--csv", csv_path, "--yes", "--skip-invalid",
+                             "--journal", tmp_path / "m2.db", "--base-url", sandbox.base_url],
+                            env=cli_env(sandbox.api_key))
+
+    assert_clean_error(refused, 2, f"messaging profile {GHOST} does not exist")
+    assert skipped.returncode == ExitCode.FAILED_ROWS, skipped.describe()
+    assert sandbox.dump() == before

@@ -16,6 +16,7 @@ from pathlib import Path
 import anyio
 
 from bulkops.errors import BulkOpsError, InputError
+from bulkops.input.header import FROM, PHONE, PROFILE, TO
 from bulkops.input.names import NeedProfiles, ProfileLookup
 from bulkops.input.rows import Row, read_rows
 from bulkops.journal.records import StagingResult
@@ -43,6 +44,7 @@ class LoadReport:
     warning_count: int = 0
     rejected: int = 0
     collapsed: int = 0
+    profiles_checked: int = 0  # target profiles checked against the account (0: offline)
     migrations: list[MigrateRow] = field(default_factory=list)
 
     def add(self, problem: Problem) -> None:
@@ -110,9 +112,6 @@ async def load_rows(
                 batch = []
     if batch:
         await journal.stage_rows(job_id, batch)
-    if rejected:
-        await journal.add_rejected(job_id, rejected)
-        report.rejected += len(rejected)
     if names.names is not None:
         await journal.set_profile_names(names.names.id_names())
     if names.unchecked:
@@ -120,15 +119,97 @@ async def load_rows(
                     "only with an API key (not offline)", csv_path)
     for warning in report.warnings:
         log.warning("warning %s", warning)
-    if report.error_count and not skip_invalid:
-        raise InputError(problems_message(csv_path, report.errors, report.error_count))
+    # One pass: the profiles are checked (with a key) and the duplicates compared even when
+    # rows already failed, so every problem of the file is in the one error below.
+    if client is not None:
+        rejected += await _check_targets(journal, job_id, kind, csv_path, client, report,
+                                         skip_invalid)
+    if rejected:
+        await journal.add_rejected(job_id, rejected)
+        report.rejected += len(rejected)
     if kind is Kind.MIGRATE:
+        if report.error_count and not skip_invalid:
+            raise InputError(problems_message(csv_path, report.errors, report.error_count))
         await journal.add_migrations(job_id, report.migrations)
         return report
     staged = await journal.finish_staging(job_id)
+    if staged.conflict_count and skip_invalid:
+        await _reject_conflicts(journal, job_id, csv_path, report)
+        staged = await journal.finish_staging(job_id)
+    if report.error_count and not skip_invalid:
+        message = problems_message(csv_path, report.errors, report.error_count)
+        if staged.conflict_count:
+            message += "\n" + _conflicts_message(csv_path, staged)
+        raise InputError(message)
     _check_duplicates(csv_path, staged)
     report.collapsed = staged.collapsed
     return report
+
+
+async def _check_targets(journal: Journal, job_id: int, kind: Kind, csv_path: Path,
+                         client: TelnyxClient, report: LoadReport,
+                         skip_invalid: bool) -> list[Problem]:
+    """Every target profile checked against the account: a missing one is an error of each
+    row naming it, or with --skip-invalid those rows are rejected (returned)."""
+    uses = (migration_profiles(report.migrations) if kind is Kind.MIGRATE
+            else await journal.distinct_desired(job_id))
+    missing = await missing_profiles(client, uses)
+    report.profiles_checked = len(uses)
+    if not missing:
+        return []
+
+    def why(profile_id: str) -> str:
+        return (f"messaging profile {profile_id} does not exist on this account (used on "
+                f"line(s) {', '.join(str(n) for n in uses[profile_id])}); `bulkops profiles` "
+                "lists the account's")
+
+    if not skip_invalid:
+        for profile_id in missing:
+            report.add(Problem(str(csv_path), uses[profile_id][0], why(profile_id)))
+        return []
+    rejected: list[Problem] = []
+    if kind is Kind.MIGRATE:
+        kept = []
+        for row in report.migrations:
+            bad = [p for p in (row.from_profile_id, row.to_profile_id) if p in missing]
+            if bad:
+                rejected.append(Problem(str(csv_path), row.line, why(bad[0]), cells=(
+                    (FROM, row.from_profile_id), (TO, row.to_profile_id), *row.extra)))
+            else:
+                kept.append(row)
+        report.migrations = kept
+    else:
+        for line, number, desired, extra in await journal.take_staged(job_id, profiles=missing):
+            rejected.append(Problem(str(csv_path), line, why(desired), field=PROFILE,
+                                    cells=((PHONE, number), (PROFILE, desired), *extra)))
+    report.rows -= len(rejected)
+    log.warning("warning %s: %d row(s) rejected: they name %d messaging profile(s) this "
+                "account does not have", csv_path, len(rejected), len(missing))
+    report.error_count += len(rejected)
+    return rejected
+
+
+async def _reject_conflicts(journal: Journal, job_id: int, csv_path: Path,
+                            report: LoadReport) -> None:
+    """--skip-invalid: a number two lines send to two targets is rejected on every line that
+    names it (which target was meant cannot be known), and the rest runs."""
+    numbers = await journal.conflicting_numbers(job_id)
+    taken = await journal.take_staged(job_id, numbers=numbers)
+    targets: dict[str, list[tuple[int, str]]] = {}
+    for line, number, desired, _ in taken:
+        targets.setdefault(number, []).append((line, desired or "unassigned"))
+    problems = []
+    for line, number, desired, extra in taken:
+        others = "; ".join(f"line {n} to {d}" for n, d in targets[number] if n != line)
+        problems.append(Problem(str(csv_path), line, f"{number} is also sent elsewhere ({others}); "
+                                "every line naming it is rejected: keep one line for it",
+                                field=PHONE, cells=((PHONE, number), (PROFILE, desired), *extra)))
+    await journal.add_rejected(job_id, problems)
+    report.rejected += len(problems)
+    report.error_count += len(problems)
+    report.rows -= len(problems)
+    log.warning("warning %s: %d line(s) rejected: %d number(s) are sent to two targets",
+                csv_path, len(problems), len(numbers))
 
 
 async def _open_rows(csv_path: Path, kind: Kind, default_profile_id: str | None,
@@ -150,21 +231,24 @@ async def _list_profiles(names: ProfileLookup, client: TelnyxClient | None) -> N
     log.info("profiles listed for names profiles=%d", len(profiles))
 
 
+def _conflicts_message(csv_path: Path, staged: StagingResult) -> str:
+    shown = [
+        f"  {csv_path}:{c.line_a} and line {c.line_b}: {c.phone_number} is sent to "
+        f"{c.desired_a or 'unassigned'} and to {c.desired_b or 'unassigned'}"
+        for c in staged.conflicts
+    ]
+    more = staged.conflict_count - len(staged.conflicts)
+    if more > 0:
+        shown.append(f"  ... and {more} more")
+    return (f"{csv_path} gives {staged.conflict_count} number(s) two different targets; "
+            "nothing was sent.\n" + "\n".join(shown)
+            + "\nKeep one line for each number and run the same command again, or pass "
+            "--skip-invalid to reject every line of such a number and run the rest.")
+
+
 def _check_duplicates(csv_path: Path, staged: StagingResult) -> None:
     if staged.conflicts:
-        shown = [
-            f"  {csv_path}:{c.line_a} and line {c.line_b}: {c.phone_number} is sent to "
-            f"{c.desired_a or 'unassigned'} and to {c.desired_b or 'unassigned'}"
-            for c in staged.conflicts
-        ]
-        more = staged.conflict_count - len(staged.conflicts)
-        if more > 0:
-            shown.append(f"  ... and {more} more")
-        raise InputError(
-            f"{csv_path} gives {staged.conflict_count} number(s) two different targets; "
-            "nothing was sent.\n" + "\n".join(shown)
-            + "\nKeep one line for each number and run the same command again."
-        )
+        raise InputError(_conflicts_message(csv_path, staged))
     if staged.collapsed:
         lines = ", ".join(str(n) for n in staged.collapsed_lines)
         log.warning(
@@ -173,10 +257,8 @@ def _check_duplicates(csv_path: Path, staged: StagingResult) -> None:
         )
 
 
-async def check_profiles(
-    client: TelnyxClient, csv_path: Path, uses: dict[str, list[int]]
-) -> None:
-    """Each distinct target profile must exist on the account before any write."""
+async def missing_profiles(client: TelnyxClient, uses: dict[str, list[int]]) -> list[str]:
+    """The profiles of ``uses`` the account does not have (a few reads at once)."""
     found: dict[str, bool] = {}
     fatal = FatalBox()
     limit = anyio.Semaphore(8)
@@ -192,17 +274,7 @@ async def check_profiles(
         for profile_id in uses:
             tg.start_soon(check, profile_id, tg.cancel_scope)
     fatal.raise_if_set()
-    missing = [
-        f"  {csv_path}:{lines[0]}: messaging profile {profile_id} does not exist on this account "
-        f"(used on line(s) {', '.join(str(n) for n in lines)})"
-        for profile_id, lines in sorted(uses.items()) if not found[profile_id]
-    ]
-    if missing:
-        raise InputError(
-            f"{csv_path} names {len(missing)} messaging profile(s) this account does not have; "
-            "nothing was sent.\n" + "\n".join(missing)
-            + "\nCheck the ids (`bulkops profiles` lists the account's) and run again."
-        )
+    return [profile_id for profile_id in sorted(uses) if not found[profile_id]]
 
 
 def migration_profiles(migrations: Sequence[MigrateRow]) -> dict[str, list[int]]:
@@ -232,13 +304,3 @@ async def freeze_migrations(journal: Journal, job_id: int, client: TelnyxClient)
                         "from it", migration.line, migration.from_profile_id)
         listed += len(numbers)
     return listed
-
-
-async def profiles_in_use(journal: Journal, job_id: int, kind: Kind,
-                          report: LoadReport) -> dict[str, list[int]]:
-    """The profiles a loaded job names (with a few lines each), for ``check_profiles``."""
-    if kind is Kind.MIGRATE:
-        return migration_profiles(report.migrations)
-    return await journal.distinct_desired(job_id)
-
-

@@ -301,6 +301,31 @@ class Journal:
                                (job_id, p.line, p.column, p.field, p.message, p.path,
                                 dump_extra(p.cells)) for p in problems], many=True)
 
+    async def conflicting_numbers(self, job_id: int) -> list[str]:
+        """Every staged number that two lines send to two different targets."""
+        rows = await self._fetch("finding conflicting lines", "SELECT phone_number FROM staged "
+                                 "WHERE job_id = ? GROUP BY phone_number HAVING COUNT(DISTINCT "
+                                 "desired) > 1 ORDER BY MIN(line)", (job_id,))
+        return [str(r[0]) for r in rows]
+
+    async def take_staged(self, job_id: int, *, profiles: Sequence[str] = (),
+                          numbers: Sequence[str] = ()) -> list[tuple[int, str, str, Extra]]:
+        """Remove the staged rows sending to one of ``profiles`` or naming one of ``numbers``
+        (--skip-invalid rejects them instead); (line, number, target, cells) in line order."""
+        taken: list[tuple[int, str, str, Extra]] = []
+        for column, values in (("desired", list(profiles)), ("phone_number", list(numbers))):
+            for start in range(0, len(values), 500):
+                chunk = values[start:start + 500]
+                marks = ", ".join("?" * len(chunk))
+                where = f"job_id = ? AND {column} IN ({marks})"
+                rows = await self._fetch("reading staged rows", "SELECT line, phone_number, "
+                                         f"desired, extra FROM staged WHERE {where}",
+                                         (job_id, *chunk))
+                taken += [(int(r[0]), str(r[1]), str(r[2]), load_extra(r[3])) for r in rows]
+                await self._change("removing staged rows", f"DELETE FROM staged WHERE {where}",
+                                   (job_id, *chunk))
+        return sorted(taken)
+
     async def finish_staging(self, job_id: int) -> StagingResult:
         """Staged rows become PENDING items, unless two lines send a number to two profiles."""
         async def op(db: Db) -> StagingResult:
