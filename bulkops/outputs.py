@@ -96,9 +96,10 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def check_output(path: Path, what: str, option: str, *, inputs: Inputs = (),
-                 force: bool = False) -> None:
+                 force: bool = False, force_flag: str | None = "--force") -> None:
     """Refuse ``path`` as the output ``what`` (given by ``option``) unless bulkops may write
-    it: see the module docstring. Nothing is written here."""
+    it: see the module docstring. Nothing is written here. ``force_flag``: the flag that
+    would let it replace a foreign file (None: the command has none)."""
     for role, given in inputs:
         if given is not None and _same(path, Path(given)):
             raise InputError(f"{path} is {role}; a {what} never replaces it, so nothing was "
@@ -115,9 +116,9 @@ def check_output(path: Path, what: str, option: str, *, inputs: Inputs = (),
                          f"it, so nothing was written: choose another {option}")
     if force or is_own(path):
         return
+    way = f", or pass {force_flag} to replace it" if force_flag else ", or move the file away"
     raise InputError(f"{path} exists and bulkops did not write it (or it was changed since); "
-                     f"nothing was written. Choose another {option}, or pass --force to "
-                     "replace it")
+                     f"nothing was written. Choose another {option}{way}")
 
 
 def free_path(path: Path, what: str, inputs: Inputs = ()) -> Path:

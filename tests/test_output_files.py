@@ -212,3 +212,16 @@ async def test_a_run_whose_report_path_is_its_own_csv_keeps_the_csv_and_reports_
     assert "a.report-2.csv" in result.stdout
     assert (tmp_path / "a.report-2.csv").read_text(encoding="utf-8").startswith("line,")
     assert resumed.returncode == 0, resumed.describe()  # the CSV is intact: resuming works
+
+
+async def test_demo_never_replaces_a_csv_of_the_operator_in_its_workdir(tmp_path: Path) -> None:
+    mine = tmp_path / "sample_csv" / "assign.csv"
+    mine.parent.mkdir()
+    mine.write_text("phone_number,messaging_profile_id\n+13125550101,Sales\n", encoding="utf-8")
+    before = mine.read_bytes()
+
+    result = await run_cli(["demo", "--workdir", tmp_path], env=cli_env())
+
+    assert_clean_error(result, 2, "bulkops did not write it", "or move the file away")
+    assert "--force" not in result.stderr  # demo has none
+    assert mine.read_bytes() == before
