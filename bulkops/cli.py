@@ -47,7 +47,7 @@ EPILOG = f"""exit codes:
   2    bad input or usage (CSV, job file, flags, a missing journal); nothing was sent
   3    the job finished but rows failed, were rejected, or drifted: see the report;
        or it stopped on a failure storm (journal kept: retry-failed once fixed);
-       for plan and run --dry-run: rows were rejected
+       for plan and run --dry-run: rows were rejected or are not on the account
   4    the API refused the key (401/403) or answered a fatal error
   5    the journal is in use by another bulkops process
   6    the journal is damaged, belongs to another CSV, or is of another schema
