@@ -30,6 +30,7 @@ from bulkops.errors import InputError
 from bulkops.input.names import ProfileNames
 from bulkops.input.phone import is_profile_id, normalize_profile_ref
 from bulkops.models import AccountNumber, Profile
+from bulkops.outputs import Inputs
 from bulkops.progress import Tracker, show_progress
 from bulkops.report import AtomicFile, inert
 from bulkops.telnyx.client import TelnyxClient
@@ -211,12 +212,16 @@ async def export(
     fmt: str = "csv",
     *,
     interactive: bool = False,
+    force: bool = False,
+    inputs: Inputs = (),
 ) -> ExportResult:
-    """Write the numbers ``query`` selects to ``output`` (None: stdout), every page read."""
+    """Write the numbers ``query`` selects to ``output`` (None: stdout), every page read;
+    ``output`` is refused as ``AtomicFile`` refuses (``force``, ``inputs``)."""
     query.check()
     if fmt not in FORMATS:
         raise InputError(f"--format must be csv or json, not {fmt!r}")
-    target = AtomicFile(output, "export") if output is not None else None  # a bad path fails first
+    target = (None if output is None else  # a bad path fails first
+              AtomicFile(output, "export", inputs=inputs, force=force))
     names = ProfileNames(())
     writer: _Writer | None = None
     try:

@@ -24,7 +24,8 @@ from typing import Any, NoReturn
 import anyio
 
 from bulkops.config import (
-    API_KEY_ENV, BASE_URL_ENV, RunSettings, Secret, WriteMode, resolve_api_key, resolve_base_url,
+    API_KEY_ENV, BASE_URL_ENV, LIMITS, RunSettings, Secret, WriteMode, check_limits,
+    resolve_api_key, resolve_base_url,
 )
 from bulkops.errors import BulkOpsError, ExitCode, InputError
 from bulkops.execute import JobResult
@@ -34,7 +35,7 @@ from bulkops.jobs import JobRequest, run_job
 from bulkops.journal.records import CSV_JOB
 from bulkops.journal.sqlite import now
 from bulkops.models import Kind
-from bulkops.plan import PlanSummary
+from bulkops.plan import Action, PlanSummary
 from bulkops.progress import add_secret_filter, setup_logging
 from bulkops.telnyx.retry import RetryPolicy
 
@@ -50,7 +51,7 @@ EPILOG = f"""exit codes:
        that cannot be written); nothing was sent
   3    the job finished but rows failed, were rejected, or drifted: see the report;
        or it stopped on a failure storm (journal kept: retry-failed once fixed);
-       for plan and run --dry-run: rows were rejected
+       for plan and run --dry-run: rows were rejected or are not on the account
   4    the API refused the key (401/403) or answered a fatal error
   5    the journal is in use by another bulkops process
   6    the journal is damaged, belongs to another CSV, or is of another schema
@@ -78,22 +79,22 @@ def _add_connection(p: argparse.ArgumentParser) -> None:
     g.add_argument("--base-url", help=f"API base URL (default: ${BASE_URL_ENV}, else https://api.telnyx.com/v2)")
     g.add_argument("--api-key-file", type=Path, help=f"read the API key from this file instead of ${API_KEY_ENV}")
     g.add_argument("--insecure", action="store_true", help="allow a plain http:// base URL that is not loopback")
-    g.add_argument("--timeout", type=float, default=None, help="seconds per request (default 30)")
+    g.add_argument("--timeout", type=str, default=None, help="seconds per request (default 30)")
 
 
 def _add_engine(p: argparse.ArgumentParser) -> None:
     """Pacing and writes: for the commands that write (run, retry-failed, rollback)."""
     _add_pacing(p)
     g = p.add_argument_group("writes")
-    g.add_argument("--max-consecutive-failures", type=int, metavar="N",
+    g.add_argument("--max-consecutive-failures", type=str, metavar="N",
                    help="stop when the last N writes all failed permanently with the same Telnyx "
                         "code (default 50; 0 = never)")
     g.add_argument("--verify", action="store_true", default=None, help="re-read every changed number at the end")
     g.add_argument("--mode", choices=["auto", "bulk", "patch"],
                    help="writes by bulk orders or one PATCH per number (default auto: orders from --bulk-min writes on)")
-    g.add_argument("--bulk-size", type=int, help="numbers per bulk order (default 1000)")
-    g.add_argument("--bulk-min", type=int, help="auto mode: use orders from this many writes on (default 100)")
-    g.add_argument("--order-timeout", type=float, help="seconds an order may stay pending before it is read back (default 900)")
+    g.add_argument("--bulk-size", type=str, help="numbers per bulk order (default 1000)")
+    g.add_argument("--bulk-min", type=str, help="auto mode: use orders from this many writes on (default 100)")
+    g.add_argument("--order-timeout", type=str, help="seconds an order may stay pending before it is read back (default 900)")
     g.add_argument("--yes", "-y", action="store_true", help="never ask for confirmation")
     _add_output(g)
 
@@ -101,11 +102,11 @@ def _add_engine(p: argparse.ArgumentParser) -> None:
 def _add_pacing(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """How requests go out: for every command that reads or writes numbers."""
     g = p.add_argument_group("pacing")
-    g.add_argument("--concurrency", type=int, help="requests in flight at most (default 32)")
-    g.add_argument("--rate", type=float, help="ceiling in requests/s (default: as fast as the server's limits allow)")
-    g.add_argument("--max-attempts", type=int, help="attempts per row on transient errors (default 5)")
-    g.add_argument("--max-retry-seconds", type=float, help="time one row may spend retrying (default 300)")
-    g.add_argument("--max-server-wait", type=float, help="longest 429 wait honoured, seconds (default 900)")
+    g.add_argument("--concurrency", type=str, help="requests in flight at most (default 32)")
+    g.add_argument("--rate", type=str, help="ceiling in requests/s (default: as fast as the server's limits allow)")
+    g.add_argument("--max-attempts", type=str, help="attempts per row on transient errors (default 5)")
+    g.add_argument("--max-retry-seconds", type=str, help="time one row may spend retrying (default 300)")
+    g.add_argument("--max-server-wait", type=str, help="longest 429 wait honoured, seconds (default 900)")
     return g
 
 
@@ -191,6 +192,13 @@ def _epilog(p: argparse.ArgumentParser, files: str) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
+def _add_force(p: argparse.ArgumentParser, option: str) -> None:
+    # dest "overwrite": rollback's --force (RunSettings.force) is another thing
+    p.add_argument("--force", dest="overwrite", action="store_true",
+                   help=f"let {option} replace a file bulkops did not write (never a journal "
+                        "or an input of the job)")
+
+
 # ---- each command's options ---------------------------------------------------------------
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
@@ -203,6 +211,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--notify", metavar="URL",
                    help="when the run ends, whatever the outcome, POST its summary as JSON here "
                         "(https, or http to loopback; or `notify` in the job file)")
+    _add_force(p, "--plan-output")
 
 
 def _plan_arguments(p: argparse.ArgumentParser) -> None:
@@ -213,6 +222,7 @@ def _plan_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--yes", "-y", action="store_true", help="a plan never asks (taken, as by run)")
     _add_output(g)
     p.add_argument("--output", type=Path, help="plan CSV (default: <csv>.plan.csv)")
+    _add_force(p, "--output")
 
 
 def _validate_arguments(p: argparse.ArgumentParser) -> None:
@@ -239,6 +249,7 @@ def _report_arguments(p: argparse.ArgumentParser) -> None:
                    help="report format (default csv); html: the run at a glance, one "
                         "self-contained page (charts, failures, rows)")
     p.add_argument("--job", type=int, help="job id, as `bulkops status` lists them (default: the latest job that ran)")
+    _add_force(p, "--output")
     _add_verbose(p)
 
 
@@ -261,10 +272,10 @@ def _account_limits(p: argparse.ArgumentParser) -> None:
     """`profiles` and `export` read the account through the same limiter and retry policy."""
     _add_connection(p)
     g = p.add_argument_group("limits")
-    g.add_argument("--rate", type=float, help="ceiling in requests/s")
-    g.add_argument("--max-attempts", type=int, help="attempts per request (default 5)")
-    g.add_argument("--max-retry-seconds", type=float, help="time one request may retry (default 300)")
-    g.add_argument("--max-server-wait", type=float, help="longest 429 wait honoured, seconds")
+    g.add_argument("--rate", type=str, help="ceiling in requests/s")
+    g.add_argument("--max-attempts", type=str, help="attempts per request (default 5)")
+    g.add_argument("--max-retry-seconds", type=str, help="time one request may retry (default 300)")
+    g.add_argument("--max-server-wait", type=str, help="longest 429 wait honoured, seconds")
     _add_verbose(p)
 
 
@@ -282,6 +293,7 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
                    help="only numbers of this type")
     p.add_argument("--contains", metavar="DIGITS", help="numbers containing these digits")
     p.add_argument("--format", choices=["csv", "json"], default="csv", help="file format (default csv)")
+    _add_force(p, "--output")
     _account_limits(p)
 
 
@@ -309,11 +321,16 @@ def _settings(args: argparse.Namespace, base: Mapping[str, Any] | None = None) -
             return base[name]
         return default
 
-    attempts, seconds = pick("max_attempts", 5), pick("max_retry_seconds", 300.0)
-    if attempts < 1 or seconds < 0:
-        raise InputError(f"--max-attempts must be at least 1 (got {attempts}) and --max-retry-seconds "
-                         f"at least 0 (got {seconds:g})")
-    policy = RetryPolicy(max_attempts=attempts, max_elapsed=seconds)
+    # Every number given as a flag, checked at once through the one table (config.LIMITS);
+    # numbers from a job file were checked as it was loaded, naming its lines.
+    flags, problems = check_limits({key: getattr(args, key, None) for key in LIMITS})
+    if problems:
+        raise InputError("\n".join(problems) if len(problems) == 1 else
+                         f"{len(problems)} flags are wrong; nothing was sent:\n  "
+                         + "\n  ".join(problems))
+    vars(args).update(flags)
+    policy = RetryPolicy(max_attempts=pick("max_attempts", 5),
+                         max_elapsed=pick("max_retry_seconds", 300.0))
     return RunSettings(
         base_url=resolve_base_url(getattr(args, "base_url", None)),
         concurrency=pick("concurrency", 32),
@@ -333,6 +350,24 @@ def _settings(args: argparse.Namespace, base: Mapping[str, Any] | None = None) -
         bulk_min=pick("bulk_min", 100),
         order_timeout=pick("order_timeout", 900.0),
     )
+
+
+def _job_and_settings(args: argparse.Namespace) -> tuple[JobRequest, JobFile | None, RunSettings]:
+    """The job and its settings, every problem of the job file and of the flags in one error."""
+    problems: list[str] = []
+    found: tuple[JobRequest, JobFile | None] | None = None
+    settings: RunSettings | None = None
+    try:
+        found = _request(args)
+    except InputError as err:
+        problems.append(str(err))
+    try:
+        settings = _settings(args, _job_fields(found[1] if found else None))
+    except InputError as err:
+        problems.append(str(err))
+    if problems or found is None or settings is None:
+        raise InputError("\n".join(problems))
+    return found[0], found[1], settings
 
 
 def _job_fields(job: JobFile | None) -> Mapping[str, Any] | None:
@@ -362,6 +397,11 @@ def _key(args: argparse.Namespace) -> Secret:
     key = resolve_api_key(args.api_key_file)
     add_secret_filter(key.reveal())
     return key
+
+
+def _key_inputs(args: argparse.Namespace) -> list[tuple[str, Path | str | None]]:
+    """The key file is an input no output may replace."""
+    return [("the API key file", getattr(args, "api_key_file", None))]
 
 
 def _maybe_key(args: argparse.Namespace) -> Secret | None:
@@ -407,6 +447,7 @@ def _confirm(json_mode: bool) -> Callable[[PlanSummary], Awaitable[bool]] | None
 def _print_plan(summary: PlanSummary) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="plan")
     table.add_column("action")
@@ -414,6 +455,9 @@ def _print_plan(summary: PlanSummary) -> None:
     for action, count in summary.rows():
         if count:
             table.add_row(action, str(count))
+        if action == Action.CHANGE.value:  # each target profile, by name, on its own line
+            for name, moved in summary.target_rows():
+                table.add_row(Text(f"  to {name}"), str(moved))  # a name is not markup
     Console(stderr=True).print(table)
 
 
@@ -450,12 +494,12 @@ def _print_result(result: JobResult, json_mode: bool, command: str = "run") -> N
 # ---- handlers -------------------------------------------------------------------------------------
 
 async def _cmd_run(args: argparse.Namespace) -> int:
-    request, job = _request(args)
-    settings = _settings(args, _job_fields(job))
+    request, job, settings = _job_and_settings(args)
     key = _key(args)
     result = await run_job(request, settings, key, interactive=_interactive() and not args.json,
                            confirm=_confirm(args.json), dry_run=args.dry_run,
-                           plan_output=args.plan_output,
+                           plan_output=args.plan_output, force_output=args.overwrite,
+                           inputs=_key_inputs(args),
                            notify=args.notify or (job.notify if job else None))
     _print_result(result, args.json)
     return int(result.exit_code)
@@ -464,9 +508,9 @@ async def _cmd_run(args: argparse.Namespace) -> int:
 async def _cmd_plan(args: argparse.Namespace) -> int:
     from bulkops.jobs import plan_job
 
-    request, job = _request(args)
-    settings = _settings(args, _job_fields(job))
-    result = await plan_job(request, settings, _key(args), output=args.output)
+    request, job, settings = _job_and_settings(args)
+    result = await plan_job(request, settings, _key(args), output=args.output,
+                            force=args.overwrite, inputs=_key_inputs(args))
     if not args.json and result.plan is not None:
         _print_plan(result.plan)
     _print_result(result, args.json, "plan")
@@ -476,8 +520,7 @@ async def _cmd_plan(args: argparse.Namespace) -> int:
 async def _cmd_validate(args: argparse.Namespace) -> int:
     from bulkops.jobs import validate_file
 
-    request, job = _request(args)
-    settings = _settings(args, _job_fields(job))
+    request, job, settings = _job_and_settings(args)
     key = None if args.offline else _maybe_key(args)
     result = await validate_file(request.kind, request.csv_path, default_profile_id=request.profile_id,
                                  default_region=settings.default_region, settings=settings, api_key=key)
@@ -543,7 +586,8 @@ async def _watch(args: argparse.Namespace) -> int:
 async def _cmd_report(args: argparse.Namespace) -> int:
     from bulkops.jobs import report_job
 
-    result = await report_job(args.journal, args.output, args.format, args.job)
+    result = await report_job(args.journal, args.output, args.format, args.job,
+                              force=args.overwrite)
     if str(result.path) == "-":  # stdout is the report itself
         print(f"report: standard output ({result.rows} rows)", file=sys.stderr)
     else:
@@ -598,7 +642,8 @@ async def _cmd_export(args: argparse.Namespace) -> int:
     output = None if args.output == "-" else Path(args.output)
     query = ExportQuery(tuple(args.profile), args.unassigned, args.type, args.contains)
     result = await export_numbers(_settings(args), _key(args), output, query, args.format,
-                                  interactive=_interactive() and output is not None)
+                                  interactive=_interactive() and output is not None,
+                                  force=args.overwrite, inputs=_key_inputs(args))
     if not result.complete:
         print("export: standard output was closed by its reader before the end; the export "
               "is incomplete", file=sys.stderr)
@@ -656,7 +701,8 @@ COMMANDS: dict[str, Command] = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage mistakes read like every other expected failure: ``Error: ...``, exit 2."""
+    """Usage mistakes read like every other expected failure: ``Error: ...``, exit 2, and
+    under --json the same answer on stdout as any other error (``main``)."""
 
     def error(self, message: str) -> NoReturn:
         _USAGE_ERROR.append(f"{self.prog}: {message}; see {self.prog} --help")

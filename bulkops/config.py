@@ -7,9 +7,11 @@ is kept out of every message: ``Secret`` hides it from ``repr``/``str``.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -133,6 +135,87 @@ def base_url_hint(base_url: str) -> str | None:
             f"{BASE_URL_ENV}).")
 
 
+@dataclass(frozen=True)
+class Limit:
+    """One numeric setting: its ``[limits]`` key, its flag and the values it may take
+    (finite, whole when ``whole``, from ``low`` to ``high``; above ``low`` only when
+    ``low_open``). Every number from a flag, a job file or a library caller is checked here."""
+
+    key: str
+    flag: str
+    whole: bool
+    low: float
+    high: float
+    unit: str
+    low_open: bool = False
+
+    def parse(self, value: object) -> int | float:
+        """``value`` (a flag's text, or a number from a job file) as this setting's number;
+        ValueError saying what it must be."""
+        number: int | float
+        if isinstance(value, str):
+            text = value.strip().replace("_", "")
+            try:
+                number = int(text) if self.whole else float(text)
+            except ValueError:
+                raise ValueError(self._must(repr(value))) from None
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(self._must(repr(value)))
+        elif self.whole and isinstance(value, float):
+            if not (math.isfinite(value) and value.is_integer()):
+                raise ValueError(self._must(repr(value)))
+            number = int(value)
+        else:
+            number = value
+        if not math.isfinite(number) or number > self.high or number < self.low or (
+                self.low_open and number == self.low):
+            raise ValueError(self._must(repr(value) if isinstance(value, str) else f"{number:g}"))
+        return number
+
+    def _must(self, got: str) -> str:
+        what = "a whole number" if self.whole else "a number"
+        low = f"above {_num(self.low)}" if self.low_open else f"from {_num(self.low)}"
+        return f"must be {what} {low} to {_num(self.high)} ({self.unit}), not {got}"
+
+
+def _num(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+LIMITS: dict[str, Limit] = {limit.key: limit for limit in (
+    Limit("concurrency", "--concurrency", True, 1, 1000, "requests in flight"),
+    # Below one request per 10 s a job of any size would seem to hang: a typo, not a pace.
+    Limit("rate", "--rate", False, 0.1, 10_000, "requests per second, at least one per 10 s"),
+    Limit("timeout", "--timeout", False, 0.1, 3600, "seconds per request"),
+    Limit("max_server_wait", "--max-server-wait", False, 0, 86_400, "seconds"),
+    Limit("max_attempts", "--max-attempts", True, 1, 100, "attempts per row"),
+    Limit("max_retry_seconds", "--max-retry-seconds", False, 0, 86_400, "seconds per row"),
+    Limit("max_consecutive_failures", "--max-consecutive-failures", True, 0, 1_000_000_000,
+          "writes; 0 = never stop"),
+    Limit("bulk_size", "--bulk-size", True, 1, 100_000, "numbers per order"),
+    Limit("bulk_min", "--bulk-min", True, 0, 1_000_000_000, "writes"),
+    Limit("order_timeout", "--order-timeout", False, 0, 7 * 86_400, "seconds", low_open=True),
+)}
+"""Every numeric setting in one table (flags, ``[limits]`` of a job file, ``RunSettings``)."""
+
+
+def check_limits(values: Mapping[str, object], name: Mapping[str, str] | None = None,
+                 ) -> tuple[dict[str, int | float], list[str]]:
+    """Each of ``values`` (None: not given) parsed by its ``Limit``, and every problem at
+    once, each naming its source (``name[key]``, by default the flag)."""
+    parsed: dict[str, int | float] = {}
+    problems: list[str] = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        limit = LIMITS[key]
+        try:
+            parsed[key] = limit.parse(value)
+        except ValueError as err:
+            problems.append(f"{(name or {}).get(key, limit.flag)} {err}")
+    return parsed, problems
+
+
 class WriteMode(str, Enum):
     """How writes are sent: ``--mode``."""
 
@@ -165,26 +248,15 @@ class RunSettings:
     order_timeout: float = 900.0  # an order still pending after this is read back
 
     def __post_init__(self) -> None:
-        if self.concurrency < 1 or self.concurrency > 1000:
-            raise ConfigError(f"--concurrency must be between 1 and 1000, not {self.concurrency}")
-        if self.rate is not None and self.rate <= 0:
-            raise ConfigError(f"--rate must be a positive number of requests per second, not {self.rate}")
-        if self.timeout <= 0:
-            raise ConfigError(f"--timeout must be positive, not {self.timeout}")
-        if self.max_server_wait < 0:
-            raise ConfigError(f"--max-server-wait must be 0 or more seconds, not {self.max_server_wait}")
-        if self.max_consecutive_failures < 0:
-            raise ConfigError("--max-consecutive-failures must be 0 (never stop) or more, not "
-                              f"{self.max_consecutive_failures}")
+        _, problems = check_limits({key: getattr(self, key) for key in LIMITS if hasattr(self, key)}
+                                   | {"max_attempts": self.policy.max_attempts,
+                                      "max_retry_seconds": self.policy.max_elapsed})
+        if problems:
+            raise ConfigError("; ".join(problems))
         if not isinstance(self.mode, WriteMode):
             if self.mode not in {m.value for m in WriteMode}:
                 raise ConfigError(f"--mode must be auto, bulk or patch, not {self.mode!r}")
             object.__setattr__(self, "mode", WriteMode(self.mode))  # library callers pass "bulk"
-        if self.bulk_size < 1 or self.bulk_min < 0:
-            raise ConfigError(f"--bulk-size must be at least 1 (got {self.bulk_size}) and --bulk-min "
-                              f"0 or more (got {self.bulk_min})")
-        if not self.order_timeout > 0:
-            raise ConfigError(f"--order-timeout must be a positive number of seconds, not {self.order_timeout}")
 
     def journal_view(self) -> dict[str, object]:
         """What a journal records about how the job was run."""

@@ -20,6 +20,7 @@ from bulkops.execute import JobResult
 from bulkops.jobs import JobRequest, rollback, run_job
 from bulkops.journal.states import ItemState
 from bulkops.models import Kind
+from bulkops.outputs import check_output, record_own
 
 from .sandbox import FaultConfig, SandboxConfig, demo_data, running_sandbox, write_sample_csvs
 
@@ -41,7 +42,11 @@ async def run_demo(workdir: Path | None = None) -> int:
             raise InputError(f"--workdir {folder} already holds a demo's journals ({old[0]}...); "
                              "give a new or empty folder")
         data = demo_data(DEMO_CONFIG)
+        for name in data.csv_files():  # an operator's own CSV there is never replaced
+            check_output(folder / "sample_csv" / name, "demo CSV", "--workdir", force_flag=None)
         csvs = {p.name: p for p in write_sample_csvs(folder / "sample_csv", data)}
+        for path in csvs.values():
+            record_own(path, "demo CSV")
         async with running_sandbox(DEMO_CONFIG) as sandbox:
             console.print(f"[bold]sandbox[/] listening on {sandbox.base_url} "
                           f"({DEMO_CONFIG.numbers} numbers, {DEMO_CONFIG.profiles} profiles, "

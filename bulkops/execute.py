@@ -22,6 +22,7 @@ from bulkops.journal.states import ItemState, JobState
 from bulkops.journal.store import Journal
 from bulkops.models import Counts, Kind
 from bulkops.orders import OrderPipeline
+from bulkops.outputs import free_path
 from bulkops.plan import PlanSummary, summarize
 from bulkops.progress import Tracker, show_progress
 from bulkops.report import write_report
@@ -70,6 +71,9 @@ class JobResult:
             "state": self.job.state.value,
             "counts": {s.value: self.counts.get(s) for s in ItemState} | {"rejected": self.counts.rejected},
             "plan": None if self.plan is None else dict(self.plan.rows()),
+            "plan_targets": None if self.plan is None else [
+                {"profile_id": p, "name": self.plan.names.get(p), "numbers": n}
+                for p, n in sorted(self.plan.targets.items(), key=lambda t: (-t[1], t[0]))],
             "report": None if self.report_path is None else str(self.report_path),
             "html": None if self.html_path is None else str(self.html_path),
             "plan_csv": None if self.plan_path is None else str(self.plan_path),
@@ -92,6 +96,15 @@ def make_client(settings: RunSettings, api_key: Secret) -> TelnyxClient:
 def report_path_for(journal_path: Path, job_id: int = CSV_JOB, fmt: str = "csv") -> Path:
     suffix = "" if job_id == CSV_JOB else f"-job{job_id}"
     return journal_path.with_name(journal_path.stem + suffix + f".report.{fmt}")
+
+
+async def name_targets(summary: PlanSummary, journal: Journal, client: TelnyxClient) -> None:
+    """Give the plan the name of each target profile: the names the job's input resolved,
+    else one listing of the account's profiles (only when an id is left unnamed)."""
+    names = await journal.profile_names()
+    if any(profile_id not in names for profile_id in summary.targets):
+        names |= {p.id: p.name for p in await client.list_profiles()}
+    summary.names = {p: names[p] for p in summary.targets if p in names}
 
 
 async def snapshot_pending(journal: Journal, job_id: int, client: TelnyxClient,
@@ -291,8 +304,11 @@ async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings
             await _interrupted(journal, job_id)
         job = await journal.job(job_id)
         summary = await summarize(journal, job_id, job.kind)
-        log.info("plan: will change=%d already in place=%d not on account=%d left alone=%d",
-                 summary.change, summary.in_place, summary.not_on_account, summary.left_alone)
+        log.info("plan: will change=%d will unassign=%d already in place=%d not on account=%d "
+                 "left alone=%d", summary.change, summary.unassign, summary.in_place,
+                 summary.not_on_account, summary.left_alone)
+        if summary.writes > settings.confirm_threshold and confirm is not None:
+            await name_targets(summary, journal, client)  # the question names them
         if (summary.writes > settings.confirm_threshold and confirm is not None
                 and not await confirm(summary)):
             await _declined(journal, job)
@@ -382,7 +398,13 @@ async def _finish(journal: Journal, job_id: int, client: TelnyxClient, settings:
     if stop.requested:  # Ctrl-C during the verify: the writes are kept, the job resumes
         await _interrupted(journal, job_id)
     await journal.set_job_state(job_id, JobState.FINISHED)
-    report = await write_report(journal, job_id, report_path_for(journal.path, job_id))
+    # Never refused at the end of a job: a file bulkops did not write there is kept, and the
+    # report goes beside it under a free name (said in the log and in the result).
+    first = await journal.job(CSV_JOB)
+    inputs = [("the journal", journal.path), ("the job's CSV", first.csv_path),
+              ("the job file", first.job_file)]
+    path = free_path(report_path_for(journal.path, job_id), "report", inputs)
+    report = await write_report(journal, job_id, path, inputs=inputs)
     job = await journal.job(job_id)
     result = JobResult(journal.path, job, report.counts, plan=summary, report_path=report.path,
                        elapsed=time.monotonic() - started, requests=client.stats.as_dict(),

@@ -29,6 +29,7 @@ from bulkops.journal.records import JobRecord, RunRecord, SeriesPoint
 from bulkops.journal.states import ItemState, JobState
 from bulkops.journal.store import Journal
 from bulkops.models import Counts, Kind
+from bulkops.outputs import Inputs
 from bulkops.report import _AT, AtomicFile, _lines
 
 ALL_ROWS = 10_000  # lines embedded whole up to this many
@@ -433,14 +434,16 @@ async def render(journal: Journal, job_id: int) -> tuple[str, int, int]:
     return "".join(out), len(rows), lines
 
 
-async def write_html_report(journal: Journal, job_id: int, output: Path) -> HtmlResult:
-    """Write the page to ``output`` (0600, replaced whole on success), or stdout for "-"."""
+async def write_html_report(journal: Journal, job_id: int, output: Path, *,
+                            inputs: Inputs = (), force: bool = False) -> HtmlResult:
+    """Write the page to ``output`` (0600, replaced whole on success, refused as
+    ``AtomicFile`` refuses), or stdout for "-"."""
     page, rows, lines = await render(journal, job_id)
     if str(output) == "-":
         sys.stdout.write(page)
         sys.stdout.flush()
         return HtmlResult(output, rows, lines, len(page.encode("utf-8")))
-    target = AtomicFile(output, "HTML report")
+    target = AtomicFile(output, "HTML report", inputs=inputs, force=force)
     try:
         target.handle.write(page)
         target.commit()

@@ -25,14 +25,13 @@ from bulkops.account import ExportQuery, ExportResult, ProfileCount, export, pro
 from bulkops.config import RunSettings, Secret, base_url_hint
 from bulkops.errors import ApiError, ApiUnreachable, BulkOpsError, ExitCode, InputError, JournalError
 from bulkops.execute import (
-    Confirm, JobResult, chain_text, execute, make_client, report_path_for, rollback_chain,
-    rolled_back, snapshot_pending,
+    Confirm, JobResult, chain_text, execute, make_client, name_targets, report_path_for,
+    rollback_chain, rolled_back, snapshot_pending,
 )
 from bulkops.history import JobHistory, job_histories
 from bulkops.input.loading import (
-    LoadReport, check_profiles, freeze_migrations, load_rows, profiles_in_use,
+    LoadReport, freeze_migrations, load_rows,
 )
-from bulkops.input.phone import is_profile_id, normalize_profile_id
 from bulkops.input.rows import file_sha256
 from bulkops.journal.records import CSV_JOB, JobRecord
 from bulkops.journal.sql import CHANGED_SINCE
@@ -42,6 +41,7 @@ from bulkops.journal.sqlite import now
 from bulkops.journal.store import Journal
 from bulkops.models import Counts, Kind
 from bulkops.notify import check_url, send, summary_text
+from bulkops.outputs import Inputs
 from bulkops.plan import write_plan_csv
 from bulkops.report import AtomicFile, ReportResult, summary_dict, write_report
 from bulkops.runner import StopSignal, gave_up_error
@@ -155,22 +155,32 @@ def status_dict(statuses: list[JobStatus]) -> dict[str, Any]:
                      for s in statuses]}
 
 
+def job_inputs(job: JobRecord, journal_path: Path | None = None) -> list[tuple[str, Path | str | None]]:
+    """The files a job reads, which no output of it may replace (outputs.check_output)."""
+    return [("the journal", journal_path), ("the job's CSV", job.csv_path),
+            ("the job file", job.job_file)]
+
+
 async def report_job(journal_path: Path, output: Path | None, fmt: str = "csv",
-                     job_id: int | None = None) -> ReportResult:
+                     job_id: int | None = None, *, force: bool = False) -> ReportResult:
     """The per-row report of ``job_id`` (default: the latest job that ran) as CSV, JSON or
-    the HTML page (htmlreport.py); ``output`` "-" is standard output."""
+    the HTML page (htmlreport.py); ``output`` "-" is standard output. A path holding a
+    journal, an input of the job or a file bulkops did not write is refused before anything
+    is written (the last unless ``force``)."""
     _require(journal_path)
     async with await Journal.open(journal_path, lock=False) as journal:
         chosen = await journal.latest_ran() if job_id is None else await _job(journal, job_id)
         target = output or report_path_for(journal_path, chosen.id, fmt)
+        inputs = job_inputs(await journal.job(CSV_JOB), journal_path)
         if fmt == "html":
             from bulkops.htmlreport import write_html_report
 
-            page = await write_html_report(journal, chosen.id, target)
+            page = await write_html_report(journal, chosen.id, target, inputs=inputs, force=force)
             return ReportResult(target, page.rows, await journal.counts(chosen.id))
         held = lock_held(journal_path)
         state = JobStatus(chosen, Counts({}), held=held).state
-        return await write_report(journal, chosen.id, target, fmt, state=state, stale=not held)
+        return await write_report(journal, chosen.id, target, fmt, state=state, stale=not held,
+                                  inputs=inputs, force=force)
 
 
 async def retry_failed(journal_path: Path, settings: RunSettings | SettingsFor, api_key: Secret,
@@ -384,19 +394,9 @@ async def _load(journal: Journal, request: JobRequest, settings: RunSettings,
         journal, CSV_JOB, request.kind, request.csv_path, default_profile_id=request.profile_id,
         default_region=settings.default_region, skip_invalid=settings.skip_invalid, client=client,
     )
-    await check_profiles(client, request.csv_path,
-                         await profiles_in_use(journal, CSV_JOB, request.kind, report),
-                         default=_default_id(request.profile_id))
     await journal.set_job_state(CSV_JOB, JobState.READY)
     log.info("csv validated rows=%d rejected=%d collapsed=%d warnings=%d", report.rows,
              report.rejected, report.collapsed, report.warning_count)
-
-
-def _default_id(profile: str | None) -> str | None:
-    """The default profile's id when it is given as one (a name is resolved, so it exists)."""
-    if profile is None or not is_profile_id(profile):
-        return None
-    return normalize_profile_id(profile)
 
 
 async def run_job(
@@ -408,18 +408,23 @@ async def run_job(
     confirm: Confirm | None = None,
     dry_run: bool = False,
     plan_output: Path | None = None,
+    force_output: bool = False,
+    inputs: Inputs = (),
     notify: str | None = None,
 ) -> JobResult:
     """Validate, snapshot and run a job, or resume it from its journal. With ``notify`` (a
-    webhook URL), one POST says how the run ended, whatever the outcome (notify.py)."""
+    webhook URL), one POST says how the run ended, whatever the outcome (notify.py).
+    ``force_output`` and ``inputs``: for the plan of a dry run (see ``plan_job``)."""
     if notify is None or dry_run:
         return await _run_job(request, settings, api_key, interactive=interactive,
-                              confirm=confirm, dry_run=dry_run, plan_output=plan_output)
+                              confirm=confirm, dry_run=dry_run, plan_output=plan_output,
+                              force_output=force_output, inputs=inputs)
     url = check_url(notify, insecure=settings.insecure)  # before anything is sent
     started_at, started = now(), time.monotonic()
     try:
         result = await _run_job(request, settings, api_key, interactive=interactive,
-                                confirm=confirm, dry_run=dry_run, plan_output=plan_output)
+                                confirm=confirm, dry_run=dry_run, plan_output=plan_output,
+                                force_output=force_output, inputs=inputs)
     except BulkOpsError as exc:
         await send(url, await finished_payload(request, started_at, started, error=exc),
                    secret=api_key.reveal())
@@ -478,12 +483,18 @@ async def _run_job(
     confirm: Confirm | None,
     dry_run: bool,
     plan_output: Path | None,
+    force_output: bool,
+    inputs: Inputs,
 ) -> JobResult:
     if plan_output is not None and not dry_run:  # else the job would run for real, unplanned
         raise InputError("--plan-output goes with --dry-run: add --dry-run to write a plan and "
                          "send nothing, or drop --plan-output to run the job")
+    if force_output and plan_output is None:
+        raise InputError("--force of run goes with --dry-run --plan-output (it lets the plan "
+                         "replace a file bulkops did not write); drop it")
     if dry_run:
-        return await plan_job(request, settings, api_key, output=plan_output)
+        return await plan_job(request, settings, api_key, output=plan_output, force=force_output,
+                              inputs=inputs)
     started = time.monotonic()
     client = make_client(settings, api_key)  # refuses an unsafe base URL before anything is written
     journal, created = await _open_or_create(request, settings)
@@ -502,7 +513,7 @@ async def _run_job(
                     await freeze_migrations(journal, CSV_JOB, client)
                 result = await execute(journal, CSV_JOB, client, settings, interactive=interactive,
                                        confirm=confirm, started=started)
-                return await _explain(journal, result, before)
+                return await _not_on_account(journal, await _explain(journal, result, before))
     finally:
         await journal.close()
 
@@ -548,16 +559,42 @@ def _shown(profile_id: str, names: Mapping[str, str]) -> str:
     return f"{name!r} ({profile_id})" if name else profile_id
 
 
+async def _not_on_account(journal: Journal, result: JobResult, *, planned: bool = False,
+                          ) -> JobResult:
+    """Say what numbers the API does not know mean: all of them, most likely a key of
+    another account; some, numbers to check. They fail (a plan: would fail) unsent."""
+    if result.idle or not (unknown := await journal.not_on_account_count(CSV_JOB)):
+        return result
+    total = result.counts.total
+    fail = "a run fails them without sending a request" if planned else \
+        "they failed without a request (see the report)"
+    if unknown == total:
+        text = (f"none of the {total:,} numbers is on the account of this API key: most likely "
+                "the key is of another account or of a sub-account, or --base-url points at "
+                f"another API; {fail}. `bulkops export --output -` lists the numbers this key "
+                "sees")
+    else:
+        text = (f"{unknown:,} of the {total:,} numbers are not on the account of this API key; "
+                f"{fail}: check those numbers")
+    result.message = text if result.message is None else f"{result.message}\n{text}"
+    return result
+
+
 async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,
-                   *, output: Path | None = None) -> JobResult:
-    """Read the current state of every number and say what a run would do; write nothing."""
+                   *, output: Path | None = None, force: bool = False,
+                   inputs: Inputs = ()) -> JobResult:
+    """Read the current state of every number and say what a run would do; write nothing.
+
+    ``output`` may not be the job's CSV or job file, one of ``inputs`` (the key file), a
+    journal, or a file bulkops did not write (unless ``force``): refused before any request."""
     started = time.monotonic()
     output = output or request.csv_path.with_name(request.csv_path.stem + ".plan.csv")
     if str(output) == "-":
         raise InputError("a plan is written to a file, not to stdout: give --output a path "
                          "(the summary is printed here either way)")
     # Before any request; an earlier plan at ``output`` stays as it was unless this one is made.
-    plan_file = AtomicFile(output, "plan", "--output / --plan-output")
+    plan_file = AtomicFile(output, "plan", "--output / --plan-output", force=force, inputs=[
+        ("the job's CSV", request.csv_path), ("the job file", request.job_file), *inputs])
     try:
         client = make_client(settings, api_key)
         with tempfile.TemporaryDirectory(prefix="bulkops-plan-") as tmp:
@@ -572,14 +609,17 @@ async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,
                         if request.kind is Kind.MIGRATE:
                             await freeze_migrations(journal, CSV_JOB, client)
                         await snapshot_pending(journal, CSV_JOB, client, settings, StopSignal())
-                        summary = await write_plan_csv(journal, CSV_JOB, plan_file.handle)
+                        summary = await write_plan_csv(journal, CSV_JOB, plan_file.handle,
+                                                       request.kind)
                         plan_file.commit()
+                        await name_targets(summary, journal, client)
                         job = await journal.job(CSV_JOB)
                         counts = await journal.counts(CSV_JOB)
                         stats = client.stats.as_dict()
                     result = JobResult(None, job, counts, plan=summary, plan_path=output,
                                        elapsed=time.monotonic() - started, requests=stats)
-                    result = await _explain(journal, result, job)
+                    result = await _not_on_account(journal, await _explain(journal, result, job),
+                                                   planned=True)
             finally:
                 await journal.close()
     finally:
@@ -628,17 +668,14 @@ async def validate_file(
                              "check the file alone."):
                 async with client:
                     # With the client, profile names are resolved as a run would resolve them.
+                    # ...and every target profile checked, in the same pass as the rows.
                     report = await load_rows(journal, CSV_JOB, kind, csv_path,
                                              default_profile_id=default_profile_id,
                                              default_region=default_region, skip_invalid=False,
                                              client=client)
-                    uses = await profiles_in_use(journal, CSV_JOB, kind, report)
-                    if uses:
-                        await check_profiles(client, csv_path, uses,
-                                             default=_default_id(default_profile_id))
         finally:
             await journal.close()
-    return ValidateResult(report, len(uses))
+    return ValidateResult(report, report.profiles_checked)
 
 
 async def list_profiles(settings: RunSettings, api_key: Secret) -> list[ProfileCount]:
@@ -651,12 +688,15 @@ async def list_profiles(settings: RunSettings, api_key: Secret) -> list[ProfileC
 
 async def export_numbers(settings: RunSettings, api_key: Secret, output: Path | None,
                          query: ExportQuery, fmt: str = "csv", *,
-                         interactive: bool = False) -> ExportResult:
+                         interactive: bool = False, force: bool = False,
+                         inputs: Inputs = ()) -> ExportResult:
     """`bulkops export`: the account's numbers (``query`` selects) as a job CSV or JSON;
-    ``output`` None writes to stdout."""
+    ``output`` None writes to stdout. A journal, one of ``inputs`` (the key file) or a file
+    bulkops did not write (unless ``force``) is refused as ``output`` before any request."""
     query.check()  # a bad filter is an input error before any request
     client = make_client(settings, api_key)
     with _api_errors(settings.base_url, "No file was written: run the same command again once "
                      "the API answers."):
         async with client:
-            return await export(client, output, query, fmt, interactive=interactive)
+            return await export(client, output, query, fmt, interactive=interactive,
+                                force=force, inputs=inputs)

@@ -12,12 +12,13 @@ from typing import IO
 from bulkops.journal.records import Item
 from bulkops.journal.states import ItemState
 from bulkops.journal.store import Journal
-from bulkops.models import Extra, Kind
+from bulkops.models import UNASSIGNED, Extra, Kind
 from bulkops.report import REPORT_COLUMNS, Line, by_line, inert, input_column, side_lines
 
 
 class Action(str, Enum):
     CHANGE = "will change"
+    UNASSIGN = "will unassign"  # taken off its profile: counted and said on its own
     IN_PLACE = "already in place"
     NOT_ON_ACCOUNT = "not on account"
     DONE = "done"
@@ -25,37 +26,65 @@ class Action(str, Enum):
     LEFT_ALONE = "left alone"
 
 
+SHOWN_TARGETS = 5  # target profiles named in the question; the plan table lists them all
+
+
 @dataclass
 class PlanSummary:
-    change: int = 0
+    change: int = 0  # moved onto a profile (``targets`` says which)
+    unassign: int = 0  # taken off their profile
     in_place: int = 0
     not_on_account: int = 0
     done: int = 0
     failed: int = 0
     left_alone: int = 0
     kind: Kind | None = field(default=None, compare=False)  # what the job does, for the question before it runs
+    targets: dict[str, int] = field(default_factory=dict, compare=False)  # profile id -> moved onto it
+    names: dict[str, str] = field(default_factory=dict, compare=False)  # profile id -> name, when known
+
+    def profile(self, profile_id: str) -> str:
+        """A target as the operator knows it: its name (and id), else its id."""
+        name = self.names.get(profile_id)
+        return f'"{name}" ({profile_id})' if name else profile_id
+
+    def target_rows(self) -> list[tuple[str, int]]:
+        """Each target profile with the numbers moved onto it, most first."""
+        ordered = sorted(self.targets.items(), key=lambda t: (-t[1], t[0]))
+        return [(self.profile(profile_id), count) for profile_id, count in ordered]
 
     def question(self) -> str:
-        """What the operator is asked before the writes, naming what will happen."""
-        writes = f"{self.writes:,} number{'s' if self.writes != 1 else ''}"
+        """What the operator is asked before the writes, naming what will happen: each target
+        profile, and the numbers taken off their profile on their own."""
+        writes = _numbers(self.writes)
         if self.kind is Kind.ROLLBACK:
             return f"Roll back {writes} to their prior profiles? [y/N] "
-        if self.kind is Kind.UNASSIGN:
+        parts = [f"move {count:,} to {name}" for name, count in self.target_rows()[:SHOWN_TARGETS]]
+        if len(self.targets) > SHOWN_TARGETS:
+            rest = sum(count for _, count in self.target_rows()[SHOWN_TARGETS:])
+            parts.append(f"move {rest:,} to {len(self.targets) - SHOWN_TARGETS} other profiles "
+                         "(listed in the plan above)")
+        if self.unassign:
+            parts.append(f"unassign {_numbers(self.unassign)} (take them off their messaging "
+                         "profile)")
+        if self.kind is Kind.UNASSIGN and not self.change:
             return f"Unassign {writes} from their messaging profiles? [y/N] "
-        return f"Move {writes} to their new messaging profiles? [y/N] "
+        return f"Write {writes}: {'; '.join(parts)}? [y/N] "
 
-    def add(self, action: Action) -> None:
+    def add(self, action: Action, desired: str | None = None) -> None:
         name = action.name.lower()  # each Action has the field of its name
         setattr(self, name, getattr(self, name) + 1)
+        if action is Action.CHANGE and desired:
+            self.targets[desired] = self.targets.get(desired, 0) + 1
 
     @property
     def writes(self) -> int:
-        """Requests the run will send (a number unknown to the snapshot is still tried once)."""
-        return self.change + self.not_on_account
+        """Numbers the run will write (one the API does not know fails without a request)."""
+        return self.change + self.unassign
 
     def rows(self) -> list[tuple[str, int]]:
         return [
             (Action.CHANGE.value, self.change),
+            (Action.UNASSIGN.value, self.unassign),
             (Action.IN_PLACE.value, self.in_place),
             (Action.NOT_ON_ACCOUNT.value, self.not_on_account),
             (Action.LEFT_ALONE.value, self.left_alone),
@@ -64,9 +93,15 @@ class PlanSummary:
         ]
 
 
+def _numbers(count: int) -> str:
+    return f"{count:,} number{'s' if count != 1 else ''}"
+
+
 def classify(item: Item) -> Action:
+    if item.on_account is False and item.state in (ItemState.PENDING, ItemState.FAILED):
+        return Action.NOT_ON_ACCOUNT  # failed by the snapshot, without a request
     if item.state is ItemState.PENDING:
-        return Action.NOT_ON_ACCOUNT if item.on_account is False else Action.CHANGE
+        return Action.UNASSIGN if item.desired == UNASSIGNED else Action.CHANGE
     if item.state is ItemState.SKIPPED:
         return Action.IN_PLACE if (item.note or "").startswith("already") else Action.LEFT_ALONE
     if item.state is ItemState.DONE:
@@ -79,7 +114,7 @@ async def summarize(journal: Journal, job_id: int, kind: Kind | None = None) -> 
     async with aclosing(journal.iter_items(job_id, None, batch=5000)) as pages:
         async for page in pages:
             for item in page:
-                summary.add(classify(item))
+                summary.add(classify(item), item.desired)
     return summary
 
 
@@ -100,10 +135,11 @@ def _side_plan_line(line: Line) -> tuple[list[object], Extra]:
             values[_AT["desired_profile_id"]] or "", state, note or ""], extra
 
 
-async def write_plan_csv(journal: Journal, job_id: int, handle: IO[str]) -> PlanSummary:
+async def write_plan_csv(journal: Journal, job_id: int, handle: IO[str],
+                         kind: Kind | None = None) -> PlanSummary:
     """One line per input line, in input order, as the report has: the items with what the
     run would do, and the rejected rows and collapsed duplicates it will not send."""
-    summary = PlanSummary()
+    summary = PlanSummary(kind=kind)
     writer = csv.writer(handle)
     headers: list[str] | None = None
 
@@ -117,7 +153,7 @@ async def write_plan_csv(journal: Journal, job_id: int, handle: IO[str]) -> Plan
         async for _, entry in lines:
             if isinstance(entry, Item):
                 action = classify(entry)
-                summary.add(action)
+                summary.add(action, entry.desired)
                 current = "" if entry.on_account is False else (entry.prior or "")
                 cells: list[object] = [entry.line, entry.phone_number, current, entry.desired,
                                        action.value, entry.note or ""]

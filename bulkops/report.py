@@ -24,6 +24,7 @@ from bulkops.journal.sqlite import load_extra
 from bulkops.journal.states import ItemState
 from bulkops.journal.store import Journal
 from bulkops.models import Counts, Extra, Problem
+from bulkops.outputs import Inputs, check_output, record_own
 
 # bulkops' own columns, under these names; the input CSV's other columns follow, each under
 # INPUT_PREFIX + its header ("note" -> "input_note"), so neither can ever overwrite the other.
@@ -198,17 +199,17 @@ async def _lines(journal: Journal, job_id: int, names: Mapping[str, str], *,
 
 async def write_report(
     journal: Journal, job_id: int, output: Path, fmt: str = "csv", *, state: str | None = None,
-    stale: bool = False,
+    stale: bool = False, inputs: Inputs = (), force: bool = False,
 ) -> ReportResult:
-    """Stream every line of the job into ``output`` (mode 0600), or stdout for "-".
-    ``state``: the job's state for the JSON summary, when it is not the journal's (a run
-    that died: ``stopped``); ``stale``: no run holds the journal, so a row in flight is
-    reported pending, as `status` counts it."""
+    """Stream every line of the job into ``output`` (mode 0600, replaced only once complete,
+    refused as ``AtomicFile`` refuses), or stdout for "-". ``state``: the job's state for the
+    JSON summary, when it is not the journal's (a run that died: ``stopped``); ``stale``: no
+    run holds the journal, so a row in flight is reported pending, as `status` counts it."""
     if fmt not in ("csv", "json"):
         raise InputError(f"--format must be csv or json, not {fmt!r}")
     to_stdout = str(output) == "-"
-    handle = sys.stdout if to_stdout else os.fdopen(open_private(output), "w", newline="",
-                                                     encoding="utf-8")
+    target = None if to_stdout else AtomicFile(output, "report", inputs=inputs, force=force)
+    handle = sys.stdout if target is None else target.handle
     job = await journal.job(job_id)
     counts = await journal.counts(job_id)
     names = await journal.profile_names()
@@ -226,11 +227,13 @@ async def write_report(
                 first = False
                 rows += 1
             handle.write("\n]}\n")
+        if target is not None:
+            target.commit()
     finally:
-        if to_stdout:
+        if target is None:
             handle.flush()
         else:
-            handle.close()
+            target.abandon()  # after a commit: nothing left to remove
     return ReportResult(output, rows, counts)
 
 
@@ -274,10 +277,15 @@ def summary_lines(job: JobRecord, counts: Counts, *, state: str | None = None) -
 class AtomicFile:
     """A file created 0600 under a temporary name beside ``path``, renamed over it on commit:
     a command that fails halfway leaves the file that was there untouched. Made before any
-    request, so a path that cannot be written fails first."""
+    request, so a path that cannot be written fails first, and so does one bulkops may not
+    replace (``outputs.check_output``: a journal, an input of the job, a file bulkops did not
+    write, unless ``force``). On commit the file is recorded as bulkops' own."""
 
-    def __init__(self, path: Path, what: str, option: str = "--output") -> None:
+    def __init__(self, path: Path, what: str, option: str = "--output", *,
+                 inputs: Inputs = (), force: bool = False) -> None:
+        check_output(path, what, option, inputs=inputs, force=force)
         self.path = path
+        self.what = what
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         except OSError as exc:
@@ -292,6 +300,7 @@ class AtomicFile:
         os.fsync(self.handle.fileno())
         self.handle.close()
         os.replace(self.tmp, self.path)
+        record_own(self.path, self.what)
         try:
             dir_fd = os.open(self.path.parent, os.O_RDONLY)
         except OSError:
@@ -304,16 +313,3 @@ class AtomicFile:
     def abandon(self) -> None:
         self.handle.close()
         self.tmp.unlink(missing_ok=True)
-
-
-def open_private(path: Path, what: str = "report", option: str = "--output") -> int:
-    """A file readable by its owner only (reports and plans name every number)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    except OSError as exc:
-        raise InputError(f"cannot write the {what} {path}: {exc.strerror}; choose another "
-                         f"{option}") from None
-    os.fchmod(fd, 0o600)
-    return fd
-
-

@@ -28,6 +28,26 @@ log = logging.getLogger("bulkops")
 
 SNAPSHOT_BATCH = 250  # the API's page[size] maximum
 SNAPSHOT_CONCURRENCY = 8
+SHOWN_UNKNOWN = 20  # ledger lines for numbers the API does not know, per snapshot
+
+
+class _Unknown:
+    """The ledger line of each row the snapshot fails because the API does not know its
+    number (journal.sql SNAPSHOT_SQL), the first ``SHOWN_UNKNOWN`` of them."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def log(self, page: list[Item], entries: list[SnapshotEntry]) -> None:
+        for item, entry in zip(page, entries):
+            if entry.current is not None or item.expected is not None:
+                continue  # a rollback's number gone since is left alone, not failed
+            self.seen += 1
+            if self.seen <= SHOWN_UNKNOWN:
+                log.info("row failed line=%d number=%s: not on this account (read back); no "
+                         "request was sent", item.line, item.phone_number)
+            elif self.seen == SHOWN_UNKNOWN + 1:
+                log.info("more rows not on this account: the report lists them all")
 
 
 async def item_batches(journal: Journal, job_id: int, state: ItemState = ItemState.PENDING,
@@ -66,9 +86,13 @@ async def take_snapshot(
 ) -> FatalBox:
     """Read the current profile of every PENDING item and record it in the journal."""
 
+    unknown = _Unknown()
+
     async def read(page: list[Item]) -> None:
         numbers = [item.phone_number for item in page]
-        await journal.apply_snapshot(job_id, await read_states(client, numbers), force=force)
+        entries = await read_states(client, numbers)
+        await journal.apply_snapshot(job_id, entries, force=force)
+        unknown.log(page, entries)
 
     return await pump(item_batches(journal, job_id), read, concurrency=SNAPSHOT_CONCURRENCY, stop=stop)
 
@@ -92,9 +116,13 @@ async def snapshot_and_write(
     """
     send, receive = anyio.create_memory_object_stream[list[Item]](SNAPSHOT_CONCURRENCY * 2)
 
+    unknown = _Unknown()
+
     async def read(page: list[Item]) -> None:
         numbers = [item.phone_number for item in page]
-        await journal.apply_snapshot(job_id, await read_states(client, numbers), force=force)
+        entries = await read_states(client, numbers)
+        await journal.apply_snapshot(job_id, entries, force=force)
+        unknown.log(page, entries)
         pending = await journal.pending_among(job_id, numbers)
         # The page's items as read before the snapshot: it changes no field a write uses.
         still = [item for item in page if item.phone_number in pending]

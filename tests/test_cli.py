@@ -45,11 +45,12 @@ async def test_failed_rows_exit_3_and_status_and_report_describe_them(
 
     assert run.returncode == ExitCode.FAILED_ROWS, run.stderr
     assert report.returncode == 0 and "report: " in report.stdout
-    assert "row failed line=3 number=+13125550196: HTTP 404, code 10005" in run.stderr
+    # not on the account: failed by the read-back, never sent (issue 23)
+    assert "row failed line=3 number=+13125550196: not on this account (read back)" in run.stderr
     assert json.loads(status.stdout)["jobs"][0] | {"done": 1, "failed": 1} == json.loads(status.stdout)["jobs"][0]
     rows = list(csv.DictReader((tmp_path / "r.csv").read_text(encoding="utf-8").splitlines()))
-    assert [(r["line"], r["final_state"], r["error_code"]) for r in rows] == [("2", "done", ""),
-                                                                              ("3", "failed", "10005")]
+    assert [(r["line"], r["final_state"], r["error_title"], r["attempts"]) for r in rows] == [
+        ("2", "done", "", "1"), ("3", "failed", "not on this account", "0")]
 
 
 async def test_job_file_with_a_date_placeholder_gives_one_resumable_journal_per_day(
@@ -147,7 +148,7 @@ async def test_an_out_of_range_retry_flag_is_a_usage_error_not_a_traceback(tmp_p
                            env=cli_env("any-key"))
 
     assert result.returncode == ExitCode.INPUT
-    assert result.stderr.startswith("Error: --max-attempts must be at least 1") and "Traceback" not in result.stderr
+    assert result.stderr.startswith("Error: --max-attempts must be a whole number from 1 to 100") and "Traceback" not in result.stderr
 
 
 async def test_a_key_file_that_is_not_text_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 One in-process job (``run_job``) against a sandbox injecting 5xx before and after the write,
 dropped connections (half of them after the write landed), latency with jitter, and answers
 held back longer than the client's timeout. Twenty rows name valid E.164 numbers the account
-does not have: those, and only those, must fail, with Telnyx's 404 / 10005. Every other row
+does not have: those, and only those, must fail, by the read-back and without a request
+(issue 23: a PATCH would only be Telnyx's 404 / 10005). Every other row
 must end exactly on its target, and the attempts the faults cost must stay retries, not
 failures (the retry budget is generous and its backoff short so the soak stays fast).
 """
@@ -63,7 +64,7 @@ async def test_all_faults_at_once_converge_and_only_numbers_not_on_the_account_f
         }
         assert set(sandbox.stats.writes_by_number) <= set(desired)
 
-        # Failures: exactly the numbers the account does not have, each with Telnyx's 404 / 10005.
+        # Failures: exactly the numbers the account does not have, each failed unsent.
         counts = result.counts
         assert counts.get(ItemState.FAILED) == MISSING_ROWS
         assert counts.get(ItemState.DONE) + counts.get(ItemState.SKIPPED) == VALID_ROWS
@@ -73,10 +74,10 @@ async def test_all_faults_at_once_converge_and_only_numbers_not_on_the_account_f
         assert result.report_path is not None
         report = read_report(result.report_path)
         assert len(report) == VALID_ROWS + MISSING_ROWS
-        failed = {r["phone_number"]: (r["http_status"], r["error_code"]) for r in report if r["final_state"] == "failed"}
-        assert failed == dict.fromkeys(missing, ("404", "10005"))
+        failed = {r["phone_number"]: (r["attempts"], r["error_title"]) for r in report if r["final_state"] == "failed"}
+        assert failed == dict.fromkeys(missing, ("0", "not on this account"))
         assert {r["final_state"] for r in report if r["phone_number"] in desired} <= {"done", "skipped"}
 
         _, items = await journal_snapshot(request.journal_path)
         assert {n for n, item in items.items() if item.state is ItemState.FAILED} == set(missing)
-        assert all(items[n].on_account is False and items[n].error_code == "10005" for n in missing)
+        assert all(items[n].on_account is False and items[n].attempts == 0 for n in missing)

@@ -8,7 +8,8 @@ import pytest
 
 from bulkops.errors import JournalError
 from bulkops.journal.records import ItemUpdate, SnapshotEntry
-from bulkops.journal.states import JobState
+from bulkops.journal.sql import NOT_ON_ACCOUNT_NOTE
+from bulkops.journal.states import ItemState, JobState
 from bulkops.journal.store import Journal
 from bulkops.models import ApiErrorInfo, Kind
 
@@ -31,7 +32,8 @@ async def test_snapshot_records_priors_and_skips_what_is_in_place(journal: Journ
         1: (P_B, True, PENDING, None),  # known prior never overwritten
         2: ("", True, PENDING, None),  # "" = had none, and it stays known
         3: (P_A, True, SKIPPED, "already in place"),
-        4: (None, False, PENDING, None),  # not on the account: prior stays unknown
+        4: (None, False, ItemState.FAILED, NOT_ON_ACCOUNT_NOTE),  # not on the account: failed
+                                                                  # unsent, prior stays unknown
         5: (None, None, PENDING, None),  # not checked
     }
 

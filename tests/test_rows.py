@@ -195,7 +195,7 @@ def test_required_columns_are_the_documented_ones() -> None:
 
 
 def test_header_problems_raise_when_read_rows_is_called_not_later(tmp_path: Path) -> None:
-    path = write(tmp_path, "number\n+13125550101\n")
+    path = write(tmp_path, "label\n+13125550101\n")
     with pytest.raises(InputError, match="missing column phone_number"):
         read_rows(path, Kind.UNASSIGN)
 
@@ -223,7 +223,7 @@ def test_bad_default_profile_region_or_kind_is_refused(tmp_path: Path) -> None:
 
 def test_missing_profile_column_suggests_a_default_but_never_unassign(tmp_path: Path) -> None:
     with pytest.raises(InputError) as caught:
-        read_rows(write(tmp_path, "phone_number,profile\n+13125550101,x\n"), Kind.ASSIGN)
+        read_rows(write(tmp_path, "phone_number,note\n+13125550101,x\n"), Kind.ASSIGN)
     assert "--profile-id" in str(caught.value)
     assert "unassign" not in str(caught.value)
 

@@ -176,21 +176,23 @@ async def test_each_fault_kind_converges_to_the_exact_final_state(
     assert sum(sandbox.stats.faults_injected.values()) > 0
 
 
-async def test_permanent_errors_are_recorded_per_row_with_telnyx_fields(
+async def test_numbers_not_on_the_account_are_failed_per_row_without_a_request(
         sandbox: Sandbox, tmp_path: Path) -> None:
+    # Issue 23: the read-back already shows the API does not know them; a PATCH would be a 404.
     good = sandbox.numbers()[:5]
     missing = ["+13125550199", "+13125550198"]  # valid E.164, not on this account
     rows = [(n, other_profile(sandbox, sandbox.profile_of(n))) for n in good]
     rows += [(n, sandbox.profile_ids()[0]) for n in missing]
     csv_path = write_csv(tmp_path / "a.csv", ["phone_number", "messaging_profile_id"], rows)
 
-    result = await run(sandbox, Kind.ASSIGN, csv_path, tmp_path / "a.db")
+    result = await run(sandbox, Kind.ASSIGN, csv_path, tmp_path / "a.db", mode="patch")
 
     items = await journal_items(tmp_path / "a.db")
-    failed = {n: (i.http_status, i.error_code) for n, i in items.items() if i.state is ItemState.FAILED}
-    assert failed == {n: (404, "10005") for n in missing}
-    assert all(items[n].error_title for n in missing)
+    failed = {n: (i.attempts, i.error_title) for n, i in items.items() if i.state is ItemState.FAILED}
+    assert failed == {n: (0, "not on this account") for n in missing}
+    assert patches(sandbox) == len(good)
     assert result.exit_code is ExitCode.FAILED_ROWS
+    assert result.message is not None and "2 of the 7 numbers are not on the account" in result.message
 
 
 async def test_rejected_key_aborts_the_job_and_keeps_progress(sandbox: Sandbox, tmp_path: Path) -> None:

@@ -11,6 +11,10 @@ Decisions worth knowing:
 - A missing column never suggests an unassign job (see ``_kind_hint``).
 - A header separated by ``;``, tabs or ``|`` (a "CSV" saved by a spreadsheet in many locales)
   is named as such, not reported as missing every column.
+- A column the job reads that is absent while another column's name resembles it (a letter
+  or two off, no separators, or a name people use for it: ``messaging_profle_id``,
+  ``MessagingProfileId``, ``profile_id``, ``phone``) is an error naming both: it is never
+  ignored while a default (``--profile-id``) fills in (see ``_resembling``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,20 @@ REQUIRED_COLUMNS: dict[Kind, tuple[str, ...]] = {
 SAVE_AS_UTF8 = 'save it as UTF-8 (in Excel: "CSV UTF-8 (Comma delimited)")'
 
 _SEPARATORS = re.compile(r"[\s\-]+")
+
+# Names people give a column bulkops reads, beyond a letter or two off (compared compact:
+# lower case, without separators). Never a column bulkops writes itself, like the export's
+# messaging_profile_name: that one is a legitimate extra column.
+_ALIASES: dict[str, tuple[str, ...]] = {
+    PHONE: ("phone", "number", "numbers", "phoneno", "telephone", "telephonenumber", "tn", "did",
+            "e164", "msisdn", "mobile", "mobilenumber", "cell", "phonenumbers"),
+    PROFILE: ("profile", "profileid", "profileuuid", "messagingprofile", "messagingprofileuuid",
+              "msgprofileid"),
+    FROM: ("from", "fromprofile", "source", "sourceprofile", "sourceprofileid", "oldprofile",
+           "oldprofileid", "fromid"),
+    TO: ("to", "toprofile", "target", "targetprofile", "targetprofileid", "newprofile",
+         "newprofileid", "toid"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +125,67 @@ def _reject_data_or_bad_text(
             )
 
 
+def _compact(key: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", key.lower())
+
+
+def _distance(a: str, b: str, limit: int) -> int:
+    """Edit distance (insert, delete, substitute, swap two neighbours), stopped past ``limit``."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    before: list[int] | None = None
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            current[j] = min(row[j] + 1, current[j - 1] + 1, row[j - 1] + (ca != cb))
+            if before is not None and i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                current[j] = min(current[j], before[j - 2] + 1)
+        before, row = row, current
+    return row[-1]
+
+
+def _resembling(column: str, headers: list[str]) -> tuple[int, str] | None:
+    """(position, header) of the header cell that looks like the absent ``column``."""
+    target = _compact(column)
+    best: tuple[int, int, str] | None = None
+    for i, header in enumerate(headers):
+        name = _compact(header)
+        if not name:
+            continue
+        if name == target or name in _ALIASES[column]:
+            score = 0
+        else:
+            score = _distance(name, target, 2)
+            if score > (2 if len(target) >= 8 else 1):
+                continue
+        if best is None or score < best[0]:
+            best = (score, i, header.strip())
+    return None if best is None else (best[1], best[2])
+
+
+def _reject_resembling(name: str, header: list[str], line: int, kind: Kind,
+                       index: dict[str, int], default: str | None) -> None:
+    """An error for each column the job reads that is absent while another looks like it."""
+    reads = REQUIRED_COLUMNS[kind]  # an assign job's PROFILE is among them, default or not
+    taken = set(index.values())
+    found = []
+    for column in reads:
+        if column in index:
+            continue
+        near = _resembling(column, [h if i not in taken else "" for i, h in enumerate(header)])
+        if near is not None:
+            found.append((column, *near))
+    if not found:
+        return
+    parts = [f"column {i + 1} {quote_cell(h)} looks like {c}; rename it to {c}" for c, i, h in found]
+    if kind is Kind.ASSIGN and default is not None and any(c == PROFILE for c, _, _ in found):
+        parts.append("as it is, every row would go to the default profile (--profile-id, or "
+                     "profile_id in the job file) and this column would be ignored; if it is "
+                     "not a profile column, rename it to something unlike messaging_profile_id")
+    raise _fail(name, line, "; ".join(parts) + "; nothing was sent")
+
+
 def _kind_hint(kind: Kind, keys: list[str]) -> str:
     """A hint naming the job kind whose columns the header does have, if any."""
     # Never suggest unassign: "run it as an unassign job" on an assign file whose profile
@@ -165,6 +244,7 @@ def check_header(
             )
         if places:
             index[column] = places[0]
+    _reject_resembling(name, header, line, kind, index, default)
     missing = [c for c in wanted if c not in index]
     if kind is Kind.ASSIGN and default is not None and PROFILE in missing:
         missing.remove(PROFILE)

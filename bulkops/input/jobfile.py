@@ -15,24 +15,25 @@ Format (relative paths are relative to the job file's folder, not the working di
     notify = "https://hooks.example.com/..."  # optional: POST the outcome here when a run ends
 
     [limits]                         # optional table; every key in it is optional
-    rate = 50                        # requests per second, ceiling (> 0)
-    concurrency = 16                 # requests in flight (>= 1)
-    max_attempts = 5                 # tries per row for transient failures (>= 1)
-    max_retry_seconds = 300          # time one row may spend retrying (>= 0)
-    max_server_wait = 900            # longest single 429 wait we accept from the server (>= 0)
+    rate = 50                        # requests per second, ceiling (0.1 to 10000)
+    concurrency = 16                 # requests in flight (1 to 1000)
+    max_attempts = 5                 # tries per row for transient failures (1 to 100)
+    max_retry_seconds = 300          # time one row may spend retrying (0 to 86400)
+    max_server_wait = 900            # longest single 429 wait we accept from the server (0 to 86400)
     max_consecutive_failures = 50    # stop when this many writes in a row fail alike (0 = never)
-    bulk_size = 1000                 # numbers per bulk order (>= 1)
+    bulk_size = 1000                 # numbers per bulk order (1 to 100000)
     bulk_min = 100                   # auto mode: bulk orders from this many writes on (>= 0)
-    order_timeout = 900              # seconds an order may stay pending (> 0)
+    order_timeout = 900              # seconds an order may stay pending (> 0, up to 7 days)
 
 Limits live only in ``[limits]``; written at the top level they are an error that says so.
+Every number is checked against the one table of ranges the flags use (``config.LIMITS``).
+Every problem of a file is reported at once; an API key in it is reported alone.
 The API key never goes in a job file (they get copied and committed): a key named like
 ``api_key``, ``token`` or ``secret``, or a value that looks like a Telnyx key, is refused.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from bulkops.config import LIMITS
 from bulkops.errors import InputError
 from bulkops.input.phone import normalize_profile_ref, normalize_region
 from bulkops.models import Kind
@@ -163,31 +165,6 @@ class _Loader:
             raise self.error(key, f"must be true or false (no quotes), got {_show(value)}")
         return value
 
-    def _limit(self, limits: dict[str, Any], key: str, whole: bool) -> int | float | None:
-        value = limits.get(key)
-        if value is None:
-            return None
-        allowed = (int,) if whole else (int, float)
-        if isinstance(value, bool) or not isinstance(value, allowed) or not math.isfinite(value):
-            kind = "a whole number" if whole else "a number"
-            raise self.error(key, f"must be {kind} without quotes, got {_show(value)}", "limits")
-        return value
-
-    def count(self, limits: dict[str, Any], key: str, *, minimum: int = 1) -> int | None:
-        """A whole number >= ``minimum`` (concurrency, attempts: 1)."""
-        value = self._limit(limits, key, whole=True)
-        if value is not None and value < minimum:
-            raise self.error(key, f"must be at least {minimum}, got {value}", "limits")
-        return None if value is None else int(value)
-
-    def seconds(self, limits: dict[str, Any], key: str, *, positive: bool = False) -> float | None:
-        """A finite number >= 0 (> 0 when ``positive``)."""
-        value = self._limit(limits, key, whole=False)
-        if value is not None and (value < 0 or (positive and value == 0)):
-            bound = "greater than 0" if positive else "0 or more"
-            raise self.error(key, f"must be {bound}, got {value}", "limits")
-        return None if value is None else float(value)
-
 
 def _show(value: object) -> str:
     if isinstance(value, str):
@@ -229,93 +206,143 @@ def load_job_file(path: Path) -> JobFile:
 
 
 def _check(loader: _Loader, data: dict[str, Any]) -> JobFile:
+    """Every problem of the file in one error (a typo per run would take as many runs)."""
     path = loader.path
-    loader.check_secrets(data)
+    loader.check_secrets(data)  # first and alone: nothing else is said about a file with a key
+    problems: list[str] = []
+
+    def keep(err: InputError) -> None:
+        problems.append(str(err))
+
     for key in data:
         if key in LIMIT_KEYS:
-            raise loader.error(key, "belongs in the [limits] table; move it under a [limits] line")
-        if key not in (*TOP_KEYS, "limits"):
+            keep(loader.error(key, "belongs in the [limits] table; move it under a [limits] line"))
+        elif key not in (*TOP_KEYS, "limits"):
             valid = ", ".join(TOP_KEYS)
-            raise loader.error(key, f"unknown key; valid keys are {valid} and a [limits] table")
+            keep(loader.error(key, f"unknown key; valid keys are {valid} and a [limits] table"))
     limits = data.get("limits", {})
     if not isinstance(limits, dict):
-        message = "must be a table: write [limits] on its own line, then its keys"
-        raise loader.error("limits", message)
+        keep(loader.error("limits", "must be a table: write [limits] on its own line, then its keys"))
+        limits = {}
     for key in limits:
         if key in TOP_KEYS:
-            raise loader.error(
-                key, "belongs at the top of the file, before [limits]; move it up", "limits"
-            )
-        if key not in LIMIT_KEYS:
+            keep(loader.error(key, "belongs at the top of the file, before [limits]; move it up",
+                              "limits"))
+        elif key not in LIMIT_KEYS:
             valid = ", ".join(LIMIT_KEYS)
-            raise loader.error(key, f"unknown limit; valid ones are {valid}", "limits")
+            keep(loader.error(key, f"unknown limit; valid ones are {valid}", "limits"))
 
-    kind_text = loader.text(data, "kind")
-    if kind_text is None:
-        raise InputError(f'{path}: kind is missing; add kind = "assign", "unassign", "migrate" or "set"')
-    kinds = {k.value: k for k in JOB_KINDS}
-    if kind_text.lower() not in kinds:
-        why = ""
-        if kind_text.lower() == Kind.ROLLBACK.value:
-            why = " (rollback jobs are made by `bulkops rollback`)"
-        message = f"{kind_text!r} is not a job kind{why}; use assign, unassign, migrate or set"
-        raise loader.error("kind", message)
-    kind = kinds[kind_text.lower()]
+    def text(key: str) -> str | None:
+        try:
+            return loader.text(data, key)
+        except InputError as err:
+            keep(err)
+            return None
 
-    csv_text = loader.text(data, "csv")
-    if csv_text is None:
-        raise InputError(f'{path}: csv is missing; add csv = "path/to/numbers.csv"')
+    def flag(key: str) -> bool | None:
+        try:
+            return loader.flag(data, key)
+        except InputError as err:
+            keep(err)
+            return None
+
+    kind: Kind | None = None
+    kind_text = text("kind")
+    if kind_text is None and "kind" not in data and "kind" not in limits:  # misplaced: said
+        problems.append(f'{path}: kind is missing; add kind = "assign", "unassign", "migrate" or "set"')
+    elif kind_text is not None:
+        kinds = {k.value: k for k in JOB_KINDS}
+        if kind_text.lower() in kinds:
+            kind = kinds[kind_text.lower()]
+        else:
+            why = ""
+            if kind_text.lower() == Kind.ROLLBACK.value:
+                why = " (rollback jobs are made by `bulkops rollback`)"
+            keep(loader.error("kind", f"{kind_text!r} is not a job kind{why}; use assign, "
+                              "unassign, migrate or set"))
+
+    csv_text = text("csv")
+    if csv_text is None and "csv" not in data and "csv" not in limits:
+        problems.append(f'{path}: csv is missing; add csv = "path/to/numbers.csv"')
     base = path.absolute().parent
 
-    profile_id = loader.text(data, "profile_id")
+    profile_id = text("profile_id")
     if profile_id is not None:
-        if kind is not Kind.ASSIGN:
-            message = f"only applies to assign jobs, not {kind.value}; remove it"
-            raise loader.error("profile_id", message)
+        if kind is not None and kind is not Kind.ASSIGN:
+            keep(loader.error("profile_id", f"only applies to assign jobs, not {kind.value}; "
+                              "remove it"))
         try:
             profile_id = normalize_profile_ref(profile_id)  # a name is resolved with the rows
         except ValueError as err:
-            raise loader.error("profile_id", str(err)) from None
+            keep(loader.error("profile_id", str(err)))
 
-    journal = loader.text(data, "journal")
+    journal = text("journal")
     if journal is not None and (problem := _template_problem(journal)):
-        raise loader.error("journal", problem)
+        keep(loader.error("journal", problem))
 
-    region = loader.text(data, "default_region")
+    region = text("default_region")
     if region is not None:
         try:
             region = normalize_region(region)
         except ValueError as err:
-            raise loader.error("default_region", str(err)) from None
+            keep(loader.error("default_region", str(err)))
 
-    mode = loader.text(data, "mode")
+    mode = text("mode")
     if mode is not None and mode.lower() not in MODES:
-        raise loader.error("mode", f"must be one of {', '.join(MODES)}, got {_show(mode)}")
-    bulk_min = loader._limit(limits, "bulk_min", whole=True)
-    if bulk_min is not None and bulk_min < 0:
-        raise loader.error("bulk_min", f"must be 0 or more, got {bulk_min}", "limits")
+        keep(loader.error("mode", f"must be one of {', '.join(MODES)}, got {_show(mode)}"))
+
+    # Every number through the one table of ranges (config.LIMITS), as the flags are.
+    numbers: dict[str, int | float] = {}
+    for key in LIMIT_KEYS:
+        if limits.get(key) is None:
+            continue
+        if isinstance(limits[key], str):  # a flag's text, but here a number is a number
+            whole = "a whole number" if LIMITS[key].whole else "a number"
+            keep(loader.error(key, f"must be {whole} without quotes, got {_show(limits[key])}",
+                              "limits"))
+            continue
+        try:
+            numbers[key] = LIMITS[key].parse(limits[key])
+        except ValueError as err:
+            keep(loader.error(key, f"{err} (the flag {LIMITS[key].flag} takes the same)", "limits"))
+    name = text("name")
+    verify, skip_invalid = flag("verify"), flag("skip_invalid")
+    notify = None
+    try:
+        notify = _notify(loader, data)
+    except InputError as err:
+        keep(err)
+
+    if problems or kind is None or csv_text is None:
+        if len(problems) == 1:
+            raise InputError(problems[0])
+        raise InputError(f"{path} has {len(problems)} problems; nothing was sent:\n  "
+                         + "\n  ".join(problems))
+
+    def number(key: str, cast: type[int] | type[float]) -> Any:
+        return None if key not in numbers else cast(numbers[key])
 
     return JobFile(
         path=path.absolute(),
-        name=loader.text(data, "name") or path.stem,
+        name=name or path.stem,
         kind=kind,
         csv=(base / Path(csv_text).expanduser()).resolve(),
         profile_id=profile_id,
         journal=journal,
-        rate=loader.seconds(limits, "rate", positive=True),
-        concurrency=loader.count(limits, "concurrency"),
-        max_attempts=loader.count(limits, "max_attempts"),
-        max_retry_seconds=loader.seconds(limits, "max_retry_seconds"),
-        max_server_wait=loader.seconds(limits, "max_server_wait"),
-        max_consecutive_failures=loader.count(limits, "max_consecutive_failures", minimum=0),
+        rate=number("rate", float),
+        concurrency=number("concurrency", int),
+        max_attempts=number("max_attempts", int),
+        max_retry_seconds=number("max_retry_seconds", float),
+        max_server_wait=number("max_server_wait", float),
+        max_consecutive_failures=number("max_consecutive_failures", int),
         default_region=region,
-        verify=loader.flag(data, "verify"),
-        skip_invalid=loader.flag(data, "skip_invalid"),
+        verify=verify,
+        skip_invalid=skip_invalid,
         mode=None if mode is None else mode.lower(),
-        bulk_size=loader.count(limits, "bulk_size"),
-        bulk_min=None if bulk_min is None else int(bulk_min),
-        order_timeout=loader.seconds(limits, "order_timeout", positive=True),
-        notify=_notify(loader, data),
+        bulk_size=number("bulk_size", int),
+        bulk_min=number("bulk_min", int),
+        order_timeout=number("order_timeout", float),
+        notify=notify,
     )
 
 

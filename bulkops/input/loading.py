@@ -16,8 +16,9 @@ from pathlib import Path
 import anyio
 
 from bulkops.errors import BulkOpsError, InputError
+from bulkops.input.header import FROM, PHONE, PROFILE, TO
 from bulkops.input.names import NeedProfiles, ProfileLookup
-from bulkops.input.phone import is_profile_id
+from bulkops.input.phone import is_profile_id, normalize_profile_id
 from bulkops.input.rows import Row, read_rows
 from bulkops.journal.records import StagingResult
 from bulkops.journal.store import Journal
@@ -44,6 +45,7 @@ class LoadReport:
     warning_count: int = 0
     rejected: int = 0
     collapsed: int = 0
+    profiles_checked: int = 0  # target profiles checked against the account (0: offline)
     migrations: list[MigrateRow] = field(default_factory=list)
 
     def add(self, problem: Problem) -> None:
@@ -111,9 +113,6 @@ async def load_rows(
                 batch = []
     if batch:
         await journal.stage_rows(job_id, batch)
-    if rejected:
-        await journal.add_rejected(job_id, rejected)
-        report.rejected += len(rejected)
     if names.names is not None:
         await journal.set_profile_names(names.names.id_names())
     if names.unchecked:
@@ -128,15 +127,104 @@ async def load_rows(
                     "API key (not offline)", where)
     for warning in report.warnings:
         log.warning("warning %s", warning)
-    if report.error_count and not skip_invalid:
-        raise InputError(problems_message(csv_path, report.errors, report.error_count))
+    # One pass: the profiles are checked (with a key) and the duplicates compared even when
+    # rows already failed, so every problem of the file is in the one error below.
+    if client is not None:
+        rejected += await _check_targets(journal, job_id, kind, csv_path, client, report,
+                                         skip_invalid, default_id(default_profile_id))
+    if rejected:
+        await journal.add_rejected(job_id, rejected)
+        report.rejected += len(rejected)
     if kind is Kind.MIGRATE:
+        if report.error_count and not skip_invalid:
+            raise InputError(problems_message(csv_path, report.errors, report.error_count))
         await journal.add_migrations(job_id, report.migrations)
         return report
     staged = await journal.finish_staging(job_id)
-    _check_duplicates(csv_path, staged, {} if names.names is None else names.names.id_names())
+    profile_names = {} if names.names is None else names.names.id_names()
+    if staged.conflict_count and skip_invalid:
+        await _reject_conflicts(journal, job_id, csv_path, report)
+        staged = await journal.finish_staging(job_id)
+    if report.error_count and not skip_invalid:
+        message = problems_message(csv_path, report.errors, report.error_count)
+        if staged.conflict_count:
+            message += "\n" + _conflicts_message(csv_path, staged, profile_names)
+        raise InputError(message)
+    _check_duplicates(csv_path, staged, profile_names)
     report.collapsed = staged.collapsed
     return report
+
+
+async def _check_targets(journal: Journal, job_id: int, kind: Kind, csv_path: Path,
+                         client: TelnyxClient, report: LoadReport,
+                         skip_invalid: bool, default: str | None) -> list[Problem]:
+    """Every target profile checked against the account: a missing one is an error of each
+    row naming it, or with --skip-invalid those rows are rejected (returned). ``default``: the
+    default profile's id (--profile-id, profile_id in the job file), blamed on the flag, not on
+    the CSV rows it fills."""
+    uses = (migration_profiles(report.migrations) if kind is Kind.MIGRATE
+            else await journal.distinct_desired(job_id))
+    missing = await missing_profiles(client, uses)
+    report.profiles_checked = len(uses)
+    if not missing:
+        return []
+
+    def why(profile_id: str) -> str:
+        lines = ", ".join(str(n) for n in uses[profile_id])
+        if profile_id == default:
+            return (f"--profile-id (or profile_id in the job file): messaging profile "
+                    f"{profile_id} does not exist on this account (it is the target of line(s) "
+                    f"{lines}); `bulkops profiles` lists the account's")
+        return (f"messaging profile {profile_id} does not exist on this account (used on "
+                f"line(s) {lines}); `bulkops profiles` lists the account's")
+
+    if not skip_invalid:
+        for profile_id in missing:
+            report.add(Problem(str(csv_path), uses[profile_id][0], why(profile_id)))
+        return []
+    rejected: list[Problem] = []
+    if kind is Kind.MIGRATE:
+        kept = []
+        for row in report.migrations:
+            bad = [p for p in (row.from_profile_id, row.to_profile_id) if p in missing]
+            if bad:
+                rejected.append(Problem(str(csv_path), row.line, why(bad[0]), cells=(
+                    (FROM, row.from_profile_id), (TO, row.to_profile_id), *row.extra)))
+            else:
+                kept.append(row)
+        report.migrations = kept
+    else:
+        for line, number, desired, extra in await journal.take_staged(job_id, profiles=missing):
+            rejected.append(Problem(str(csv_path), line, why(desired), field=PROFILE,
+                                    cells=((PHONE, number), (PROFILE, desired), *extra)))
+    report.rows -= len(rejected)
+    log.warning("warning %s: %d row(s) rejected: they name %d messaging profile(s) this "
+                "account does not have", csv_path, len(rejected), len(missing))
+    report.error_count += len(rejected)
+    return rejected
+
+
+async def _reject_conflicts(journal: Journal, job_id: int, csv_path: Path,
+                            report: LoadReport) -> None:
+    """--skip-invalid: a number two lines send to two targets is rejected on every line that
+    names it (which target was meant cannot be known), and the rest runs."""
+    numbers = await journal.conflicting_numbers(job_id)
+    taken = await journal.take_staged(job_id, numbers=numbers)
+    targets: dict[str, list[tuple[int, str]]] = {}
+    for line, number, desired, _ in taken:
+        targets.setdefault(number, []).append((line, desired or "unassigned"))
+    problems = []
+    for line, number, desired, extra in taken:
+        others = "; ".join(f"line {n} to {d}" for n, d in targets[number] if n != line)
+        problems.append(Problem(str(csv_path), line, f"{number} is also sent elsewhere ({others}); "
+                                "every line naming it is rejected: keep one line for it",
+                                field=PHONE, cells=((PHONE, number), (PROFILE, desired), *extra)))
+    await journal.add_rejected(job_id, problems)
+    report.rejected += len(problems)
+    report.error_count += len(problems)
+    report.rows -= len(problems)
+    log.warning("warning %s: %d line(s) rejected: %d number(s) are sent to two targets",
+                csv_path, len(problems), len(numbers))
 
 
 async def _open_rows(csv_path: Path, kind: Kind, default_profile_id: str | None,
@@ -158,6 +246,13 @@ async def _list_profiles(names: ProfileLookup, client: TelnyxClient | None) -> N
     log.info("profiles listed for names profiles=%d", len(profiles))
 
 
+def default_id(profile: str | None) -> str | None:
+    """The default profile's id when it is given as one (a name is resolved, so it exists)."""
+    if profile is None or not is_profile_id(profile):
+        return None
+    return normalize_profile_id(profile)
+
+
 def _label(profile_id: str, names: Mapping[str, str]) -> str:
     """A target as the operator knows it: by name when the job named profiles by name."""
     if not profile_id:
@@ -166,23 +261,24 @@ def _label(profile_id: str, names: Mapping[str, str]) -> str:
     return f"{name!r} ({profile_id})" if name else profile_id
 
 
-def _check_duplicates(csv_path: Path, staged: StagingResult,
-                      names: Mapping[str, str] | None = None) -> None:
-    names = names or {}
-    if staged.conflicts:
-        shown = [
-            f"  {csv_path}:{c.line_a} and line {c.line_b}: {c.phone_number} is sent to "
-            f"{_label(c.desired_a, names)} and to {_label(c.desired_b, names)}"
-            for c in staged.conflicts
-        ]
-        more = staged.conflict_count - len(staged.conflicts)
-        if more > 0:
-            shown.append(f"  ... and {more} more")
-        raise InputError(
-            f"{csv_path} gives {staged.conflict_count} number(s) two different targets; "
+def _conflicts_message(csv_path: Path, staged: StagingResult, names: Mapping[str, str]) -> str:
+    shown = [
+        f"  {csv_path}:{c.line_a} and line {c.line_b}: {c.phone_number} is sent to "
+        f"{_label(c.desired_a, names)} and to {_label(c.desired_b, names)}"
+        for c in staged.conflicts
+    ]
+    more = staged.conflict_count - len(staged.conflicts)
+    if more > 0:
+        shown.append(f"  ... and {more} more")
+    return (f"{csv_path} gives {staged.conflict_count} number(s) two different targets; "
             "nothing was sent.\n" + "\n".join(shown)
-            + "\nKeep one line for each number and run the same command again."
-        )
+            + "\nKeep one line for each number and run the same command again, or pass "
+            "--skip-invalid to reject every line of such a number and run the rest.")
+
+
+def _check_duplicates(csv_path: Path, staged: StagingResult, names: Mapping[str, str]) -> None:
+    if staged.conflicts:
+        raise InputError(_conflicts_message(csv_path, staged, names))
     if staged.collapsed:
         lines = ", ".join(str(n) for n in staged.collapsed_lines)
         log.warning(
@@ -191,13 +287,8 @@ def _check_duplicates(csv_path: Path, staged: StagingResult,
         )
 
 
-async def check_profiles(
-    client: TelnyxClient, csv_path: Path, uses: dict[str, list[int]], *,
-    default: str | None = None,
-) -> None:
-    """Each distinct target profile must exist on the account before any write. ``default``:
-    the default profile's id (--profile-id, profile_id in the job file), which is blamed on
-    the flag, not on the CSV rows it fills."""
+async def missing_profiles(client: TelnyxClient, uses: dict[str, list[int]]) -> list[str]:
+    """The profiles of ``uses`` the account does not have (a few reads at once)."""
     found: dict[str, bool] = {}
     fatal = FatalBox()
     limit = anyio.Semaphore(8)
@@ -213,23 +304,7 @@ async def check_profiles(
         for profile_id in uses:
             tg.start_soon(check, profile_id, tg.cancel_scope)
     fatal.raise_if_set()
-    missing = [
-        f"  {csv_path}:{lines[0]}: messaging profile {profile_id} does not exist on this account "
-        f"(used on line(s) {', '.join(str(n) for n in lines)})"
-        for profile_id, lines in sorted(uses.items())
-        if not found[profile_id] and profile_id != default
-    ]
-    if default is not None and found.get(default) is False:
-        lines = ", ".join(str(n) for n in uses[default])
-        missing.insert(0, f"  --profile-id (or profile_id in the job file): messaging profile "
-                          f"{default} does not exist on this account (it is the target of "
-                          f"line(s) {lines} of {csv_path})")
-    if missing:
-        raise InputError(
-            f"the job names {len(missing)} messaging profile(s) this account does not have; "
-            "nothing was sent.\n" + "\n".join(missing)
-            + "\nCheck the ids (`bulkops profiles` lists the account's) and run again."
-        )
+    return [profile_id for profile_id in sorted(uses) if not found[profile_id]]
 
 
 def migration_profiles(migrations: Sequence[MigrateRow]) -> dict[str, list[int]]:
@@ -260,13 +335,3 @@ async def freeze_migrations(journal: Journal, job_id: int, client: TelnyxClient)
                         "from it", migration.line, _label(migration.from_profile_id, names))
         listed += len(numbers)
     return listed
-
-
-async def profiles_in_use(journal: Journal, job_id: int, kind: Kind,
-                          report: LoadReport) -> dict[str, list[int]]:
-    """The profiles a loaded job names (with a few lines each), for ``check_profiles``."""
-    if kind is Kind.MIGRATE:
-        return migration_profiles(report.migrations)
-    return await journal.distinct_desired(job_id)
-
-

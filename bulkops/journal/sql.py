@@ -65,12 +65,19 @@ def flush_statements(updates: Sequence[ItemUpdate],
 # Rollback items (expected set) whose number moved since the job are left alone unless :force.
 # Parameters by number (?1 job, ?2 number, ?3 current profile, ?4 force, ?5 on the account,
 # ?6 now, ?7 why): a tuple per row binds in about half the time of a dict of names.
+# A job's number the API does not know (?3 NULL) fails without a request: a write would only
+# be refused (404), and a whole job of them (a key of another account) would be a storm.
 _CHANGED = "expected IS NOT NULL AND NOT ?4 AND ?3 IS NOT expected"
 _LANDED = "prior IS NOT NULL AND prior <> desired"
 # A write that landed unrecorded was a PATCH (attempts at least 1: the report's via says
 # "patch"), unless the row's last order is one whose id was lost: then that order applied it.
 _LOST_ORDER = ("(SELECT COALESCE(o.order_id, 'bulk order (its id was lost)') FROM orders o "
                "WHERE o.id = order_ref AND o.state = 'lost')")
+_UNKNOWN = "?3 IS NULL AND expected IS NULL"
+NOT_ON_ACCOUNT_TITLE = "not on this account"
+NOT_ON_ACCOUNT_NOTE = ("read back before any write: the API does not know this number, so no "
+                       "request was sent; check the number, and that the API key is of the "
+                       "account (not a sub-account) that holds it")
 SNAPSHOT_SQL = f"""UPDATE items SET prior = COALESCE(prior, ?3), on_account = ?5,
  attempts = CASE WHEN ?3 = desired AND {_LANDED} AND order_ref IS NULL THEN MAX(attempts, 1)
   WHEN ?3 = desired AND {_LANDED} THEN (CASE WHEN {_LOST_ORDER} IS NULL THEN MAX(attempts, 1)
@@ -78,9 +85,11 @@ SNAPSHOT_SQL = f"""UPDATE items SET prior = COALESCE(prior, ?3), on_account = ?5
  via = CASE WHEN ?3 = desired AND {_LANDED} AND order_ref IS NOT NULL
   THEN COALESCE(via, {_LOST_ORDER}) ELSE via END,
  state = CASE WHEN ?3 = desired THEN (CASE WHEN {_LANDED} THEN 'done' ELSE 'skipped' END)
-  WHEN {_CHANGED} THEN 'skipped' ELSE state END,
+  WHEN {_UNKNOWN} THEN 'failed' WHEN {_CHANGED} THEN 'skipped' ELSE state END,
  note = CASE WHEN ?3 = desired THEN (CASE WHEN {_LANDED} THEN 'confirmed by read-back'
-  ELSE 'already in place' END) WHEN {_CHANGED} THEN ?7 ELSE note END,
+  ELSE 'already in place' END) WHEN {_UNKNOWN} THEN '{NOT_ON_ACCOUNT_NOTE}'
+  WHEN {_CHANGED} THEN ?7 ELSE note END,
+ error_title = CASE WHEN {_UNKNOWN} THEN '{NOT_ON_ACCOUNT_TITLE}' ELSE error_title END,
  updated_at = ?6 WHERE job_id = ?1 AND phone_number = ?2 AND state = 'pending'"""
 
 

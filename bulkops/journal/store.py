@@ -312,6 +312,31 @@ class Journal:
                                (job_id, p.line, p.column, p.field, p.message, p.path,
                                 dump_extra(p.cells)) for p in problems], many=True)
 
+    async def conflicting_numbers(self, job_id: int) -> list[str]:
+        """Every staged number that two lines send to two different targets."""
+        rows = await self._fetch("finding conflicting lines", "SELECT phone_number FROM staged "
+                                 "WHERE job_id = ? GROUP BY phone_number HAVING COUNT(DISTINCT "
+                                 "desired) > 1 ORDER BY MIN(line)", (job_id,))
+        return [str(r[0]) for r in rows]
+
+    async def take_staged(self, job_id: int, *, profiles: Sequence[str] = (),
+                          numbers: Sequence[str] = ()) -> list[tuple[int, str, str, Extra]]:
+        """Remove the staged rows sending to one of ``profiles`` or naming one of ``numbers``
+        (--skip-invalid rejects them instead); (line, number, target, cells) in line order."""
+        taken: list[tuple[int, str, str, Extra]] = []
+        for column, values in (("desired", list(profiles)), ("phone_number", list(numbers))):
+            for start in range(0, len(values), 500):
+                chunk = values[start:start + 500]
+                marks = ", ".join("?" * len(chunk))
+                where = f"job_id = ? AND {column} IN ({marks})"
+                rows = await self._fetch("reading staged rows", "SELECT line, phone_number, "
+                                         f"desired, extra FROM staged WHERE {where}",
+                                         (job_id, *chunk))
+                taken += [(int(r[0]), str(r[1]), str(r[2]), load_extra(r[3])) for r in rows]
+                await self._change("removing staged rows", f"DELETE FROM staged WHERE {where}",
+                                   (job_id, *chunk))
+        return sorted(taken)
+
     async def finish_staging(self, job_id: int) -> StagingResult:
         """Staged rows become PENDING items, unless two lines send a number to two profiles."""
         async def op(db: Db) -> StagingResult:
@@ -619,6 +644,13 @@ class Journal:
                                  "ORDER BY id", (job_id, *wanted))
         return [OrderRecord(r[0], r[1], r[2], r[3], OrderState(r[4]), r[5], r[6], r[7])
                 for r in rows]
+
+    async def not_on_account_count(self, job_id: int) -> int:
+        """Items the snapshot found the API does not know (failed without a request)."""
+        await self.flush()
+        rows = await self._fetch("counting items", "SELECT COUNT(*) FROM items WHERE job_id = ? "
+                                 "AND on_account = 0", (job_id,))
+        return int(rows[0][0])
 
     async def open_order_count(self, job_id: int) -> int:
         rows = await self._fetch("counting orders", "SELECT COUNT(*) FROM orders WHERE job_id = ? "
