@@ -393,8 +393,10 @@ async def render(journal: Journal, job_id: int) -> tuple[str, int, int]:
         out.append("<table id=\"failures\"><tr><th>Telnyx code</th><th>title</th>"
                    "<th class=\"num\">rows</th><th>example lines</th></tr>")
         for code, title, n, examples in groups:
-            shown = "<br>".join(f"line {_e(line)}: {_e(number)} (HTTP {_e(status)}) {_e(detail)}"
-                                for line, number, status, detail in examples)
+            shown = "<br>".join(
+                f"line {_e(line)}: {_e(number)} "
+                + (f"(HTTP {_e(status)}) " if status else "(no request sent) ") + _e(detail)
+                for line, number, status, detail in examples)
             out.append(f"<tr class=\"failure-group\"><td>{_e(code or '-')}</td><td>"
                        f"{_e(title or '-')}</td><td class=\"num\">{n}</td><td>{shown}</td></tr>")
         if counts.rejected:

@@ -46,7 +46,7 @@ async def _facts(path: Path) -> tuple[dict[str, Any], list[str], list[str]]:
 async def test_a_run_writes_the_html_report_beside_the_csv_and_the_browser_shows_charts_counts_and_failed_lines(
         sandbox: Sandbox, tmp_path: Path) -> None:
     good = sandbox.numbers()[:30]
-    missing = [num(9000 + i) for i in range(4)]  # valid E.164, not on this account: code 10005
+    missing = [num(9000 + i) for i in range(4)]  # valid E.164, not on this account: failed unsent
     rows = [(n, other_profile(sandbox, sandbox.profile_of(n))) for n in good]
     rows += [(n, sandbox.profile_ids()[0]) for n in missing]
     rows.append(("</script><script>alert(1)</script>", sandbox.profile_ids()[0]))  # rejected
@@ -66,7 +66,7 @@ async def test_a_run_writes_the_html_report_beside_the_csv_and_the_browser_shows
                                "rejected": 1, "total": 34}
     assert sorted(facts["failedRows"]) == sorted(missing)
     group, rejected = facts["groups"]
-    assert "10005" in group and missing[0] in group and "rejected" in rejected
+    assert "not on this account" in group and missing[0] in group and "rejected" in rejected
     assert any(c.startswith("bulkops retry-failed --journal") for c in facts["next"])
     assert "exit code 3" in str(facts["facts"])
 
