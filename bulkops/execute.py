@@ -27,7 +27,7 @@ from bulkops.progress import Tracker, show_progress
 from bulkops.report import write_report
 from bulkops.runner import FatalBox, StopSignal, pump, watch_signals, write_items, write_pending
 from bulkops.snapshot import (
-    SNAPSHOT_CONCURRENCY, item_batches, read_states, snapshot_and_write, take_snapshot,
+    SNAPSHOT_CONCURRENCY, item_batches, read_items, snapshot_and_write, take_snapshot,
 )
 from bulkops.storm import FailureStorm, FailureStormError
 from bulkops.telnyx.client import TelnyxClient
@@ -327,8 +327,8 @@ async def verify_done(journal: Journal, job_id: int, client: TelnyxClient,
     drift: list[tuple[str, str, str | None]] = []
 
     async def check(page: list[Item]) -> None:
-        # read_states: the same reads as the snapshot, one-by-one fallback included.
-        entries = await read_states(client, [item.phone_number for item in page])
+        # read_items: the same reads as the snapshot, one-by-one fallback included.
+        entries = await read_items(client, page)
         drift.extend((item.phone_number, item.desired, entry.current)
                      for item, entry in zip(page, entries) if entry.current != item.desired)
 

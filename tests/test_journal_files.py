@@ -186,7 +186,7 @@ BAD_FILES: list[tuple[str, Callable[[Path], None], bool, str]] = [
     ("foreign sqlite db", _foreign_sqlite, False, "not a bulkops journal"),
     ("sqlite db without meta", _sqlite_without_meta, False, "not a bulkops journal"),
     ("other schema version", _other_version, True, "schema version 99, this bulkops reads "
-                                                  "version 2"),
+                                                  "version 3"),
     ("truncated mid page", _truncate_mid_page, True, "is damaged"),
     ("truncated on a page", _truncate_on_page, True, "is damaged"),
     ("corrupt page", _corrupt_a_page, True, "damaged"),
