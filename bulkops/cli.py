@@ -125,6 +125,9 @@ def _add_job(p: argparse.ArgumentParser, *, journal: bool = True, skip_invalid: 
     if skip_invalid:  # validate reports every invalid row anyway
         p.add_argument("--skip-invalid", action="store_true", default=None,
                        help="journal invalid rows as rejected and run the rest")
+        p.add_argument("--leave-short-codes", action="store_true", default=None,
+                       help="migrate: leave the source profiles' short codes where they are "
+                            "(default: they move with the numbers)")
 
 
 def _add_journal(p: argparse.ArgumentParser, what: str) -> None:
@@ -261,6 +264,7 @@ def _settings(args: argparse.Namespace, base: Mapping[str, Any] | None = None) -
         bulk_size=pick("bulk_size", 1000),
         bulk_min=pick("bulk_min", 100),
         order_timeout=pick("order_timeout", 900.0),
+        leave_short_codes=bool(pick("leave_short_codes", False)),
     )
 
 

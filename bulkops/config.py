@@ -110,6 +110,7 @@ class RunSettings:
     bulk_size: int = 1000  # numbers per order (halved when the server says it is too big)
     bulk_min: int = 100  # auto: fewer writes than this go by PATCH
     order_timeout: float = 900.0  # an order still pending after this is read back
+    leave_short_codes: bool = False  # migrate: the source profiles' short codes stay behind
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.concurrency > 1000:
@@ -151,4 +152,5 @@ class RunSettings:
             "bulk_size": self.bulk_size,
             "bulk_min": self.bulk_min,
             "order_timeout": self.order_timeout,
+            "leave_short_codes": self.leave_short_codes,
         }

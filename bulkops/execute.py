@@ -177,8 +177,9 @@ async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings
             await _interrupted(journal, job_id)
         job = await journal.job(job_id)
         summary = await summarize(journal, job_id, job.kind)
-        log.info("plan: will change=%d already in place=%d not on account=%d left alone=%d",
-                 summary.change, summary.in_place, summary.not_on_account, summary.left_alone)
+        log.info("plan: will change=%d already in place=%d not on account=%d left alone=%d "
+                 "short codes=%d", summary.change, summary.in_place, summary.not_on_account,
+                 summary.left_alone, summary.short_codes)
         if (summary.writes > settings.confirm_threshold and confirm is not None
                 and not await confirm(summary)):
             await _declined(journal, job)

@@ -1,4 +1,5 @@
-"""The plan: what a run would do to each number, as a summary and as a plan CSV."""
+"""The plan: what a run would do to each item (number or short code), as a summary and as a
+plan CSV."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from typing import IO
 from bulkops.journal.records import Item
 from bulkops.journal.states import ItemState
 from bulkops.journal.store import Journal
-from bulkops.models import Extra, Kind
+from bulkops.models import Extra, Kind, Resource
 from bulkops.report import REPORT_COLUMNS, Line, by_line, inert, input_column, side_lines
+
+
+SHORT_CODES_ROW = "short codes to change"  # a plan row, of those that will change, when any
 
 
 class Action(str, Enum):
@@ -33,20 +37,31 @@ class PlanSummary:
     done: int = 0
     failed: int = 0
     left_alone: int = 0
+    short_codes: int = 0  # of the writes, those to short codes (the rest are phone numbers)
     kind: Kind | None = field(default=None, compare=False)  # what the job does, for the question before it runs
 
     def question(self) -> str:
         """What the operator is asked before the writes, naming what will happen."""
-        writes = f"{self.writes:,} number{'s' if self.writes != 1 else ''}"
+        writes = self.what()
         if self.kind is Kind.ROLLBACK:
             return f"Roll back {writes} to their prior profiles? [y/N] "
         if self.kind is Kind.UNASSIGN:
             return f"Unassign {writes} from their messaging profiles? [y/N] "
         return f"Move {writes} to their new messaging profiles? [y/N] "
 
-    def add(self, action: Action) -> None:
+    def what(self) -> str:
+        """The writes in words: "1,000 numbers", "988 numbers and 12 short codes"."""
+        numbers, codes = self.writes - self.short_codes, self.short_codes
+        text = f"{numbers:,} number{'s' if numbers != 1 else ''}"
+        if codes:
+            text = (text + " and " if numbers else "") + f"{codes:,} short code{'s' * (codes != 1)}"
+        return text
+
+    def add(self, action: Action, resource: Resource = Resource.PHONE_NUMBER) -> None:
         name = action.name.lower()  # each Action has the field of its name
         setattr(self, name, getattr(self, name) + 1)
+        if resource is Resource.SHORT_CODE and action in (Action.CHANGE, Action.NOT_ON_ACCOUNT):
+            self.short_codes += 1
 
     @property
     def writes(self) -> int:
@@ -61,7 +76,7 @@ class PlanSummary:
             (Action.LEFT_ALONE.value, self.left_alone),
             (Action.DONE.value, self.done),
             (Action.FAILED.value, self.failed),
-        ]
+        ] + ([(SHORT_CODES_ROW, self.short_codes)] if self.short_codes else [])
 
 
 def classify(item: Item) -> Action:
@@ -79,12 +94,14 @@ async def summarize(journal: Journal, job_id: int, kind: Kind | None = None) -> 
     async with aclosing(journal.iter_items(job_id, None, batch=5000)) as pages:
         async for page in pages:
             for item in page:
-                summary.add(classify(item))
+                summary.add(classify(item), item.resource)
     return summary
 
 
 # The report's scheme: bulkops' own columns, then the input's other columns as input_<header>.
-PLAN_COLUMNS = ["line", "phone_number", "current_profile_id", "desired_profile_id", "action", "note"]
+# ``resource``: phone_number or short_code (then phone_number holds its digits).
+PLAN_COLUMNS = ["line", "phone_number", "current_profile_id", "desired_profile_id", "action", "note",
+                "resource"]
 
 
 _AT = {name: i for i, name in enumerate(REPORT_COLUMNS)}
@@ -97,7 +114,8 @@ def _side_plan_line(line: Line) -> tuple[list[object], Extra]:
     state = values[_AT["final_state"]]
     note = values[_AT["error_detail"]] if state == "rejected" else values[_AT["note"]]
     return [values[_AT["line"]], values[_AT["phone_number"]] or "", "",
-            values[_AT["desired_profile_id"]] or "", state, note or ""], extra
+            values[_AT["desired_profile_id"]] or "", state, note or "",
+            values[_AT["resource"]] or ""], extra
 
 
 async def write_plan_csv(journal: Journal, job_id: int, handle: IO[str]) -> PlanSummary:
@@ -117,10 +135,10 @@ async def write_plan_csv(journal: Journal, job_id: int, handle: IO[str]) -> Plan
         async for _, entry in lines:
             if isinstance(entry, Item):
                 action = classify(entry)
-                summary.add(action)
+                summary.add(action, entry.resource)
                 current = "" if entry.on_account is False else (entry.prior or "")
                 cells: list[object] = [entry.line, entry.phone_number, current, entry.desired,
-                                       action.value, entry.note or ""]
+                                       action.value, entry.note or "", entry.resource.value]
                 extra = entry.extra
             else:
                 cells, extra = _side_plan_line(entry)

@@ -12,6 +12,7 @@ Format (relative paths are relative to the job file's folder, not the working di
     verify = true                    # optional: read every number back after the job
     skip_invalid = false             # optional: journal invalid rows as rejected and go on
     mode = "auto"                    # optional: auto | bulk | patch (how writes are sent)
+    leave_short_codes = false        # optional, migrate: leave the profiles' short codes behind
 
     [limits]                         # optional table; every key in it is optional
     rate = 50                        # requests per second, ceiling (> 0)
@@ -45,7 +46,7 @@ from bulkops.models import Kind
 
 TOP_KEYS = (
     "name", "kind", "csv", "profile_id", "journal", "default_region", "verify", "skip_invalid",
-    "mode",
+    "mode", "leave_short_codes",
 )
 LIMIT_KEYS = ("rate", "concurrency", "max_attempts", "max_retry_seconds", "max_server_wait",
               "max_consecutive_failures", "bulk_size", "bulk_min", "order_timeout")
@@ -82,6 +83,7 @@ class JobFile:
     bulk_size: int | None = None
     bulk_min: int | None = None
     order_timeout: float | None = None
+    leave_short_codes: bool | None = None
 
     def journal_path(self, today: date) -> Path | None:
         """The journal for a run on ``today``, or None when the job file names none."""
@@ -313,4 +315,5 @@ def _check(loader: _Loader, data: dict[str, Any]) -> JobFile:
         bulk_size=loader.count(limits, "bulk_size"),
         bulk_min=None if bulk_min is None else int(bulk_min),
         order_timeout=loader.seconds(limits, "order_timeout", positive=True),
+        leave_short_codes=loader.flag(data, "leave_short_codes"),
     )

@@ -29,15 +29,19 @@ from bulkops.input.header import (
     FROM, PHONE, PROFILE, REQUIRED_COLUMNS, SAVE_AS_UTF8, TO, check_header, expected_columns,
 )
 from bulkops.input.names import NeedProfiles, ProfileLookup
+from bulkops.input.short_codes import WRITE_ONE, NeedShortCodes, ShortCodeLookup, short_code_ref
 from bulkops.input.phone import (
     is_profile_id, normalize_phone, normalize_profile_ref, normalize_region,
 )
-from bulkops.models import UNASSIGNED, Extra, Kind, MigrateRow, NumberRow, Problem, Severity
+from bulkops.models import (
+    UNASSIGNED, Extra, Kind, MigrateRow, NumberRow, Problem, Resource, Severity,
+)
 
 MAX_FIELD_CHARS = 64 * 1024  # no real cell comes near; a runaway quote hits it quickly
 MAX_LINE_CHARS = 1024 * 1024  # bounds memory for a file with no line breaks
 
-Row: TypeAlias = NumberRow | MigrateRow | Problem | NeedProfiles
+Row: TypeAlias = NumberRow | MigrateRow | Problem | NeedProfiles | NeedShortCodes
+_PHONE_NUMBER, _SHORT_CODE = Resource.PHONE_NUMBER, Resource.SHORT_CODE
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -58,6 +62,7 @@ def read_rows(
     default_profile_id: str | None = None,
     default_region: str = "US",
     names: ProfileLookup | None = None,
+    short_codes: ShortCodeLookup | None = None,
 ) -> Iterator[Row]:
     """Validated rows of ``path`` for a ``kind`` job, in file order, streamed.
 
@@ -65,7 +70,8 @@ def read_rows(
     default profile or region; raises InputError while iterating if the CSV structure breaks.
     Profile names are resolved through ``names``: the first name met before it holds the
     account's profiles is yielded as ``NeedProfiles`` (load them, then iterate on: the same
-    row is read again). Without ``names``, names are kept as written.
+    row is read again). Without ``names``, names are kept as written. Short codes named where
+    a number goes are resolved the same way through ``short_codes`` (``NeedShortCodes``).
     """
     lookup = names or ProfileLookup(offline=True)
     if kind not in REQUIRED_COLUMNS:
@@ -87,7 +93,8 @@ def read_rows(
                 default = lookup.resolve(default)  # the loader lists the profiles first
         except ValueError as err:
             raise InputError(f"--profile-id (or profile_id in the job file): {err}") from None
-    rows = _Reader(path, kind, default, region, lookup).rows()
+    codes = short_codes or ShortCodeLookup(offline=True)
+    rows = _Reader(path, kind, default, region, lookup, codes).rows()
     next(rows)  # runs up to the end of the header checks, so InputError raises here
     return cast(Iterator[Row], rows)
 
@@ -138,7 +145,8 @@ class _Reader:
     """One pass over one file; state shared by the header checks and the row loop."""
 
     def __init__(
-        self, path: Path, kind: Kind, default: str | None, region: str, names: ProfileLookup
+        self, path: Path, kind: Kind, default: str | None, region: str, names: ProfileLookup,
+        codes: ShortCodeLookup,
     ) -> None:
         self.path = path
         self.name = str(path)
@@ -149,6 +157,7 @@ class _Reader:
         self.assign = kind in (Kind.ASSIGN, Kind.SET)  # rows that carry a target profile
         self.unassign_empty = kind is Kind.SET  # an empty profile cell means "unassigned"
         self.names = names
+        self.codes = codes
         self.refs: dict[str, str] = {}  # profile cell -> id: a file repeats a few profiles
         self.index: dict[str, int] = {}  # required column name -> 0-based position
         self.phone_at = 0  # index[PHONE], read once per row
@@ -271,11 +280,12 @@ class _Reader:
                     if problem is not None:
                         yield problem
                         continue
-                try:
-                    result = row(cells, start)
-                except NeedProfiles as need:
-                    yield need  # the caller lists the profiles; then this row again
-                    result = row(cells, start)
+                while True:
+                    try:
+                        result = row(cells, start)
+                        break
+                    except (NeedProfiles, NeedShortCodes) as need:
+                        yield need  # the caller lists them; then this row again
                 if isinstance(result, list):
                     yield from result
                 else:
@@ -340,10 +350,18 @@ class _Reader:
         """The hot path (a million calls): short, and allocating nothing but the row."""
         try:
             phone = normalize_phone(cells[self.phone_at], self.region)
-        except ValueError:
-            return self._row_errors(cells, line)
+            resource, ref = _PHONE_NUMBER, None
+        except ValueError:  # not a number: a short code, if the cell names one
+            code = short_code_ref(cells[self.phone_at])
+            if code is None:
+                return self._row_errors(cells, line)
+            try:
+                phone, ref = self.codes.resolve(code)
+            except ValueError:
+                return self._row_errors(cells, line)
+            resource = _SHORT_CODE
         if not self.assign:
-            return NumberRow(line, phone, UNASSIGNED, self._extra(cells))
+            return NumberRow(line, phone, UNASSIGNED, self._extra(cells), resource, ref)
         cell = "" if self.profile_at is None else cells[self.profile_at]
         if cell:
             try:
@@ -356,7 +374,7 @@ class _Reader:
             profile = self.default
         else:
             return self._row_errors(cells, line)
-        return NumberRow(line, phone, profile, self._extra(cells))
+        return NumberRow(line, phone, profile, self._extra(cells), resource, ref)
 
     def _profile(self, cell: str) -> str:
         """The profile id a cell names (a UUID, or a name resolved); ValueError if none."""
@@ -375,7 +393,18 @@ class _Reader:
         try:
             normalize_phone(cells[self.phone_at], self.region)
         except ValueError as err:
-            errors.append(self._problem(line, PHONE, str(err), cells=cells))
+            code = short_code_ref(cells[self.phone_at])
+            message = str(err)
+            if code is not None:  # read as a short code: say so, and why it is refused
+                try:
+                    self.codes.resolve(code)
+                    message = ""
+                except ValueError as refused:
+                    message = str(refused)
+            elif cells[self.phone_at].strip().isdigit():  # digits, but not a short code's
+                message += f"; {WRITE_ONE}"
+            if message:
+                errors.append(self._problem(line, PHONE, message, cells=cells))
         cell = "" if self.profile_at is None else cells[self.profile_at]
         if not self.assign:
             return errors

@@ -1,0 +1,175 @@
+"""Short codes (issue 19): a profile moves whole, short codes named in rows, rollback, report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from bulkops.config import Secret
+from bulkops.errors import InputError
+from bulkops.jobs import JobRequest, plan_job, rollback, run_job
+from bulkops.journal.states import ItemState
+from bulkops.models import Kind, Resource
+from bulkops.plan import PlanSummary
+from bulkops.sandbox import Sandbox
+from tests.conftest import SandboxFactory
+from tests.harness import read_report
+from tests.jobhelpers import journal_items, patches, run, settings_for, write_csv
+
+SHORT_CODE_PATCH = "PATCH /v2/short_codes/{id}"
+SHORT_CODE_GET = "GET /v2/short_codes/{id}"
+
+
+def codes_on(sandbox: Sandbox, profile: str | None) -> list[str]:
+    return sorted(code for code, owner in sandbox.short_codes().items() if owner == profile)
+
+
+def numbers_on(sandbox: Sandbox, profile: str | None) -> list[str]:
+    return sorted(n for n, owner in sandbox.dump().items() if owner == profile)
+
+
+async def test_migrate_moves_the_profiles_numbers_and_short_codes_and_nothing_else(
+        sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
+    async with sandbox_factory(numbers=200, profiles=3, short_codes=12, seed=3) as sandbox:
+        source, target, other = sandbox.profile_ids()
+        moving_numbers, moving_codes = numbers_on(sandbox, source), codes_on(sandbox, source)
+        assert moving_numbers and len(moving_codes) >= 3
+        before_numbers, before_codes = sandbox.dump(), sandbox.short_codes()
+        csv_path = write_csv(tmp_path / "m.csv", ["from_profile_id", "to_profile_id"],
+                             [[source, target]])
+        result = await run(sandbox, Kind.MIGRATE, csv_path, tmp_path / "m.db", mode="patch")
+        assert result.exit_code == 0
+        assert result.counts.get(ItemState.DONE) == len(moving_numbers) + len(moving_codes)
+        assert codes_on(sandbox, source) == [] and numbers_on(sandbox, source) == []
+        assert {c for c, p in sandbox.short_codes().items() if p == target} == \
+            set(moving_codes) | {c for c, p in before_codes.items() if p == target}
+        # nothing else changed: every other number and short code is where it was
+        assert {n: p for n, p in sandbox.dump().items() if n not in moving_numbers} == \
+            {n: p for n, p in before_numbers.items() if n not in moving_numbers}
+        assert {c: p for c, p in sandbox.short_codes().items() if c not in moving_codes} == \
+            {c: p for c, p in before_codes.items() if c not in moving_codes}
+        assert sandbox.stats.count(route=SHORT_CODE_PATCH) == len(moving_codes)  # one PATCH each
+        # each read before its write (the snapshot) and read back after it
+        assert sandbox.stats.count(route=SHORT_CODE_GET) == 2 * len(moving_codes)
+        lines = [r for r in read_report(tmp_path / "m.report.csv") if r["resource"] == "short_code"]
+        assert sorted(r["phone_number"] for r in lines) == moving_codes  # a report line each
+        assert {(r["prior_profile_id"], r["desired_profile_id"], r["final_state"])
+                for r in lines} == {(source, target, "done")}
+
+
+async def test_rollback_puts_numbers_and_short_codes_back(
+        sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
+    async with sandbox_factory(numbers=120, profiles=3, short_codes=9, seed=5) as sandbox:
+        source, target, _ = sandbox.profile_ids()
+        before_numbers, before_codes = sandbox.dump(), sandbox.short_codes()
+        csv_path = write_csv(tmp_path / "m.csv", ["from_profile_id", "to_profile_id"],
+                             [[source, target]])
+        assert (await run(sandbox, Kind.MIGRATE, csv_path, tmp_path / "m.db")).exit_code == 0
+        assert codes_on(sandbox, source) == []
+        undone = await rollback(tmp_path / "m.db", settings_for(sandbox), Secret(sandbox.api_key))
+        assert undone.exit_code == 0
+        assert sandbox.dump() == before_numbers
+        assert sandbox.short_codes() == before_codes
+
+
+async def test_leave_short_codes_moves_the_numbers_alone(
+        sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
+    async with sandbox_factory(numbers=120, profiles=3, short_codes=9, seed=5) as sandbox:
+        source, target, _ = sandbox.profile_ids()
+        before_codes = sandbox.short_codes()
+        csv_path = write_csv(tmp_path / "m.csv", ["from_profile_id", "to_profile_id"],
+                             [[source, target]])
+        result = await run(sandbox, Kind.MIGRATE, csv_path, tmp_path / "m.db",
+                           leave_short_codes=True)
+        assert result.exit_code == 0
+        assert numbers_on(sandbox, source) == []
+        assert sandbox.short_codes() == before_codes
+        assert sandbox.stats.count(route="GET /v2/messaging_profiles/{id}/short_codes") == 0
+        items = await journal_items(tmp_path / "m.db")
+        assert all(i.resource is Resource.PHONE_NUMBER for i in items.values())
+
+
+async def test_the_plan_counts_the_short_codes_it_will_move(
+        sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
+    async with sandbox_factory(numbers=120, profiles=3, short_codes=9, seed=5) as sandbox:
+        source, target, _ = sandbox.profile_ids()
+        codes = codes_on(sandbox, source)
+        csv_path = write_csv(tmp_path / "m.csv", ["from_profile_id", "to_profile_id"],
+                             [[source, target]])
+        request = JobRequest(Kind.MIGRATE, csv_path, tmp_path / "m.db", "m")
+        result = await plan_job(request, settings_for(sandbox), Secret(sandbox.api_key))
+        assert result.plan is not None
+        assert result.plan.short_codes == len(codes)
+        assert f"and {len(codes)} short codes" in result.plan.question()
+        assert sandbox.stats.count(route=SHORT_CODE_PATCH) == 0
+        planned = read_report(tmp_path / "m.plan.csv")
+        assert sorted(r["phone_number"] for r in planned if r["resource"] == "short_code") == codes
+
+
+async def test_assign_and_unassign_rows_may_name_short_codes_by_digits_or_uuid(
+        sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
+    async with sandbox_factory(numbers=60, profiles=3, short_codes=6, seed=2) as sandbox:
+        profiles = sandbox.profile_ids()
+        bound = sorted(c for c, p in sandbox.short_codes().items() if p is not None)
+        unbound = sorted(c for c, p in sandbox.short_codes().items() if p is None)
+        first, second = bound[0], bound[1]
+        target = next(p for p in profiles if p != sandbox.short_codes()[first])
+        number = sandbox.numbers()[0]
+        rows = [[first, target], [sandbox.short_code_id(unbound[0]).upper(), profiles[0]],
+                [number, profiles[2]]]
+        csv_path = write_csv(tmp_path / "a.csv", ["phone_number", "messaging_profile_id"], rows)
+        result = await run(sandbox, Kind.ASSIGN, csv_path, tmp_path / "a.db")
+        assert result.exit_code == 0
+        assert sandbox.short_codes()[first] == target
+        assert sandbox.short_codes()[unbound[0]] == profiles[0]
+        assert sandbox.profile_of(number) == profiles[2]
+        items = await journal_items(tmp_path / "a.db")
+        assert items[unbound[0]].resource is Resource.SHORT_CODE  # keyed by its digits
+        unassign = write_csv(tmp_path / "u.csv", ["phone_number"], [[second]])
+        result = await run(sandbox, Kind.UNASSIGN, unassign, tmp_path / "u.db")
+        assert result.exit_code == 0
+        assert sandbox.short_codes()[second] is None
+
+
+async def test_a_short_code_the_account_lacks_is_an_error_before_anything_is_sent(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    profile = sandbox.profile_ids()[0]
+    rows = [[sandbox.numbers()[0], profile], ["99999", profile], ["1234567", profile]]
+    csv_path = write_csv(tmp_path / "a.csv", ["phone_number", "messaging_profile_id"], rows)
+    with pytest.raises(InputError) as caught:
+        await run(sandbox, Kind.ASSIGN, csv_path, tmp_path / "a.db")
+    text = str(caught.value)
+    assert f"{csv_path}:3:1 (phone_number): short code 99999 is not on this account" in text
+    assert f"{csv_path}:4:1 (phone_number): \"1234567\" is not a valid phone number" in text
+    assert "a short code is written as its 3 to 6 digits, or its UUID" in text
+    assert patches(sandbox) == 0 and sandbox.stats.count(route=SHORT_CODE_PATCH) == 0
+    assert not (tmp_path / "a.db").exists()
+
+
+async def test_a_refused_short_code_write_is_a_failed_row_with_telnyxs_error(
+        sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
+    async with sandbox_factory(numbers=30, profiles=2, short_codes=4, seed=1) as sandbox:
+        source, target = sandbox.profile_ids()
+        code = codes_on(sandbox, source)[0]
+        csv_path = write_csv(tmp_path / "a.csv", ["phone_number", "messaging_profile_id"],
+                             [[code, target]])
+        request = JobRequest(Kind.ASSIGN, csv_path, tmp_path / "a.db", "a")
+
+        async def confirm(summary: PlanSummary) -> bool:
+            # Validated, snapshotted, asked: now the target goes away, and Telnyx refuses.
+            assert summary.short_codes == 1
+            sandbox.state.delete_profile(target, time.time())
+            return True
+
+        result = await run_job(request, settings_for(sandbox, assume_yes=False, confirm_threshold=0),
+                               Secret(sandbox.api_key), confirm=confirm)
+        assert result.exit_code == 3
+        (line,) = read_report(tmp_path / "a.report.csv")
+        assert (line["phone_number"], line["resource"], line["final_state"]) == \
+            (code, "short_code", "failed")
+        assert (line["http_status"], line["error_code"], line["error_title"]) == \
+            ("422", "10015", "Invalid value")
+        assert f"Messaging profile {target} does not exist" in line["error_detail"]
+        assert sandbox.short_codes()[code] == source
