@@ -465,17 +465,18 @@ async def _cmd_profiles(args: argparse.Namespace) -> int:
 
     profiles = await list_profiles(_settings(args), _key(args))
     if args.json:
-        print(json.dumps({"profiles": [{"id": p.id, "name": p.name, "numbers": p.numbers}
+        print(json.dumps({"profiles": [{"id": p.id, "name": p.name, "numbers": p.numbers,
+                                        "short_codes": list(p.short_codes)}
                                        for p in profiles]}, indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{len(profiles)} messaging profiles")
-    for column in ("id", "name", "numbers"):
+    for column in ("id", "name", "numbers", "short codes"):
         table.add_column(column, justify="right" if column == "numbers" else "left")
     for p in profiles:
-        table.add_row(p.id, p.name, str(p.numbers))
+        table.add_row(p.id, p.name, str(p.numbers), " ".join(p.short_codes))
     Console().print(table)
     return 0
 
@@ -492,7 +493,8 @@ async def _cmd_export(args: argparse.Namespace) -> int:
         print("export: standard output was closed by its reader before the end; the export "
               "is incomplete", file=sys.stderr)
         return 0
-    print(f"export: {result.path or 'stdout'} ({result.numbers} numbers)", file=sys.stderr)
+    codes = f" and {result.short_codes} short codes" if result.short_codes else ""
+    print(f"export: {result.path or 'stdout'} ({result.numbers} numbers{codes})", file=sys.stderr)
     return 0
 
 

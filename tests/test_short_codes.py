@@ -9,7 +9,8 @@ import pytest
 
 from bulkops.config import Secret
 from bulkops.errors import InputError
-from bulkops.jobs import JobRequest, plan_job, rollback, run_job
+from bulkops.account import ExportQuery
+from bulkops.jobs import JobRequest, export_numbers, list_profiles, plan_job, rollback, run_job
 from bulkops.journal.states import ItemState
 from bulkops.models import Kind, Resource
 from bulkops.plan import PlanSummary
@@ -141,7 +142,8 @@ async def test_a_short_code_the_account_lacks_is_an_error_before_anything_is_sen
     with pytest.raises(InputError) as caught:
         await run(sandbox, Kind.ASSIGN, csv_path, tmp_path / "a.db")
     text = str(caught.value)
-    assert f"{csv_path}:3:1 (phone_number): short code 99999 is not on this account" in text
+    assert f"{csv_path}:3:1 (phone_number): \"99999\" is not a valid phone number" in text
+    assert "; and as a short code: short code 99999 is not on this account" in text
     assert f"{csv_path}:4:1 (phone_number): \"1234567\" is not a valid phone number" in text
     assert "a short code is written as its 3 to 6 digits, or its UUID" in text
     assert patches(sandbox) == 0 and sandbox.stats.count(route=SHORT_CODE_PATCH) == 0
@@ -173,3 +175,34 @@ async def test_a_refused_short_code_write_is_a_failed_row_with_telnyxs_error(
             ("422", "10015", "Invalid value")
         assert f"Messaging profile {target} does not exist" in line["error_detail"]
         assert sandbox.short_codes()[code] == source
+
+
+async def test_export_lists_short_codes_marked_and_a_set_job_reads_it_back_as_is(
+        sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
+    async with sandbox_factory(numbers=40, profiles=2, short_codes=7, seed=4) as sandbox:
+        settings, key = settings_for(sandbox), Secret(sandbox.api_key)
+        result = await export_numbers(settings, key, tmp_path / "all.csv", ExportQuery())
+        assert (result.numbers, result.short_codes) == (40, 7)
+        lines = read_report(tmp_path / "all.csv")
+        codes = {r["phone_number"]: r for r in lines if r["type"] == "short_code"}
+        assert {c: r["messaging_profile_id"] or None for c, r in codes.items()} == \
+            sandbox.short_codes()
+        # the export is valid `set` input, and sets what is already there: nothing to send
+        run_result = await run(sandbox, Kind.SET, tmp_path / "all.csv", tmp_path / "set.db")
+        assert run_result.exit_code == 0
+        assert run_result.counts.get(ItemState.SKIPPED) == 47
+        assert sandbox.stats.count(route=SHORT_CODE_PATCH) == 0 and patches(sandbox) == 0
+        unbound = await export_numbers(settings, key, tmp_path / "u.csv",
+                                       ExportQuery(unassigned=True))
+        assert unbound.short_codes == sum(p is None for p in sandbox.short_codes().values())
+        longcodes = await export_numbers(settings, key, tmp_path / "l.csv",
+                                         ExportQuery(type="longcode"))
+        assert longcodes.short_codes == 0
+
+
+async def test_profiles_show_each_profiles_short_codes(
+        sandbox_factory: SandboxFactory) -> None:
+    async with sandbox_factory(numbers=20, profiles=3, short_codes=8, seed=6) as sandbox:
+        listed = await list_profiles(settings_for(sandbox), Secret(sandbox.api_key))
+        assert {p.id: set(p.short_codes) for p in listed} == {
+            profile: set(codes_on(sandbox, profile)) for profile in sandbox.profile_ids()}

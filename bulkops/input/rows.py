@@ -70,8 +70,9 @@ def read_rows(
     default profile or region; raises InputError while iterating if the CSV structure breaks.
     Profile names are resolved through ``names``: the first name met before it holds the
     account's profiles is yielded as ``NeedProfiles`` (load them, then iterate on: the same
-    row is read again). Without ``names``, names are kept as written. Short codes named where
-    a number goes are resolved the same way through ``short_codes`` (``NeedShortCodes``).
+    row is read again). Without ``names``, names are kept as written. With ``short_codes``,
+    a cell where a number goes that is no phone number but a short code's digits or UUID is a
+    short code, resolved the same way (``NeedShortCodes``); without it, phone numbers only.
     """
     lookup = names or ProfileLookup(offline=True)
     if kind not in REQUIRED_COLUMNS:
@@ -93,8 +94,7 @@ def read_rows(
                 default = lookup.resolve(default)  # the loader lists the profiles first
         except ValueError as err:
             raise InputError(f"--profile-id (or profile_id in the job file): {err}") from None
-    codes = short_codes or ShortCodeLookup(offline=True)
-    rows = _Reader(path, kind, default, region, lookup, codes).rows()
+    rows = _Reader(path, kind, default, region, lookup, short_codes).rows()
     next(rows)  # runs up to the end of the header checks, so InputError raises here
     return cast(Iterator[Row], rows)
 
@@ -146,7 +146,7 @@ class _Reader:
 
     def __init__(
         self, path: Path, kind: Kind, default: str | None, region: str, names: ProfileLookup,
-        codes: ShortCodeLookup,
+        codes: ShortCodeLookup | None,
     ) -> None:
         self.path = path
         self.name = str(path)
@@ -352,8 +352,8 @@ class _Reader:
             phone = normalize_phone(cells[self.phone_at], self.region)
             resource, ref = _PHONE_NUMBER, None
         except ValueError:  # not a number: a short code, if the cell names one
-            code = short_code_ref(cells[self.phone_at])
-            if code is None:
+            code = None if self.codes is None else short_code_ref(cells[self.phone_at])
+            if code is None or self.codes is None:
                 return self._row_errors(cells, line)
             try:
                 phone, ref = self.codes.resolve(code)
@@ -393,16 +393,17 @@ class _Reader:
         try:
             normalize_phone(cells[self.phone_at], self.region)
         except ValueError as err:
-            code = short_code_ref(cells[self.phone_at])
+            code = None if self.codes is None else short_code_ref(cells[self.phone_at])
             message = str(err)
-            if code is not None:  # read as a short code: say so, and why it is refused
+            if code is not None and self.codes is not None:  # read as a short code too
                 try:
                     self.codes.resolve(code)
                     message = ""
-                except ValueError as refused:
-                    message = str(refused)
-            elif cells[self.phone_at].strip().isdigit():  # digits, but not a short code's
-                message += f"; {WRITE_ONE}"
+                except ValueError as refused:  # say what it is as neither
+                    message = (str(refused) if "-" in code else
+                               f"{message}; and as a short code: {refused}")
+            elif self.codes is not None and cells[self.phone_at].strip().isdigit():
+                message += f"; {WRITE_ONE}"  # digits, but not as many as a short code has
             if message:
                 errors.append(self._problem(line, PHONE, message, cells=cells))
         cell = "" if self.profile_at is None else cells[self.profile_at]

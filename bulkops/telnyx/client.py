@@ -374,16 +374,20 @@ class TelnyxClient:
         request = _Request("GET", f"/short_codes/{_segment(short_code_id)}", missing_ok=True)
         return (await self._call(request, maybe_short_code)).value
 
-    async def list_short_codes(self, profile_id: str | None = None) -> list[ShortCode]:
-        """Every short code of the account, or of one profile
-        (``/messaging_profiles/{id}/short_codes``), all pages read before returning: a
-        migrate freezes this list before its first write, as for numbers."""
+    async def list_short_codes(self, profile_id: str | None = None, *,
+                               unbound: bool = False) -> list[ShortCode]:
+        """Every short code of the account, of one profile
+        (``/messaging_profiles/{id}/short_codes``) or (``unbound``) on none
+        (``filter[messaging_profile_id]=null``), all pages read before returning: a migrate
+        freezes this list before its first write, as for numbers."""
         path = ("/short_codes" if profile_id is None
                 else f"/messaging_profiles/{_segment(profile_id)}/short_codes")
+        # The spec's string "null" means "bound to no profile" (SHORT-CODES-10DLC-NOTES.md).
+        unbound_filter = (("filter[messaging_profile_id]", "null"),) if unbound else ()
         found: dict[str, ShortCode] = {}
         page = pages = 1
         while page <= pages:
-            query = (("page[number]", str(page)), ("page[size]", str(PAGE_SIZE)))
+            query = (*unbound_filter, ("page[number]", str(page)), ("page[size]", str(PAGE_SIZE)))
             codes, pages = (await self._call(_Request("GET", path, query), short_codes_page)).value
             if all(c.id in found for c in codes):  # empty, or a page met before
                 break
