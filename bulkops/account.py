@@ -32,6 +32,8 @@ import anyio
 from bulkops.errors import InputError
 from bulkops.input.names import ProfileNames
 from bulkops.input.phone import is_profile_id, normalize_profile_ref
+# The export's type of a short code's line: what marks its digits as a short code for a job.
+from bulkops.input.short_codes import SHORT_CODE_TYPE
 from bulkops.models import AccountNumber, Profile, ShortCode
 from bulkops.progress import Tracker, show_progress
 from bulkops.report import AtomicFile, inert
@@ -43,7 +45,6 @@ EXPORT_COLUMNS = (
     "phone_number", "messaging_profile_id", "messaging_profile_name", "type", "messaging_product",
 )
 NUMBER_TYPES = ("longcode", "tollfree", "shortcode")
-SHORT_CODE_TYPE = "short_code"  # the export's type of a short code's line (a resource, not a number)
 FORMATS = ("csv", "json")
 COUNT_CONCURRENCY = 8  # profile counts read at once; they share the limiter anyway
 _DIGITS = re.compile(r"\+?[0-9]{1,15}")

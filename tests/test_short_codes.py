@@ -109,7 +109,7 @@ async def test_the_plan_counts_the_short_codes_it_will_move(
         assert sorted(r["phone_number"] for r in planned if r["resource"] == "short_code") == codes
 
 
-async def test_assign_and_unassign_rows_may_name_short_codes_by_digits_or_uuid(
+async def test_assign_and_unassign_rows_name_short_codes_by_typed_digits_or_uuid(
         sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
     async with sandbox_factory(numbers=60, profiles=3, short_codes=6, seed=2) as sandbox:
         profiles = sandbox.profile_ids()
@@ -118,9 +118,11 @@ async def test_assign_and_unassign_rows_may_name_short_codes_by_digits_or_uuid(
         first, second = bound[0], bound[1]
         target = next(p for p in profiles if p != sandbox.short_codes()[first])
         number = sandbox.numbers()[0]
-        rows = [[first, target], [sandbox.short_code_id(unbound[0]).upper(), profiles[0]],
-                [number, profiles[2]]]
-        csv_path = write_csv(tmp_path / "a.csv", ["phone_number", "messaging_profile_id"], rows)
+        rows = [[first, target, "short_code"],
+                [sandbox.short_code_id(unbound[0]).upper(), profiles[0], ""],  # a UUID: no type
+                [number, profiles[2], "longcode"]]
+        csv_path = write_csv(tmp_path / "a.csv", ["phone_number", "messaging_profile_id", "type"],
+                             rows)
         result = await run(sandbox, Kind.ASSIGN, csv_path, tmp_path / "a.db")
         assert result.exit_code == 0
         assert sandbox.short_codes()[first] == target
@@ -128,7 +130,7 @@ async def test_assign_and_unassign_rows_may_name_short_codes_by_digits_or_uuid(
         assert sandbox.profile_of(number) == profiles[2]
         items = await journal_items(tmp_path / "a.db")
         assert items[unbound[0]].resource is Resource.SHORT_CODE  # keyed by its digits
-        unassign = write_csv(tmp_path / "u.csv", ["phone_number"], [[second]])
+        unassign = write_csv(tmp_path / "u.csv", ["phone_number", "Type"], [[second, "Short_Code"]])
         result = await run(sandbox, Kind.UNASSIGN, unassign, tmp_path / "u.db")
         assert result.exit_code == 0
         assert sandbox.short_codes()[second] is None
@@ -137,15 +139,19 @@ async def test_assign_and_unassign_rows_may_name_short_codes_by_digits_or_uuid(
 async def test_a_short_code_the_account_lacks_is_an_error_before_anything_is_sent(
         sandbox: Sandbox, tmp_path: Path) -> None:
     profile = sandbox.profile_ids()[0]
-    rows = [[sandbox.numbers()[0], profile], ["99999", profile], ["1234567", profile]]
-    csv_path = write_csv(tmp_path / "a.csv", ["phone_number", "messaging_profile_id"], rows)
+    rows = [[sandbox.numbers()[0], profile, ""], ["99999", profile, "short_code"],
+            ["1234567", profile, ""], ["12a45", profile, "short_code"]]
+    csv_path = write_csv(tmp_path / "a.csv", ["phone_number", "messaging_profile_id", "type"],
+                         rows)
     with pytest.raises(InputError) as caught:
         await run(sandbox, Kind.ASSIGN, csv_path, tmp_path / "a.db")
     text = str(caught.value)
-    assert f"{csv_path}:3:1 (phone_number): \"99999\" is not a valid phone number" in text
-    assert "; and as a short code: short code 99999 is not on this account" in text
+    assert f"{csv_path}:3:1 (phone_number): short code 99999 is not on this account" in text
     assert f"{csv_path}:4:1 (phone_number): \"1234567\" is not a valid phone number" in text
-    assert "a short code is written as its 3 to 6 digits, or its UUID" in text
+    assert ("if it is a short code, write short_code in a `type` column of its row (as "
+            "`bulkops export` does) or give its UUID") in text
+    assert (f"{csv_path}:5:1 (phone_number): \"12a45\" is not a short code (the row's type is "
+            "short_code): write its 3 to 8 digits, or its UUID") in text
     assert patches(sandbox) == 0 and sandbox.stats.count(route=SHORT_CODE_PATCH) == 0
     assert not (tmp_path / "a.db").exists()
 
@@ -155,8 +161,8 @@ async def test_a_refused_short_code_write_is_a_failed_row_with_telnyxs_error(
     async with sandbox_factory(numbers=30, profiles=2, short_codes=4, seed=1) as sandbox:
         source, target = sandbox.profile_ids()
         code = codes_on(sandbox, source)[0]
-        csv_path = write_csv(tmp_path / "a.csv", ["phone_number", "messaging_profile_id"],
-                             [[code, target]])
+        csv_path = write_csv(tmp_path / "a.csv", ["phone_number", "messaging_profile_id", "type"],
+                             [[code, target, "short_code"]])
         request = JobRequest(Kind.ASSIGN, csv_path, tmp_path / "a.db", "a")
 
         async def confirm(summary: PlanSummary) -> bool:
@@ -206,3 +212,15 @@ async def test_profiles_show_each_profiles_short_codes(
         listed = await list_profiles(settings_for(sandbox), Secret(sandbox.api_key))
         assert {p.id: set(p.short_codes) for p in listed} == {
             profile: set(codes_on(sandbox, profile)) for profile in sandbox.profile_ids()}
+
+
+async def test_digits_without_a_short_code_type_stay_a_phone_number_and_ask_nothing(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    profile = sandbox.profile_ids()[0]
+    csv_path = write_csv(tmp_path / "a.csv", ["phone_number", "messaging_profile_id"],
+                         [["12345", profile]])
+    with pytest.raises(InputError, match=r'a.csv:2:1 \(phone_number\): "12345" is not a valid '
+                                         r"phone number .*; if it is a short code, write "
+                                         "short_code in a `type` column"):
+        await run(sandbox, Kind.ASSIGN, csv_path, tmp_path / "a.db")
+    assert sandbox.stats.total_requests == 0

@@ -29,9 +29,11 @@ from bulkops.input.header import (
     FROM, PHONE, PROFILE, REQUIRED_COLUMNS, SAVE_AS_UTF8, TO, check_header, expected_columns,
 )
 from bulkops.input.names import NeedProfiles, ProfileLookup
-from bulkops.input.short_codes import WRITE_ONE, NeedShortCodes, ShortCodeLookup, short_code_ref
+from bulkops.input.short_codes import (
+    SHORT_CODE_TYPE, TYPE_COLUMN, WRITE_ONE, NeedShortCodes, ShortCodeLookup, short_code_ref,
+)
 from bulkops.input.phone import (
-    is_profile_id, normalize_phone, normalize_profile_ref, normalize_region,
+    is_profile_id, normalize_phone, normalize_profile_ref, normalize_region, quote_cell,
 )
 from bulkops.models import (
     UNASSIGNED, Extra, Kind, MigrateRow, NumberRow, Problem, Resource, Severity,
@@ -71,8 +73,9 @@ def read_rows(
     Profile names are resolved through ``names``: the first name met before it holds the
     account's profiles is yielded as ``NeedProfiles`` (load them, then iterate on: the same
     row is read again). Without ``names``, names are kept as written. With ``short_codes``,
-    a cell where a number goes that is no phone number but a short code's digits or UUID is a
-    short code, resolved the same way (``NeedShortCodes``); without it, phone numbers only.
+    a cell where a number goes that is no phone number but a short code's UUID, or its digits
+    on a row typed ``short_code``, is a short code, resolved the same way
+    (``NeedShortCodes``); without it, phone numbers only.
     """
     lookup = names or ProfileLookup(offline=True)
     if kind not in REQUIRED_COLUMNS:
@@ -246,6 +249,8 @@ class _Reader:
         self.extra_columns = header.extra_columns
         self.phone_at = self.index.get(PHONE, 0)
         self.profile_at = self.index.get(PROFILE)
+        self.type_at = next((i for i, h in self.extra_columns if h.strip().lower() == TYPE_COLUMN),
+                            None)  # a ``type`` column: short_code marks a short code's row
         names = list(self.headers)
         for name, position in self.index.items():
             names[position] = name
@@ -352,7 +357,7 @@ class _Reader:
             phone = normalize_phone(cells[self.phone_at], self.region)
             resource, ref = _PHONE_NUMBER, None
         except ValueError:  # not a number: a short code, if the cell names one
-            code = None if self.codes is None else short_code_ref(cells[self.phone_at])
+            code = self._short_code(cells)
             if code is None or self.codes is None:
                 return self._row_errors(cells, line)
             try:
@@ -376,6 +381,16 @@ class _Reader:
             return self._row_errors(cells, line)
         return NumberRow(line, phone, profile, self._extra(cells), resource, ref)
 
+    def _marked(self, cells: list[str]) -> bool:
+        """Whether the row's ``type`` cell says it names a short code."""
+        return self.type_at is not None and cells[self.type_at].strip().lower() == SHORT_CODE_TYPE
+
+    def _short_code(self, cells: list[str]) -> str | None:
+        """The short code the row's phone-number cell names (not a valid number), else None."""
+        if self.codes is None:
+            return None
+        return short_code_ref(cells[self.phone_at], marked=self._marked(cells))
+
     def _profile(self, cell: str) -> str:
         """The profile id a cell names (a UUID, or a name resolved); ValueError if none."""
         known = self.refs.get(cell)
@@ -393,17 +408,19 @@ class _Reader:
         try:
             normalize_phone(cells[self.phone_at], self.region)
         except ValueError as err:
-            code = None if self.codes is None else short_code_ref(cells[self.phone_at])
+            code = self._short_code(cells)
             message = str(err)
-            if code is not None and self.codes is not None:  # read as a short code too
+            if code is not None and self.codes is not None:  # a short code: is it the account's?
                 try:
                     self.codes.resolve(code)
                     message = ""
-                except ValueError as refused:  # say what it is as neither
-                    message = (str(refused) if "-" in code else
-                               f"{message}; and as a short code: {refused}")
+                except ValueError as refused:
+                    message = str(refused)
+            elif self.codes is not None and self._marked(cells):
+                message = (f"{quote_cell(cells[self.phone_at])} is not a short code (the row's "
+                           "type is short_code): write its 3 to 8 digits, or its UUID")
             elif self.codes is not None and cells[self.phone_at].strip().isdigit():
-                message += f"; {WRITE_ONE}"  # digits, but not as many as a short code has
+                message += f"; {WRITE_ONE}"  # digits alone are a phone number
             if message:
                 errors.append(self._problem(line, PHONE, message, cells=cells))
         cell = "" if self.profile_at is None else cells[self.profile_at]

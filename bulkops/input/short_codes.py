@@ -1,13 +1,15 @@
 """Short codes named in a job's rows: telling one from a phone number, and finding its id.
 
 Where a phone number goes (the ``phone_number`` column) a row may name a short code instead
-(docs/short-codes.md): its digits, 3 to 6 of them with nothing else (``12345``), or its UUID
-as the account lists it. Only a cell that is not a valid phone number is read as a short
-code, so every number the reader took before is still a number. The journal keys a short code
-by its digits (a phone number always starts with "+", so the two never meet) and writes it
-through its UUID; both come from one listing of the account's short codes
-(``GET /short_codes``), taken when the first short code is met. A short code that listing does
-not have is an error of its row before anything is sent.
+(docs/short-codes.md): by its UUID as the account lists it (a UUID is never a phone number),
+or by its digits (3 to 8, nothing else) on a row whose ``type`` column says ``short_code``, as
+``bulkops export`` writes it. Digits alone stay a phone number (``312555`` is a number written
+wrong, not a short code), so every file read before reads the same, and a file with no short
+code never makes a request for them. The journal keys a short code by its digits (a phone
+number always starts with "+", so the two never meet) and writes it through its UUID; both
+come from one listing of the account's short codes (``GET /short_codes``), taken when the
+first short code is met. A short code that listing does not have is an error of its row
+before anything is sent.
 """
 
 from __future__ import annotations
@@ -19,20 +21,23 @@ from dataclasses import dataclass, field
 from bulkops.input.phone import quote_cell
 from bulkops.models import ShortCode
 
-SHORT_CODE_DIGITS = (3, 6)  # fewest and most digits read as a short code
-_DIGITS = re.compile(r"[0-9]{3,6}")
+SHORT_CODE_TYPE = "short_code"  # the ``type`` cell that marks a row's digits as a short code
+TYPE_COLUMN = "type"
+_DIGITS = re.compile(r"[0-9]{3,8}")
 _UUID = re.compile(r"\{?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\}?")
-WRITE_ONE = "a short code is written as its 3 to 6 digits, or its UUID"
+WRITE_ONE = ("if it is a short code, write short_code in a `type` column of its row (as "
+             "`bulkops export` does) or give its UUID")
 
 
 class NeedShortCodes(Exception):
     """A short code was met before the account's short codes were listed: list them, read on."""
 
 
-def short_code_ref(text: str) -> str | None:
-    """The short code a phone-number cell names (its digits, or its UUID lower-cased), or None."""
+def short_code_ref(text: str, *, marked: bool) -> str | None:
+    """The short code a phone-number cell names: its UUID lower-cased, or (on a row ``marked``
+    by its type) its digits; else None."""
     text = text.strip()
-    if _DIGITS.fullmatch(text):
+    if marked and _DIGITS.fullmatch(text):
         return text
     match = _UUID.fullmatch(text)
     return match.group(1).lower() if match else None

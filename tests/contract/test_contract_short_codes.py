@@ -64,8 +64,9 @@ async def test_a_migrate_and_its_rollback_send_only_requests_the_spec_allows(
     source, target, _ = recording.profile_ids()
     csv_path = write_csv(tmp_path / "m.csv", ["from_profile_id", "to_profile_id"], [[source, target]])
     assert (await run(recording, Kind.MIGRATE, csv_path, tmp_path / "m.db")).exit_code == 0
-    unassign = write_csv(tmp_path / "u.csv", ["phone_number"],
-                         [[next(c for c, p in recording.short_codes().items() if p == target)]])
+    unassign = write_csv(tmp_path / "u.csv", ["phone_number", "type"],
+                         [[next(c for c, p in recording.short_codes().items() if p == target),
+                           "short_code"]])
     assert (await run(recording, Kind.UNASSIGN, unassign, tmp_path / "u.db")).exit_code == 0
     undone = await rollback(tmp_path / "m.db", settings_for(recording), Secret(recording.api_key))
     assert undone.exit_code == 0
