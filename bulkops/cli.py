@@ -330,7 +330,7 @@ def _print_plan(summary: PlanSummary) -> None:
 
     table = Table(title="plan")
     table.add_column("action")
-    table.add_column("numbers", justify="right")
+    table.add_column("numbers" if not summary.short_codes else "rows", justify="right")
     for action, count in summary.rows():
         if count:
             table.add_row(action, str(count))

@@ -95,7 +95,7 @@ async def snapshot_pending(journal: Journal, job_id: int, client: TelnyxClient,
                            settings: RunSettings, stop: StopSignal) -> None:
     """Read back every PENDING row before any write (see snapshot.take_snapshot)."""
     counts = await journal.counts(job_id)
-    log.info("snapshot started numbers=%d", counts.get(ItemState.PENDING))
+    log.info("snapshot started rows=%d", counts.get(ItemState.PENDING))  # numbers and short codes
     (await take_snapshot(journal, job_id, client, stop=stop, force=settings.force)).raise_if_set()
 
 

@@ -16,7 +16,7 @@ from bulkops.models import Kind, Resource
 from bulkops.plan import PlanSummary
 from bulkops.sandbox import Sandbox
 from tests.conftest import SandboxFactory
-from tests.harness import read_report
+from tests.harness import CANARY_KEY, assert_no_key_in_files, read_report
 from tests.jobhelpers import journal_items, patches, run, settings_for, write_csv
 
 SHORT_CODE_PATCH = "PATCH /v2/short_codes/{id}"
@@ -33,7 +33,8 @@ def numbers_on(sandbox: Sandbox, profile: str | None) -> list[str]:
 
 async def test_migrate_moves_the_profiles_numbers_and_short_codes_and_nothing_else(
         sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
-    async with sandbox_factory(numbers=200, profiles=3, short_codes=12, seed=3) as sandbox:
+    async with sandbox_factory(numbers=200, profiles=3, short_codes=12, seed=3,
+                               api_key=CANARY_KEY) as sandbox:
         source, target, other = sandbox.profile_ids()
         moving_numbers, moving_codes = numbers_on(sandbox, source), codes_on(sandbox, source)
         assert moving_numbers and len(moving_codes) >= 3
@@ -58,6 +59,7 @@ async def test_migrate_moves_the_profiles_numbers_and_short_codes_and_nothing_el
         assert sorted(r["phone_number"] for r in lines) == moving_codes  # a report line each
         assert {(r["prior_profile_id"], r["desired_profile_id"], r["final_state"])
                 for r in lines} == {(source, target, "done")}
+        assert assert_no_key_in_files(tmp_path)  # journal, report: no key anywhere
 
 
 async def test_rollback_puts_numbers_and_short_codes_back(
