@@ -11,26 +11,38 @@ handful per profile, are read by ``GET /short_codes/{id}`` and written by
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
+from typing import Any
+
 import anyio
 
 from bulkops.journal.records import Item, SnapshotEntry
-from bulkops.models import Resource
+from bulkops.models import NumberState, Resource, ShortCode
 from bulkops.telnyx.client import TelnyxClient
 from bulkops.telnyx.retry import Outcome
 
+Written = Coroutine[Any, Any, Outcome[NumberState]] | Coroutine[Any, Any, Outcome[ShortCode]]
 
-async def write(client: TelnyxClient, item: Item, stop: anyio.Event | None) -> Outcome[str | None]:
-    """Send one item's desired value; the value read back (None: unassigned or gone).
 
-    Raises what the client raises (GaveUp, AuthError, NotStarted)."""
+def write(client: TelnyxClient, item: Item, stop: anyio.Event | None) -> Written:
+    """The request that sends one item's desired value; its answer's ``profile_id`` is the
+    value read back (None: unassigned). Raises what the client raises (GaveUp, AuthError,
+    NotStarted).
+
+    A phone number's is the client's own coroutine, not one awaited in here: it runs a
+    million times a job, and every await of a request resumes each frame above it."""
     if item.resource is Resource.SHORT_CODE:
-        sent = await client.update_short_code(_ref(item), item.desired, stop=stop)
-        # Read back by GET (issue 19): the PATCH answer alone is the server's word before
-        # the change settled; the GET is what a later reader sees.
-        after = await client.get_short_code(_ref(item))
-        return Outcome(None if after is None else after.profile_id, sent.attempts)
-    outcome = await client.update_profile(item.phone_number, item.desired, stop=stop)
-    return Outcome(outcome.value.profile_id, outcome.attempts)
+        return _write_short_code(client, item, stop)
+    return client.update_profile(item.phone_number, item.desired, stop=stop)
+
+
+async def _write_short_code(client: TelnyxClient, item: Item,
+                            stop: anyio.Event | None) -> Outcome[ShortCode]:
+    ref = _ref(item)
+    sent = await client.update_short_code(ref, item.desired, stop=stop)
+    # Read back by GET (issue 19): what a later reader sees, not only the PATCH's answer.
+    after = await client.get_short_code(ref)
+    return Outcome(after or ShortCode(ref, item.phone_number, None), sent.attempts)
 
 
 async def read_short_codes(client: TelnyxClient, items: list[Item]) -> list[SnapshotEntry]:

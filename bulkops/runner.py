@@ -222,7 +222,7 @@ class Writer:
             )
             self._failed(item, gave_up.info, permanent=not gave_up.retryable)
             return
-        answer = outcome.value
+        answer = outcome.value.profile_id
         attempts = item.attempts + outcome.attempts
         if _same_profile(answer, item.desired):
             record(

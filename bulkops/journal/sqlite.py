@@ -41,6 +41,9 @@ ORDERS_DDL = (
 
 # One table per concept. Every item is keyed by (job_id, phone_number): under concurrency
 # finished rows are never a contiguous prefix of the CSV, so nothing is keyed by position.
+# items.resource is the kind (models.Resource), NULL for the million-row case, a phone
+# number (as extra is NULL without extra cells: 1M rows stay small); items.ref is the API id
+# it is written through when that is not the key (a short code's UUID).
 DDL = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE jobs (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL,
@@ -52,8 +55,7 @@ CREATE TABLE items (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL REFERENCES j
     expected TEXT, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
     http_status INTEGER, error_code TEXT, error_title TEXT, error_detail TEXT, note TEXT,
     on_account INTEGER, extra TEXT, updated_at TEXT NOT NULL, order_ref INTEGER, via TEXT,
-    resource TEXT NOT NULL DEFAULT 'phone_number', ref TEXT,
-    UNIQUE (job_id, phone_number));
+    resource TEXT, ref TEXT, UNIQUE (job_id, phone_number));
 CREATE INDEX items_job_state ON items (job_id, state);
 CREATE TABLE rejected (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, line INTEGER NOT NULL,
     "column" INTEGER, field TEXT, message TEXT NOT NULL, path TEXT NOT NULL, cells TEXT);
@@ -81,11 +83,10 @@ UPGRADE_1_TO_2 = (
     ("orders", None, ORDERS_DDL[0]),
 )
 # To version 3, the change model: every item of an older file is a phone number's profile
-# (the column default), written through its key (ref NULL). A table that comes with version 3
+# (resource NULL), written through its key (ref NULL). A table that comes with version 3
 # goes here as (name, None, its CREATE TABLE) and into DDL, and its name into TABLES.
 UPGRADE_TO_3 = (
-    ("items", "resource", "ALTER TABLE items ADD COLUMN resource TEXT NOT NULL "
-     "DEFAULT 'phone_number'"),
+    ("items", "resource", "ALTER TABLE items ADD COLUMN resource TEXT"),
     ("items", "ref", "ALTER TABLE items ADD COLUMN ref TEXT"),
     ("migrations", "short_codes", "ALTER TABLE migrations ADD COLUMN short_codes INTEGER"),
 )
@@ -96,7 +97,7 @@ ADDED_TABLES = frozenset(table for table, column, _ in UPGRADES if column is Non
 # 1M staged rows skip the WAL and leave no free pages. Keyed by line: the first duplicate wins.
 STAGED_DDL = """CREATE TEMP TABLE IF NOT EXISTS staged (job_id INTEGER NOT NULL,
     line INTEGER NOT NULL, phone_number TEXT NOT NULL, desired TEXT NOT NULL, extra TEXT,
-    resource TEXT NOT NULL, ref TEXT, PRIMARY KEY (job_id, line)) WITHOUT ROWID"""
+    resource TEXT, ref TEXT, PRIMARY KEY (job_id, line)) WITHOUT ROWID"""
 
 SESSION = (
     "PRAGMA synchronous = NORMAL",  # with WAL: a commit survives kill -9 of the process
@@ -142,7 +143,7 @@ def dump_settings(settings: Mapping[str, object]) -> str:
 
 
 _STATES = {state.value: state for state in ItemState}  # faster than ItemState(value)
-_RESOURCES = {kind.value: kind for kind in Resource}
+_RESOURCES = {None: Resource.PHONE_NUMBER} | {kind.value: kind for kind in Resource}
 
 
 def item_from_row(r: tuple[Any, ...]) -> Item:

@@ -33,6 +33,7 @@ from bulkops.journal.states import ORDER_TRANSITIONS, TRANSITIONS, ItemState, Jo
 from bulkops.models import Counts, Extra, Kind, MigrateRow, NumberRow, Problem, Resource, ShortCode
 
 T = TypeVar("T")
+_NUMBER = Resource.PHONE_NUMBER  # journaled as resource NULL
 Db = aiosqlite.Connection
 log = logging.getLogger("bulkops")
 
@@ -294,18 +295,14 @@ class Journal:
             "reading migrate rows", "SELECT line, from_profile_id, short_codes FROM migrations "
             "WHERE job_id = ? ORDER BY line", (job_id,))]
 
-    async def resource_counts(self, job_id: int) -> dict[Resource, int]:
-        """Items of the job by resource kind."""
-        rows = await self._fetch("counting rows", "SELECT resource, COUNT(*) FROM items WHERE "
-                                 "job_id = ? GROUP BY resource", (job_id,))
-        return {Resource(r): n for r, n in rows}
 
     async def stage_rows(self, job_id: int, rows: Sequence[NumberRow]) -> None:
         """Append one batch (5-10k) of CSV rows; duplicates are resolved by finish_staging."""
         await self._change("staging CSV rows", "INSERT INTO staged (job_id, line, phone_number, "
                            "desired, extra, resource, ref) VALUES (?, ?, ?, ?, ?, ?, ?)", [
                                (job_id, r.line, r.phone_number, r.profile_id, dump_extra(r.extra),
-                                r.resource.value, r.ref) for r in rows], many=True)
+                                None if r.resource is _NUMBER else r.resource.value, r.ref)
+                               for r in rows], many=True)
 
     async def add_rejected(self, job_id: int, problems: Sequence[Problem]) -> None:
         """Rows left out by --skip-invalid: kept so the report lists them."""
@@ -662,7 +659,7 @@ class Journal:
             after = rows[-1][0]
             page = []
             for _, number, desired, state, generation, resource in rows:
-                if resource != Resource.PHONE_NUMBER.value:
+                if resource is not None:  # NULL: a phone number
                     continue
                 if state is None or state in ("refused", "lost"):
                     page.append((number, desired, generation or 0))
