@@ -10,7 +10,9 @@ import pytest
 from bulkops.config import Secret
 from bulkops.errors import InputError
 from bulkops.account import ExportQuery
-from bulkops.jobs import JobRequest, export_numbers, list_profiles, plan_job, rollback, run_job
+from bulkops.jobs import (
+    JobRequest, export_numbers, list_profiles, plan_job, retry_failed, rollback, run_job,
+)
 from bulkops.journal.states import ItemState
 from bulkops.models import Kind, Resource
 from bulkops.plan import PlanSummary
@@ -158,7 +160,7 @@ async def test_a_short_code_the_account_lacks_is_an_error_before_anything_is_sen
     assert not (tmp_path / "a.db").exists()
 
 
-async def test_a_refused_short_code_write_is_a_failed_row_with_telnyxs_error(
+async def test_a_refused_short_code_write_is_a_failed_row_with_telnyxs_error_and_retries(
         sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
     async with sandbox_factory(numbers=30, profiles=2, short_codes=4, seed=1) as sandbox:
         source, target = sandbox.profile_ids()
@@ -167,10 +169,12 @@ async def test_a_refused_short_code_write_is_a_failed_row_with_telnyxs_error(
                              [[code, target, "short_code"]])
         request = JobRequest(Kind.ASSIGN, csv_path, tmp_path / "a.db", "a")
 
+        deleted = []
+
         async def confirm(summary: PlanSummary) -> bool:
             # Validated, snapshotted, asked: now the target goes away, and Telnyx refuses.
             assert summary.short_codes == 1
-            sandbox.state.delete_profile(target, time.time())
+            deleted.append(sandbox.state.delete_profile(target, time.time())[0])
             return True
 
         result = await run_job(request, settings_for(sandbox, assume_yes=False, confirm_threshold=0),
@@ -183,6 +187,11 @@ async def test_a_refused_short_code_write_is_a_failed_row_with_telnyxs_error(
             ("422", "10015", "Invalid value")
         assert f"Messaging profile {target} does not exist" in line["error_detail"]
         assert sandbox.short_codes()[code] == source
+        sandbox.state.add_profile(deleted[0])  # the cause fixed: retry-failed sends it again
+        retried = await retry_failed(tmp_path / "a.db", settings_for(sandbox),
+                                     Secret(sandbox.api_key))
+        assert retried.exit_code == 0 and retried.counts.get(ItemState.DONE) == 1
+        assert sandbox.short_codes()[code] == target
 
 
 async def test_export_lists_short_codes_marked_and_a_set_job_reads_it_back_as_is(
