@@ -350,7 +350,8 @@ def _print_result(result: JobResult, json_mode: bool) -> None:
     elif not result.idle and not result.plan_path:
         table = Table(title=f"{result.job.name} ({result.job.kind.value})")
         table.add_column("state")
-        table.add_column("numbers", justify="right")
+        table.add_column("rows" if result.plan and result.plan.short_codes else "numbers",
+                         justify="right")
         for state, count in result.as_dict()["counts"].items():
             if count:
                 table.add_row(state, str(count))
