@@ -1,9 +1,12 @@
-"""The account as it is: its messaging profiles with their sizes, and an export of its numbers.
+"""The account as it is: its messaging profiles with their sizes, and an export of its numbers
+and short codes.
 
 Every job starts from a CSV; ``export`` writes one from the account itself, in the columns a
 ``set`` or ``assign`` job reads (``phone_number``, ``messaging_profile_id``) plus what helps a
 person edit it (``messaging_profile_name``, ``type``, ``messaging_product``). Listings read
-every page (the trap of a list cut at its first page) from ``GET /phone_numbers/messaging``.
+every page (the trap of a list cut at its first page) from ``GET /phone_numbers/messaging``,
+then ``GET /short_codes``: a short code's line has its digits in ``phone_number`` (what a job
+reads as a short code) and ``type`` ``short_code``.
 
 An export file is written under a temporary name in the same folder and renamed only once
 complete (mode 0600: it lists every number of the account), so a crash never leaves half a
@@ -29,7 +32,9 @@ import anyio
 from bulkops.errors import InputError
 from bulkops.input.names import ProfileNames
 from bulkops.input.phone import is_profile_id, normalize_profile_ref
-from bulkops.models import AccountNumber, Profile
+# The export's type of a short code's line: what marks its digits as a short code for a job.
+from bulkops.input.short_codes import SHORT_CODE_TYPE
+from bulkops.models import AccountNumber, Profile, ShortCode
 from bulkops.outputs import Inputs
 from bulkops.progress import Tracker, show_progress
 from bulkops.report import AtomicFile, inert
@@ -53,11 +58,17 @@ class ProfileCount:
     id: str
     name: str
     numbers: int
+    short_codes: tuple[str, ...] = ()  # the digits of its short codes, ascending
 
 
 async def profiles_with_counts(client: TelnyxClient) -> list[ProfileCount]:
-    """Every profile (all pages), each counted with one small listing request."""
+    """Every profile (all pages), each counted with one small listing request, with its short
+    codes (one listing of the account's short codes for all profiles)."""
     profiles = await client.list_profiles()
+    codes: dict[str, list[str]] = {}
+    for code in await client.list_short_codes():
+        if code.profile_id:
+            codes.setdefault(code.profile_id, []).append(code.short_code)
     counts: dict[str, int] = {}
     limit = anyio.Semaphore(COUNT_CONCURRENCY)
 
@@ -68,7 +79,8 @@ async def profiles_with_counts(client: TelnyxClient) -> list[ProfileCount]:
     async with anyio.create_task_group() as tg:
         for profile in profiles:
             tg.start_soon(count, profile)
-    return [ProfileCount(p.id, p.name, counts[p.id]) for p in profiles]
+    return [ProfileCount(p.id, p.name, counts[p.id], tuple(sorted(codes.get(p.id, ()))))
+            for p in profiles]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +108,10 @@ class ExportQuery:
 @dataclass(frozen=True, slots=True)
 class ExportResult:
     path: Path | None  # None: written to stdout
-    numbers: int
+    numbers: int  # phone numbers written
     profiles: int  # profiles on the account
     complete: bool = True  # False: the reader of stdout closed it before the end
+    short_codes: int = 0  # short codes written, after the numbers
 
 
 def _filters(query: ExportQuery) -> list[tuple[str, str]]:
@@ -135,6 +148,7 @@ class _Writer:
         self.names = names.id_names()
         self.csv = csv.writer(handle, lineterminator="\n")
         self.rows = 0
+        self.short_codes = 0
         if self.json:
             handle.write("[")
         else:
@@ -153,6 +167,12 @@ class _Writer:
                 self.csv.writerow((n.phone_number, profile, inert(name), n.type,
                                    n.messaging_product))
             self.rows += 1
+
+    def write_short_codes(self, codes: Sequence[ShortCode]) -> None:
+        """Short codes as lines a job reads back: their digits where a number goes."""
+        self.write([AccountNumber(c.short_code, c.profile_id, SHORT_CODE_TYPE, "")
+                    for c in codes])
+        self.short_codes += len(codes)
 
     def close(self) -> None:
         if self.json:
@@ -196,6 +216,24 @@ async def _list_into(client: TelnyxClient, writer: _Writer, query: ExportQuery,
             tg.cancel_scope.cancel()
     if error is not None:
         raise error
+    await _short_codes_into(client, writer, query, ids)
+
+
+async def _short_codes_into(client: TelnyxClient, writer: _Writer, query: ExportQuery,
+                            ids: list[str]) -> None:
+    """The short codes ``query`` selects, after the numbers: by profile, unbound (the listing's
+    ``null`` filter), or all; none when --type asks for long codes or toll-free numbers."""
+    if query.type not in (None, "shortcode"):
+        return
+    if query.unassigned or not ids:
+        codes = await client.list_short_codes(unbound=query.unassigned and not ids)
+        if query.unassigned and ids:
+            codes = [c for c in codes if c.profile_id in {None, *ids}]
+    else:
+        codes = [c for i in ids for c in await client.list_short_codes(i)]
+    needle = (query.contains or "").strip().lstrip("+")
+    chosen = sorted((c for c in codes if needle in c.short_code), key=lambda c: c.short_code)
+    writer.write_short_codes(chosen)
 
 
 def _silence_stdout() -> None:
@@ -245,5 +283,7 @@ async def export(
         if target is not None:
             target.abandon()
         raise
-    log.info("export done numbers=%d output=%s", writer.rows, output or "stdout")
-    return ExportResult(output, writer.rows, len(names.profiles))
+    log.info("export done numbers=%d short_codes=%d output=%s", writer.rows - writer.short_codes,
+             writer.short_codes, output or "stdout")
+    return ExportResult(output, writer.rows - writer.short_codes, len(names.profiles),
+                        short_codes=writer.short_codes)

@@ -142,6 +142,9 @@ def _add_job(p: argparse.ArgumentParser, *, journal: bool = True, skip_invalid: 
     if skip_invalid:  # validate reports every invalid row anyway
         p.add_argument("--skip-invalid", action="store_true", default=None,
                        help="journal invalid rows as rejected and run the rest")
+        p.add_argument("--leave-short-codes", action="store_true", default=None,
+                       help="migrate: leave the source profiles' short codes where they are "
+                            "(default: they move with the numbers)")
 
 
 def _add_journal(p: argparse.ArgumentParser, what: str) -> None:
@@ -349,6 +352,7 @@ def _settings(args: argparse.Namespace, base: Mapping[str, Any] | None = None) -
         bulk_size=pick("bulk_size", 1000),
         bulk_min=pick("bulk_min", 100),
         order_timeout=pick("order_timeout", 900.0),
+        leave_short_codes=bool(pick("leave_short_codes", False)),
     )
 
 
@@ -451,7 +455,7 @@ def _print_plan(summary: PlanSummary) -> None:
 
     table = Table(title="plan")
     table.add_column("action")
-    table.add_column("numbers", justify="right")
+    table.add_column("numbers" if not summary.short_codes else "rows", justify="right")
     for action, count in summary.rows():
         if count:
             table.add_row(action, str(count))
@@ -474,7 +478,8 @@ def _print_result(result: JobResult, json_mode: bool, command: str = "run") -> N
     elif not result.idle and not result.plan_path:
         table = Table(title=f"{result.job.name} ({result.job.kind.value})")
         table.add_column("state")
-        table.add_column("numbers", justify="right")
+        table.add_column("rows" if result.plan and result.plan.short_codes else "numbers",
+                         justify="right")
         for state, count in result.as_dict()["counts"].items():
             if count:
                 table.add_row(state, str(count))
@@ -620,17 +625,18 @@ async def _cmd_profiles(args: argparse.Namespace) -> int:
 
     profiles = await list_profiles(_settings(args), _key(args))
     if args.json:
-        _json_line("profiles", {"profiles": [{"id": p.id, "name": p.name, "numbers": p.numbers}
+        _json_line("profiles", {"profiles": [{"id": p.id, "name": p.name, "numbers": p.numbers,
+                                              "short_codes": list(p.short_codes)}
                                              for p in profiles]})
         return 0
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{len(profiles)} messaging profiles")
-    for column in ("id", "name", "numbers"):
+    for column in ("id", "name", "numbers", "short codes"):
         table.add_column(column, justify="right" if column == "numbers" else "left")
     for p in profiles:
-        table.add_row(p.id, p.name, str(p.numbers))
+        table.add_row(p.id, p.name, str(p.numbers), " ".join(p.short_codes))
     Console().print(table)
     return 0
 
@@ -648,7 +654,8 @@ async def _cmd_export(args: argparse.Namespace) -> int:
         print("export: standard output was closed by its reader before the end; the export "
               "is incomplete", file=sys.stderr)
         return 0
-    print(f"export: {result.path or 'stdout'} ({result.numbers} numbers)", file=sys.stderr)
+    codes = f" and {result.short_codes} short codes" if result.short_codes else ""
+    print(f"export: {result.path or 'stdout'} ({result.numbers} numbers{codes})", file=sys.stderr)
     return 0
 
 

@@ -246,6 +246,7 @@ class RunSettings:
     bulk_size: int = 1000  # numbers per order (halved when the server says it is too big)
     bulk_min: int = 100  # auto: fewer writes than this go by PATCH
     order_timeout: float = 900.0  # an order still pending after this is read back
+    leave_short_codes: bool = False  # migrate: the source profiles' short codes stay behind
 
     def __post_init__(self) -> None:
         _, problems = check_limits({key: getattr(self, key) for key in LIMITS if hasattr(self, key)}
@@ -276,4 +277,5 @@ class RunSettings:
             "bulk_size": self.bulk_size,
             "bulk_min": self.bulk_min,
             "order_timeout": self.order_timeout,
+            "leave_short_codes": self.leave_short_codes,
         }

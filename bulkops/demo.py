@@ -2,7 +2,8 @@
 
 It shows the whole life of a job: validation, read-back, rate-limited writes
 (the sandbox is limited to 50 requests/s with 20 ms latency, like a small
-account), per-row reports, a second run that sends no write, and a rollback.
+account), a migrate that moves a profile whole (its numbers and its short codes),
+per-row reports, a second run that sends no write, and a rollback.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from bulkops.outputs import check_output, record_own
 
 from .sandbox import FaultConfig, SandboxConfig, demo_data, running_sandbox, write_sample_csvs
 
-DEMO_CONFIG = SandboxConfig(rate=50, window=1.0, faults=FaultConfig(latency_ms=20, jitter_ms=10))
+DEMO_CONFIG = SandboxConfig(short_codes=12, rate=50, window=1.0,
+                            faults=FaultConfig(latency_ms=20, jitter_ms=10))
 
 
 async def run_demo(workdir: Path | None = None) -> int:
@@ -49,7 +51,8 @@ async def run_demo(workdir: Path | None = None) -> int:
             record_own(path, "demo CSV")
         async with running_sandbox(DEMO_CONFIG) as sandbox:
             console.print(f"[bold]sandbox[/] listening on {sandbox.base_url} "
-                          f"({DEMO_CONFIG.numbers} numbers, {DEMO_CONFIG.profiles} profiles, "
+                          f"({DEMO_CONFIG.numbers} numbers, {DEMO_CONFIG.short_codes} short "
+                          f"codes, {DEMO_CONFIG.profiles} profiles, "
                           f"{DEMO_CONFIG.rate} requests/s)")
             settings = RunSettings(base_url=sandbox.base_url, assume_yes=True, verify=True)
             key = Secret(sandbox.api_key)
@@ -67,7 +70,11 @@ async def run_demo(workdir: Path | None = None) -> int:
                 console.rule(f"job {name}: {kind.value} from {csv_name}")
                 request = JobRequest(kind, csvs[csv_name], folder / f"{name}.journal.db", name,
                                      profile_id=profile)
+                source = (sandbox.dump(), sandbox.short_codes())
                 results.append(await run_job(request, settings, key, interactive=interactive))
+                if kind is Kind.MIGRATE:
+                    _moved(console, data.migrate_from, data.migrate_to, source,
+                           (sandbox.dump(), sandbox.short_codes()))
             console.rule("the same assign CSV into a fresh journal: everything is already in place")
             again = JobRequest(Kind.ASSIGN, csvs["assign.csv"], folder / "assign-again.journal.db",
                                "assign-again")
@@ -83,6 +90,19 @@ async def run_demo(workdir: Path | None = None) -> int:
         else:
             console.print(f"journals and reports are in {folder}")
     return int(max((r.exit_code for r in results), default=ExitCode.OK))
+
+
+Holdings = tuple[dict[str, str | None], dict[str, str | None]]  # numbers, short codes -> profile
+
+
+def _moved(console: Console, source: str, target: str, before: Holdings, after: Holdings) -> None:
+    """What the migrate did on the account: both kinds of sender left the source profile."""
+    moved = [sum(1 for key, profile in was.items() if profile == source and now[key] == target)
+             for was, now in zip(before, after)]
+    left = [sum(1 for profile in now.values() if profile == source) for now in after]
+    console.print(f"migrate moved {moved[0]} numbers and {moved[1]} short codes from {source} "
+                  f"to {target}; {left[0]} numbers and {left[1]} short codes are left on it",
+                  markup=False, highlight=False)
 
 
 def _summary(console: Console, results: list[JobResult], stats: dict[str, object]) -> None:

@@ -28,7 +28,7 @@ from bulkops.progress import Tracker, show_progress
 from bulkops.report import write_report
 from bulkops.runner import FatalBox, StopSignal, pump, watch_signals, write_items, write_pending
 from bulkops.snapshot import (
-    SNAPSHOT_CONCURRENCY, item_batches, read_states, snapshot_and_write, take_snapshot,
+    SNAPSHOT_CONCURRENCY, item_batches, read_items, snapshot_and_write, take_snapshot,
 )
 from bulkops.storm import FailureStorm, FailureStormError
 from bulkops.story import Recorder
@@ -113,7 +113,7 @@ async def snapshot_pending(journal: Journal, job_id: int, client: TelnyxClient,
     pending = (await journal.counts(job_id)).get(ItemState.PENDING)
     if not pending:  # a resume with every row settled: nothing to read back, nothing to log
         return
-    log.info("snapshot started numbers=%d", pending)
+    log.info("snapshot started rows=%d", pending)  # numbers and short codes
     (await take_snapshot(journal, job_id, client, stop=stop, force=settings.force)).raise_if_set()
 
 
@@ -305,8 +305,8 @@ async def _execute(journal: Journal, job_id: int, client: TelnyxClient, settings
         job = await journal.job(job_id)
         summary = await summarize(journal, job_id, job.kind)
         log.info("plan: will change=%d will unassign=%d already in place=%d not on account=%d "
-                 "left alone=%d", summary.change, summary.unassign, summary.in_place,
-                 summary.not_on_account, summary.left_alone)
+                 "left alone=%d short codes=%d", summary.change, summary.unassign,
+                 summary.in_place, summary.not_on_account, summary.left_alone, summary.short_codes)
         if summary.writes > settings.confirm_threshold and confirm is not None:
             await name_targets(summary, journal, client)  # the question names them
         if (summary.writes > settings.confirm_threshold and confirm is not None
@@ -488,8 +488,8 @@ async def verify_done(journal: Journal, job_id: int, client: TelnyxClient,
     drift: list[tuple[str, str, str | None]] = []
 
     async def check(page: list[Item]) -> None:
-        # read_states: the same reads as the snapshot, one-by-one fallback included.
-        entries = await read_states(client, [item.phone_number for item in page])
+        # read_items: the same reads as the snapshot, one-by-one fallback included.
+        entries = await read_items(client, page)
         drift.extend((item.phone_number, item.desired, entry.current)
                      for item, entry in zip(page, entries) if entry.current != item.desired)
 

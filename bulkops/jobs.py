@@ -510,7 +510,8 @@ async def _run_job(
                     raise
                 before = await journal.job(CSV_JOB)
                 if request.kind is Kind.MIGRATE:
-                    await freeze_migrations(journal, CSV_JOB, client)
+                    await freeze_migrations(journal, CSV_JOB, client,
+                                            short_codes=not settings.leave_short_codes)
                 result = await execute(journal, CSV_JOB, client, settings, interactive=interactive,
                                        confirm=confirm, started=started)
                 return await _not_on_account(journal, await _explain(journal, result, before))
@@ -537,16 +538,19 @@ async def _explain(journal: Journal, result: JobResult, before: JobRecord) -> Jo
                      f"\"{before.name}-{{date}}.db\" in the job file) so each day starts a new job")
         notes.append(text)
     elif result.job.kind is Kind.MIGRATE:
-        empty = [(line, source) for line, source, listed in await journal.migration_counts(CSV_JOB)
-                 if not listed]
+        codes = {line: n for line, _, n in await journal.migration_short_codes(CSV_JOB)}
+        empty = [(line, source, "" if codes.get(line) is None else " and 0 short codes")
+                 for line, source, listed in await journal.migration_counts(CSV_JOB)
+                 if not listed and not codes.get(line)]
         names = await journal.profile_names()
         if empty and result.counts.total == 0:
             notes.append("nothing to do: " + "; ".join(
-                f"line {line}: profile {_shown(source, names)} has 0 numbers"
-                for line, source in empty))
+                f"line {line}: profile {_shown(source, names)} has 0 numbers{also}"
+                for line, source, also in empty))
         elif empty:
-            notes.append("; ".join(f"line {line}: profile {_shown(source, names)} has 0 numbers; "
-                                   "nothing moved from it" for line, source in empty))
+            notes.append("; ".join(f"line {line}: profile {_shown(source, names)} has 0 "
+                                   f"numbers{also}; nothing moved from it"
+                                   for line, source, also in empty))
     if result.message:
         notes.append(result.message)
     result.message = "\n".join(notes) or None
@@ -607,7 +611,8 @@ async def plan_job(request: JobRequest, settings: RunSettings, api_key: Secret,
                     async with client:
                         await _load(journal, scratch, settings, client, True)
                         if request.kind is Kind.MIGRATE:
-                            await freeze_migrations(journal, CSV_JOB, client)
+                            await freeze_migrations(journal, CSV_JOB, client,
+                                                    short_codes=not settings.leave_short_codes)
                         await snapshot_pending(journal, CSV_JOB, client, settings, StopSignal())
                         summary = await write_plan_csv(journal, CSV_JOB, plan_file.handle,
                                                        request.kind)

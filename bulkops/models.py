@@ -26,6 +26,25 @@ class Kind(str, Enum):
     ROLLBACK = "rollback"  # created by `bulkops rollback`, never from a CSV
 
 
+class Resource(str, Enum):
+    """The kind of resource an item changes: the change model of issue 17.
+
+    An item is one attribute of one resource, with its prior and desired value. Each kind
+    names its key (the journal's ``items.phone_number`` column, unique in a job: an E.164
+    number starts with "+", a short code is digits, so keys of two kinds never meet), the
+    API id it is written through (``items.ref`` when that is not the key) and the attribute
+    (``desired``/``prior``). Snapshot, write, read-back and verify dispatch on it
+    (``bulkops/resources.py``); the journal, report, plan and rollback only carry it.
+    """
+
+    PHONE_NUMBER = "phone_number"  # key E.164; attribute: messaging profile
+    SHORT_CODE = "short_code"  # key: its digits; ref: its UUID; attribute: messaging profile
+
+    @property
+    def label(self) -> str:  # how the plan, the report and messages name one
+        return "short code" if self is Resource.SHORT_CODE else "number"
+
+
 class Severity(str, Enum):
     ERROR = "error"
     WARNING = "warning"
@@ -65,6 +84,10 @@ class NumberRow:
     phone_number: str  # E.164, normalised
     profile_id: str  # a UUID for assign; UNASSIGNED ("") for unassign
     extra: Extra = ()
+    # A row naming a short code: ``phone_number`` holds its digits (or, before the account's
+    # listing resolved it, the UUID written) and ``ref`` its UUID once resolved.
+    resource: Resource = Resource.PHONE_NUMBER
+    ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +107,20 @@ class NumberState:
     phone_number: str
     profile_id: str | None  # None when unassigned (the API answers null or "")
     number_id: str | None = None
+
+    @property
+    def profile_or_unassigned(self) -> str:
+        return self.profile_id or UNASSIGNED
+
+
+@dataclass(frozen=True, slots=True)
+class ShortCode:
+    """One short code as the API shows it (docs/telnyx/short-codes-10dlc.openapi.yml)."""
+
+    id: str  # its UUID: the path of GET/PATCH /short_codes/{id}
+    short_code: str  # its digits
+    profile_id: str | None  # None when bound to no profile
+    country_code: str = ""
 
     @property
     def profile_or_unassigned(self) -> str:

@@ -1,4 +1,5 @@
-"""The plan: what a run would do to each number, as a summary and as a plan CSV."""
+"""The plan: what a run would do to each item (number or short code), as a summary and as a
+plan CSV."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from typing import IO
 from bulkops.journal.records import Item
 from bulkops.journal.states import ItemState
 from bulkops.journal.store import Journal
-from bulkops.models import UNASSIGNED, Extra, Kind
+from bulkops.models import UNASSIGNED, Extra, Kind, Resource
 from bulkops.report import REPORT_COLUMNS, Line, by_line, inert, input_column, side_lines
+
+
+SHORT_CODES_ROW = "short codes to change"  # a plan row, of those that will change, when any
 
 
 class Action(str, Enum):
@@ -38,6 +42,7 @@ class PlanSummary:
     done: int = 0
     failed: int = 0
     left_alone: int = 0
+    short_codes: int = 0  # of the writes, those to short codes (the rest are phone numbers)
     kind: Kind | None = field(default=None, compare=False)  # what the job does, for the question before it runs
     targets: dict[str, int] = field(default_factory=dict, compare=False)  # profile id -> moved onto it
     names: dict[str, str] = field(default_factory=dict, compare=False)  # profile id -> name, when known
@@ -55,7 +60,7 @@ class PlanSummary:
     def question(self) -> str:
         """What the operator is asked before the writes, naming what will happen: each target
         profile, and the numbers taken off their profile on their own."""
-        writes = _numbers(self.writes)
+        writes = self.what()
         if self.kind is Kind.ROLLBACK:
             return f"Roll back {writes} to their prior profiles? [y/N] "
         parts = [f"move {count:,} to {name}" for name, count in self.target_rows()[:SHOWN_TARGETS]]
@@ -70,11 +75,22 @@ class PlanSummary:
             return f"Unassign {writes} from their messaging profiles? [y/N] "
         return f"Write {writes}: {'; '.join(parts)}? [y/N] "
 
-    def add(self, action: Action, desired: str | None = None) -> None:
+    def what(self) -> str:
+        """The writes in words: "1,000 numbers", "988 numbers and 12 short codes"."""
+        numbers, codes = self.writes - self.short_codes, self.short_codes
+        text = f"{numbers:,} number{'s' if numbers != 1 else ''}"
+        if codes:
+            text = (text + " and " if numbers else "") + f"{codes:,} short code{'s' * (codes != 1)}"
+        return text
+
+    def add(self, action: Action, desired: str | None = None,
+            resource: Resource = Resource.PHONE_NUMBER) -> None:
         name = action.name.lower()  # each Action has the field of its name
         setattr(self, name, getattr(self, name) + 1)
         if action is Action.CHANGE and desired:
             self.targets[desired] = self.targets.get(desired, 0) + 1
+        if resource is Resource.SHORT_CODE and action in (Action.CHANGE, Action.UNASSIGN):
+            self.short_codes += 1
 
     @property
     def writes(self) -> int:
@@ -90,7 +106,7 @@ class PlanSummary:
             (Action.LEFT_ALONE.value, self.left_alone),
             (Action.DONE.value, self.done),
             (Action.FAILED.value, self.failed),
-        ]
+        ] + ([(SHORT_CODES_ROW, self.short_codes)] if self.short_codes else [])
 
 
 def _numbers(count: int) -> str:
@@ -114,12 +130,14 @@ async def summarize(journal: Journal, job_id: int, kind: Kind | None = None) -> 
     async with aclosing(journal.iter_items(job_id, None, batch=5000)) as pages:
         async for page in pages:
             for item in page:
-                summary.add(classify(item), item.desired)
+                summary.add(classify(item), item.desired, item.resource)
     return summary
 
 
 # The report's scheme: bulkops' own columns, then the input's other columns as input_<header>.
-PLAN_COLUMNS = ["line", "phone_number", "current_profile_id", "desired_profile_id", "action", "note"]
+# ``resource``: phone_number or short_code (then phone_number holds its digits).
+PLAN_COLUMNS = ["line", "phone_number", "current_profile_id", "desired_profile_id", "action", "note",
+                "resource"]
 
 
 _AT = {name: i for i, name in enumerate(REPORT_COLUMNS)}
@@ -132,7 +150,8 @@ def _side_plan_line(line: Line) -> tuple[list[object], Extra]:
     state = values[_AT["final_state"]]
     note = values[_AT["error_detail"]] if state == "rejected" else values[_AT["note"]]
     return [values[_AT["line"]], values[_AT["phone_number"]] or "", "",
-            values[_AT["desired_profile_id"]] or "", state, note or ""], extra
+            values[_AT["desired_profile_id"]] or "", state, note or "",
+            values[_AT["resource"]] or ""], extra
 
 
 async def write_plan_csv(journal: Journal, job_id: int, handle: IO[str],
@@ -153,10 +172,10 @@ async def write_plan_csv(journal: Journal, job_id: int, handle: IO[str],
         async for _, entry in lines:
             if isinstance(entry, Item):
                 action = classify(entry)
-                summary.add(action, entry.desired)
+                summary.add(action, entry.desired, entry.resource)
                 current = "" if entry.on_account is False else (entry.prior or "")
                 cells: list[object] = [entry.line, entry.phone_number, current, entry.desired,
-                                       action.value, entry.note or ""]
+                                       action.value, entry.note or "", entry.resource.value]
                 extra = entry.extra
             else:
                 cells, extra = _side_plan_line(entry)

@@ -43,6 +43,8 @@ ITEM_FIELDS: tuple[tuple[str, str], ...] = (
     ("note", "note"),
     # the order that applied the number, or "patch" once a PATCH was sent for it
     ("via", "COALESCE(via, CASE WHEN attempts > 0 THEN 'patch' END)"),
+    # what the line changed: phone_number, or short_code (phone_number then holds its digits)
+    ("resource", "COALESCE(resource, 'phone_number')"),
 )
 REPORT_COLUMNS = [name for name, _ in ITEM_FIELDS]
 INPUT_PREFIX = "input_"

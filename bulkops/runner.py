@@ -30,7 +30,8 @@ from bulkops.errors import ApiError, ApiUnreachable, BulkOpsError
 from bulkops.journal.records import Item, ItemUpdate
 from bulkops.journal.states import ItemState
 from bulkops.journal.store import Journal
-from bulkops.models import UNASSIGNED, ApiErrorInfo
+from bulkops import resources
+from bulkops.models import UNASSIGNED, ApiErrorInfo, Resource
 from bulkops.progress import Tracker
 from bulkops.storm import FailureStorm
 from bulkops.telnyx.client import TelnyxClient
@@ -192,7 +193,7 @@ def _describe(profile: str) -> str:
 
 
 class Writer:
-    """Processes one item: PATCH, read back the answer, record the outcome."""
+    """Processes one item: PATCH (``resources.write``, by kind), read back, record the outcome."""
 
     def __init__(self, journal: Journal, client: TelnyxClient, tracker: Tracker,
                  storm: FailureStorm, stop: StopSignal) -> None:
@@ -207,8 +208,7 @@ class Writer:
         record = self.journal.record
         record(ItemUpdate(item.job_id, item.phone_number, item.state, ItemState.IN_FLIGHT))
         try:
-            outcome = await self.client.update_profile(item.phone_number, item.desired,
-                                                       stop=self.stop.event)
+            outcome = await resources.write(self.client, item, self.stop.event)
         except NotStarted:  # stopped while it waited for the limiter: resumed as if never taken
             record(ItemUpdate(item.job_id, item.phone_number, ItemState.IN_FLIGHT, ItemState.PENDING))
             return
@@ -247,7 +247,9 @@ class Writer:
         self.tracker.failed += 1
         self.logged_failures += 1
         if self.logged_failures <= LOGGED_FAILURES:
-            log.info("row failed line=%d number=%s: %s", item.line, item.phone_number, info.describe())
+            log.info("row failed line=%d %s=%s: %s", item.line,
+                     "number" if item.resource is Resource.PHONE_NUMBER else item.resource.value,
+                     item.phone_number, info.describe())
         elif self.logged_failures == LOGGED_FAILURES + 1:
             log.info("row failed: more failures follow; the report lists every one")
         self.storm.failed(item.line, info, permanent=permanent)

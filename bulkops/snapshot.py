@@ -1,4 +1,6 @@
-"""The snapshot: the current profile of every pending number, read before it is written.
+"""The snapshot: the current profile of every pending item, read before it is written.
+
+Short codes are read one ``GET /short_codes/{id}`` each (``resources.read_short_codes``).
 
 Numbers are read in batches of 250 with ``GET /phone_numbers/messaging?filter[phone_number]=
 a,b,...`` (one request per 250 numbers, not one per number). The journal then knows each
@@ -15,9 +17,11 @@ from contextlib import aclosing
 
 import anyio
 
+from bulkops import resources
 from bulkops.journal.records import Item, SnapshotEntry
 from bulkops.journal.states import ItemState
 from bulkops.journal.store import Journal
+from bulkops.models import Resource
 from bulkops.progress import Tracker
 from bulkops.runner import FatalBox, StopSignal, Writer, pump, write_from
 from bulkops.storm import FailureStorm
@@ -76,6 +80,17 @@ async def read_states(client: TelnyxClient, numbers: list[str]) -> list[Snapshot
     return [SnapshotEntry(n, found[n].profile_or_unassigned if n in found else None) for n in numbers]
 
 
+async def read_items(client: TelnyxClient, page: list[Item]) -> list[SnapshotEntry]:
+    """The current value of each item of a page, by resource kind (``resources``)."""
+    numbers = [item.phone_number for item in page if item.resource is Resource.PHONE_NUMBER]
+    if len(numbers) == len(page):
+        return await read_states(client, numbers)
+    found = {e.phone_number: e for e in await read_states(client, numbers)} if numbers else {}
+    found.update((e.phone_number, e) for e in await resources.read_short_codes(
+        client, [item for item in page if item.resource is Resource.SHORT_CODE]))
+    return [found[item.phone_number] for item in page]
+
+
 async def take_snapshot(
     journal: Journal,
     job_id: int,
@@ -89,8 +104,7 @@ async def take_snapshot(
     unknown = _Unknown()
 
     async def read(page: list[Item]) -> None:
-        numbers = [item.phone_number for item in page]
-        entries = await read_states(client, numbers)
+        entries = await read_items(client, page)
         await journal.apply_snapshot(job_id, entries, force=force)
         unknown.log(page, entries)
 
@@ -120,7 +134,7 @@ async def snapshot_and_write(
 
     async def read(page: list[Item]) -> None:
         numbers = [item.phone_number for item in page]
-        entries = await read_states(client, numbers)
+        entries = await read_items(client, page)
         await journal.apply_snapshot(job_id, entries, force=force)
         unknown.log(page, entries)
         pending = await journal.pending_among(job_id, numbers)

@@ -291,6 +291,9 @@ async def test_a_version_1_journal_is_upgraded_in_place_and_resumes(
             db.execute("DROP INDEX items_order")
             db.execute("ALTER TABLE items DROP COLUMN order_ref")
             db.execute("ALTER TABLE items DROP COLUMN via")
+            db.execute("ALTER TABLE items DROP COLUMN resource")  # and what came with version 3
+            db.execute("ALTER TABLE items DROP COLUMN ref")
+            db.execute("ALTER TABLE migrations DROP COLUMN short_codes")
             db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
         db.close()
         (status,) = await job_status(request.journal_path)  # read-only commands upgrade it too

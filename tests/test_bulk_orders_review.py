@@ -333,6 +333,9 @@ async def _version_1(path: Path) -> Path:
         db.execute("DROP INDEX items_order")
         db.execute("ALTER TABLE items DROP COLUMN order_ref")
         db.execute("ALTER TABLE items DROP COLUMN via")
+        db.execute("ALTER TABLE items DROP COLUMN resource")  # and what came with version 3
+        db.execute("ALTER TABLE items DROP COLUMN ref")
+        db.execute("ALTER TABLE migrations DROP COLUMN short_codes")
         db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     db.close()
     return path

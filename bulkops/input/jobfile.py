@@ -13,6 +13,7 @@ Format (relative paths are relative to the job file's folder, not the working di
     skip_invalid = false             # optional: journal invalid rows as rejected and go on
     mode = "auto"                    # optional: auto | bulk | patch (how writes are sent)
     notify = "https://hooks.example.com/..."  # optional: POST the outcome here when a run ends
+    leave_short_codes = false        # optional, migrate: leave the profiles' short codes behind
 
     [limits]                         # optional table; every key in it is optional
     rate = 50                        # requests per second, ceiling (0.1 to 10000)
@@ -48,7 +49,7 @@ from bulkops.models import Kind
 
 TOP_KEYS = (
     "name", "kind", "csv", "profile_id", "journal", "default_region", "verify", "skip_invalid",
-    "mode", "notify",
+    "mode", "notify", "leave_short_codes",
 )
 LIMIT_KEYS = ("rate", "concurrency", "max_attempts", "max_retry_seconds", "max_server_wait",
               "max_consecutive_failures", "bulk_size", "bulk_min", "order_timeout")
@@ -86,6 +87,7 @@ class JobFile:
     bulk_min: int | None = None
     order_timeout: float | None = None
     notify: str | None = None  # webhook URL told how each run ended (notify.py)
+    leave_short_codes: bool | None = None
 
     def journal_path(self, today: date) -> Path | None:
         """The journal for a run on ``today``, or None when the job file names none."""
@@ -307,6 +309,7 @@ def _check(loader: _Loader, data: dict[str, Any]) -> JobFile:
             keep(loader.error(key, f"{err} (the flag {LIMITS[key].flag} takes the same)", "limits"))
     name = text("name")
     verify, skip_invalid = flag("verify"), flag("skip_invalid")
+    leave_short_codes = flag("leave_short_codes")
     notify = None
     try:
         notify = _notify(loader, data)
@@ -343,6 +346,7 @@ def _check(loader: _Loader, data: dict[str, Any]) -> JobFile:
         bulk_min=number("bulk_min", int),
         order_timeout=number("order_timeout", float),
         notify=notify,
+        leave_short_codes=leave_short_codes,
     )
 
 

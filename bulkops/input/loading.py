@@ -20,6 +20,7 @@ from bulkops.input.header import FROM, PHONE, PROFILE, TO
 from bulkops.input.names import NeedProfiles, ProfileLookup
 from bulkops.input.phone import is_profile_id, normalize_profile_id
 from bulkops.input.rows import Row, read_rows
+from bulkops.input.short_codes import NeedShortCodes, ShortCodeLookup
 from bulkops.journal.records import StagingResult
 from bulkops.journal.store import Journal
 from bulkops.models import Kind, MigrateRow, NumberRow, Problem, Severity
@@ -90,10 +91,16 @@ async def load_rows(
     batch: list[NumberRow] = []
     rejected: list[Problem] = []
     names = ProfileLookup(offline=client is None)
+    codes = ShortCodeLookup(offline=client is None)
     for entry in await _open_rows(csv_path, kind, default_profile_id, default_region, names,
-                                  client):
+                                  codes, client):
         if isinstance(entry, NeedProfiles):
             await _list_profiles(names, client)
+        elif isinstance(entry, NeedShortCodes):
+            assert client is not None  # an offline lookup never asks
+            listed = await client.list_short_codes()
+            codes.load(listed)
+            log.info("short codes listed for the rows naming them short_codes=%d", len(listed))
         elif isinstance(entry, Problem):
             report.add(entry)
             if entry.severity is Severity.ERROR and skip_invalid:
@@ -115,6 +122,9 @@ async def load_rows(
         await journal.stage_rows(job_id, batch)
     if names.names is not None:
         await journal.set_profile_names(names.names.id_names())
+    if codes.unchecked:
+        log.warning("warning %s names short codes; they are checked against the account only "
+                    "with an API key (not offline)", csv_path)
     if names.unchecked:
         # Blame what named them: the CSV's cells, or the default profile's flag.
         flag = None if default_profile_id is None else default_profile_id.strip()
@@ -228,15 +238,15 @@ async def _reject_conflicts(journal: Journal, job_id: int, csv_path: Path,
 
 
 async def _open_rows(csv_path: Path, kind: Kind, default_profile_id: str | None,
-                     default_region: str, names: ProfileLookup,
+                     default_region: str, names: ProfileLookup, codes: ShortCodeLookup,
                      client: TelnyxClient | None) -> Iterator[Row]:
     try:
         return read_rows(csv_path, kind, default_profile_id=default_profile_id,
-                         default_region=default_region, names=names)
+                         default_region=default_region, names=names, short_codes=codes)
     except NeedProfiles:  # the default profile is given by name
         await _list_profiles(names, client)
         return read_rows(csv_path, kind, default_profile_id=default_profile_id,
-                         default_region=default_region, names=names)
+                         default_region=default_region, names=names, short_codes=codes)
 
 
 async def _list_profiles(names: ProfileLookup, client: TelnyxClient | None) -> None:
@@ -317,8 +327,10 @@ def migration_profiles(migrations: Sequence[MigrateRow]) -> dict[str, list[int]]
     return uses
 
 
-async def freeze_migrations(journal: Journal, job_id: int, client: TelnyxClient) -> int:
-    """List every number of every source profile, all pages, before the first write.
+async def freeze_migrations(journal: Journal, job_id: int, client: TelnyxClient, *,
+                            short_codes: bool = True) -> int:
+    """List every number and (unless ``short_codes`` is False: --leave-short-codes) every
+    short code of every source profile, all pages, before the first write.
 
     Paging a profile's list while moving its numbers off it skips numbers (the
     list shrinks under the pages), so the set is frozen into the journal first.
@@ -327,11 +339,14 @@ async def freeze_migrations(journal: Journal, job_id: int, client: TelnyxClient)
     names = await journal.profile_names()  # the CSV named profiles by name: say them so
     for migration in await journal.unlisted_migrations(job_id):
         numbers = await client.list_profile_numbers(migration.from_profile_id)
-        await journal.add_listed_numbers(job_id, migration, numbers)
-        log.info("migration listed line=%d from=%s to=%s numbers=%d", migration.line,
-                 migration.from_profile_id, migration.to_profile_id, len(numbers))
-        if not numbers:
-            log.warning("warning migrate CSV line %d: profile %s has 0 numbers; nothing moves "
-                        "from it", migration.line, _label(migration.from_profile_id, names))
-        listed += len(numbers)
+        codes = (await client.list_short_codes(migration.from_profile_id)) if short_codes else None
+        await journal.add_listed_numbers(job_id, migration, numbers, codes)
+        log.info("migration listed line=%d from=%s to=%s numbers=%d short_codes=%s",
+                 migration.line, migration.from_profile_id, migration.to_profile_id, len(numbers),
+                 "left behind" if codes is None else len(codes))
+        if not numbers and not codes:
+            log.warning("warning migrate CSV line %d: profile %s has 0 numbers%s; nothing moves "
+                        "from it", migration.line, _label(migration.from_profile_id, names),
+                        "" if codes is None else " and 0 short codes")
+        listed += len(numbers) + len(codes or ())
     return listed

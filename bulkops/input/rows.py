@@ -29,15 +29,21 @@ from bulkops.input.header import (
     FROM, PHONE, PROFILE, REQUIRED_COLUMNS, SAVE_AS_UTF8, TO, check_header, expected_columns,
 )
 from bulkops.input.names import NeedProfiles, ProfileLookup
-from bulkops.input.phone import (
-    is_profile_id, normalize_phone, normalize_profile_ref, normalize_region,
+from bulkops.input.short_codes import (
+    SHORT_CODE_TYPE, TYPE_COLUMN, WRITE_ONE, NeedShortCodes, ShortCodeLookup, short_code_ref,
 )
-from bulkops.models import UNASSIGNED, Extra, Kind, MigrateRow, NumberRow, Problem, Severity
+from bulkops.input.phone import (
+    is_profile_id, normalize_phone, normalize_profile_ref, normalize_region, quote_cell,
+)
+from bulkops.models import (
+    UNASSIGNED, Extra, Kind, MigrateRow, NumberRow, Problem, Resource, Severity,
+)
 
 MAX_FIELD_CHARS = 64 * 1024  # no real cell comes near; a runaway quote hits it quickly
 MAX_LINE_CHARS = 1024 * 1024  # bounds memory for a file with no line breaks
 
-Row: TypeAlias = NumberRow | MigrateRow | Problem | NeedProfiles
+Row: TypeAlias = NumberRow | MigrateRow | Problem | NeedProfiles | NeedShortCodes
+_PHONE_NUMBER, _SHORT_CODE = Resource.PHONE_NUMBER, Resource.SHORT_CODE
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -58,6 +64,7 @@ def read_rows(
     default_profile_id: str | None = None,
     default_region: str = "US",
     names: ProfileLookup | None = None,
+    short_codes: ShortCodeLookup | None = None,
 ) -> Iterator[Row]:
     """Validated rows of ``path`` for a ``kind`` job, in file order, streamed.
 
@@ -65,7 +72,10 @@ def read_rows(
     default profile or region; raises InputError while iterating if the CSV structure breaks.
     Profile names are resolved through ``names``: the first name met before it holds the
     account's profiles is yielded as ``NeedProfiles`` (load them, then iterate on: the same
-    row is read again). Without ``names``, names are kept as written.
+    row is read again). Without ``names``, names are kept as written. With ``short_codes``,
+    a cell where a number goes that is no phone number but a short code's UUID, or its digits
+    on a row typed ``short_code``, is a short code, resolved the same way
+    (``NeedShortCodes``); without it, phone numbers only.
     """
     lookup = names or ProfileLookup(offline=True)
     if kind not in REQUIRED_COLUMNS:
@@ -87,7 +97,7 @@ def read_rows(
                 default = lookup.resolve(default)  # the loader lists the profiles first
         except ValueError as err:
             raise InputError(f"--profile-id (or profile_id in the job file): {err}") from None
-    rows = _Reader(path, kind, default, region, lookup).rows()
+    rows = _Reader(path, kind, default, region, lookup, short_codes).rows()
     next(rows)  # runs up to the end of the header checks, so InputError raises here
     return cast(Iterator[Row], rows)
 
@@ -138,7 +148,8 @@ class _Reader:
     """One pass over one file; state shared by the header checks and the row loop."""
 
     def __init__(
-        self, path: Path, kind: Kind, default: str | None, region: str, names: ProfileLookup
+        self, path: Path, kind: Kind, default: str | None, region: str, names: ProfileLookup,
+        codes: ShortCodeLookup | None,
     ) -> None:
         self.path = path
         self.name = str(path)
@@ -149,6 +160,7 @@ class _Reader:
         self.assign = kind in (Kind.ASSIGN, Kind.SET)  # rows that carry a target profile
         self.unassign_empty = kind is Kind.SET  # an empty profile cell means "unassigned"
         self.names = names
+        self.codes = codes
         self.refs: dict[str, str] = {}  # profile cell -> id: a file repeats a few profiles
         self.index: dict[str, int] = {}  # required column name -> 0-based position
         self.phone_at = 0  # index[PHONE], read once per row
@@ -237,6 +249,8 @@ class _Reader:
         self.extra_columns = header.extra_columns
         self.phone_at = self.index.get(PHONE, 0)
         self.profile_at = self.index.get(PROFILE)
+        self.type_at = next((i for i, h in self.extra_columns if h.strip().lower() == TYPE_COLUMN),
+                            None)  # a ``type`` column: short_code marks a short code's row
         names = list(self.headers)
         for name, position in self.index.items():
             names[position] = name
@@ -271,11 +285,12 @@ class _Reader:
                     if problem is not None:
                         yield problem
                         continue
-                try:
-                    result = row(cells, start)
-                except NeedProfiles as need:
-                    yield need  # the caller lists the profiles; then this row again
-                    result = row(cells, start)
+                while True:
+                    try:
+                        result = row(cells, start)
+                        break
+                    except (NeedProfiles, NeedShortCodes) as need:
+                        yield need  # the caller lists them; then this row again
                 if isinstance(result, list):
                     yield from result
                 else:
@@ -340,10 +355,18 @@ class _Reader:
         """The hot path (a million calls): short, and allocating nothing but the row."""
         try:
             phone = normalize_phone(cells[self.phone_at], self.region)
-        except ValueError:
-            return self._row_errors(cells, line)
+            resource, ref = _PHONE_NUMBER, None
+        except ValueError:  # not a number: a short code, if the cell names one
+            code = self._short_code(cells)
+            if code is None or self.codes is None:
+                return self._row_errors(cells, line)
+            try:
+                phone, ref = self.codes.resolve(code)
+            except ValueError:
+                return self._row_errors(cells, line)
+            resource = _SHORT_CODE
         if not self.assign:
-            return NumberRow(line, phone, UNASSIGNED, self._extra(cells))
+            return NumberRow(line, phone, UNASSIGNED, self._extra(cells), resource, ref)
         cell = "" if self.profile_at is None else cells[self.profile_at]
         if cell:
             try:
@@ -356,7 +379,17 @@ class _Reader:
             profile = self.default
         else:
             return self._row_errors(cells, line)
-        return NumberRow(line, phone, profile, self._extra(cells))
+        return NumberRow(line, phone, profile, self._extra(cells), resource, ref)
+
+    def _marked(self, cells: list[str]) -> bool:
+        """Whether the row's ``type`` cell says it names a short code."""
+        return self.type_at is not None and cells[self.type_at].strip().lower() == SHORT_CODE_TYPE
+
+    def _short_code(self, cells: list[str]) -> str | None:
+        """The short code the row's phone-number cell names (not a valid number), else None."""
+        if self.codes is None:
+            return None
+        return short_code_ref(cells[self.phone_at], marked=self._marked(cells))
 
     def _profile(self, cell: str) -> str:
         """The profile id a cell names (a UUID, or a name resolved); ValueError if none."""
@@ -381,7 +414,21 @@ class _Reader:
         try:
             normalize_phone(cells[self.phone_at], self.region)
         except ValueError as err:
-            errors.append(self._problem(line, PHONE, str(err), cells=cells))
+            code = self._short_code(cells)
+            message = str(err)
+            if code is not None and self.codes is not None:  # a short code: is it the account's?
+                try:
+                    self.codes.resolve(code)
+                    message = ""
+                except ValueError as refused:
+                    message = str(refused)
+            elif self.codes is not None and self._marked(cells):
+                message = (f"{quote_cell(cells[self.phone_at])} is not a short code (the row's "
+                           "type is short_code): write its 3 to 8 digits, or its UUID")
+            elif self.codes is not None and cells[self.phone_at].strip().isdigit():
+                message += f"; {WRITE_ONE}"  # digits alone are a phone number
+            if message:
+                errors.append(self._problem(line, PHONE, message, cells=cells))
         cell = "" if self.profile_at is None else cells[self.profile_at]
         if not self.assign:
             return errors

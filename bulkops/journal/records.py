@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bulkops.journal.states import ItemState, JobState, OrderState
-from bulkops.models import ApiErrorInfo, Extra, Kind
+from bulkops.models import ApiErrorInfo, Extra, Kind, Resource
 
 # The job a journal is created for, from its CSV; rollbacks of it get the ids after it.
 CSV_JOB = 1
@@ -30,8 +30,10 @@ class JobRecord:
 
 @dataclass(frozen=True, slots=True)
 class Item:
+    """One attribute of one resource in one job (see ``models.Resource``)."""
+
     job_id: int
-    phone_number: str
+    phone_number: str  # the resource's key: E.164, or a short code's digits
     line: int
     desired: str  # "" = unassigned
     prior: str | None  # profile before the job: None = unknown yet, "" = had none
@@ -47,6 +49,8 @@ class Item:
     extra: Extra
     updated_at: str
     via: str | None = None  # the bulk order that applied it (its order_id), else None
+    resource: Resource = Resource.PHONE_NUMBER
+    ref: str | None = None  # the API id it is written through, when not the key (a short code's UUID)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +101,7 @@ class OrderRecord:
 
 @dataclass(frozen=True)
 class SnapshotEntry:
-    phone_number: str
+    phone_number: str  # the item's key
     current: str | None  # None = not on the account; "" = unassigned
 
 

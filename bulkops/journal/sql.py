@@ -106,8 +106,8 @@ def snapshot_params(job_id: int, entries: Sequence[SnapshotEntry], force: bool,
 
 # Staged rows are scanned in line order, so of duplicate lines the first one becomes the item.
 STAGE_TO_ITEMS = """INSERT INTO items (job_id, phone_number, line, desired, state, attempts,
- extra, updated_at) SELECT job_id, phone_number, line, desired, 'pending', 0, extra, ?
- FROM staged WHERE job_id = ? ORDER BY line ON CONFLICT (job_id, phone_number) DO NOTHING"""
+ extra, updated_at, resource, ref) SELECT job_id, phone_number, line, desired, 'pending', 0,
+ extra, ?, resource, ref FROM staged WHERE job_id = ? ORDER BY line ON CONFLICT (job_id, phone_number) DO NOTHING"""
 _LATER_LINES = """FROM staged s JOIN items i ON i.job_id = s.job_id AND
  i.phone_number = s.phone_number WHERE s.job_id = ? AND s.line <> i.line"""
 DUPLICATE_COUNTS = ("SELECT COALESCE(SUM(s.desired = i.desired), 0), "
@@ -122,8 +122,9 @@ CONFLICTS = (f"SELECT s.phone_number, i.line, i.desired, s.line, s.desired {_LAT
 # Every number the job changed is DONE (a write that landed unrecorded is confirmed DONE
 # by the next snapshot), so DONE rows with a known, different prior are what to undo.
 ROLLBACK_ITEMS = """INSERT INTO items (job_id, phone_number, line, desired, prior, expected,
- state, attempts, extra, updated_at)
- SELECT ?, phone_number, line, prior, desired, desired, 'pending', 0, extra, ? FROM items
+ state, attempts, extra, updated_at, resource, ref)
+ SELECT ?, phone_number, line, prior, desired, desired, 'pending', 0, extra, ?, resource, ref
+ FROM items
  WHERE job_id = ? AND prior IS NOT NULL AND prior <> desired AND state = 'done' ORDER BY id"""
 
 DISTINCT_DESIRED = """SELECT desired, line FROM (SELECT desired, line,

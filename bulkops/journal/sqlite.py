@@ -19,9 +19,12 @@ import aiosqlite
 from bulkops.errors import JournalAccessError, JournalError, JournalLockedError
 from bulkops.journal.records import CSV_JOB, Item, JobRecord
 from bulkops.journal.states import ItemState, JobState
-from bulkops.models import Extra, Kind
+from bulkops.models import Extra, Kind, Resource
 
-SCHEMA_VERSION = 3  # 2: bulk orders (orders, items.order_ref, items.via); 3: series and runs
+# 2: bulk orders (table orders, items.order_ref and items.via). 3: the change model: an item
+# is one attribute of one resource kind (items.resource, items.ref; migrations.short_codes),
+# and the run's story (tables series and runs).
+SCHEMA_VERSION = 3
 UPGRADABLE = frozenset({"1", "2"})  # older versions upgraded in place by any command that opens them
 APP = "bulkops"
 
@@ -58,6 +61,9 @@ STORY_DDL = (
 
 # One table per concept. Every item is keyed by (job_id, phone_number): under concurrency
 # finished rows are never a contiguous prefix of the CSV, so nothing is keyed by position.
+# items.resource is the kind (models.Resource), NULL for the million-row case, a phone
+# number (as extra is NULL without extra cells: 1M rows stay small); items.ref is the API id
+# it is written through when that is not the key (a short code's UUID).
 DDL = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE jobs (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL,
@@ -69,7 +75,7 @@ CREATE TABLE items (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL REFERENCES j
     expected TEXT, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
     http_status INTEGER, error_code TEXT, error_title TEXT, error_detail TEXT, note TEXT,
     on_account INTEGER, extra TEXT, updated_at TEXT NOT NULL, order_ref INTEGER, via TEXT,
-    UNIQUE (job_id, phone_number));
+    resource TEXT, ref TEXT, UNIQUE (job_id, phone_number));
 CREATE INDEX items_job_state ON items (job_id, state);
 CREATE TABLE rejected (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, line INTEGER NOT NULL,
     "column" INTEGER, field TEXT, message TEXT NOT NULL, path TEXT NOT NULL, cells TEXT);
@@ -78,17 +84,18 @@ CREATE INDEX rejected_job ON rejected (job_id);
 CREATE TABLE duplicates (job_id INTEGER NOT NULL, line INTEGER NOT NULL,
     phone_number TEXT NOT NULL, desired TEXT NOT NULL, first_line INTEGER NOT NULL, extra TEXT,
     PRIMARY KEY (job_id, line)) WITHOUT ROWID;
--- listed = 1 once every number of the source profile is frozen into items.
+-- listed = 1 once every number and short code of the source profile is frozen into items;
+-- short_codes: how many short codes were (NULL: none listed, they were left behind).
 CREATE TABLE migrations (job_id INTEGER NOT NULL, from_profile_id TEXT NOT NULL,
     to_profile_id TEXT NOT NULL, line INTEGER NOT NULL, extra TEXT,
-    listed INTEGER NOT NULL DEFAULT 0, listed_count INTEGER,
+    listed INTEGER NOT NULL DEFAULT 0, listed_count INTEGER, short_codes INTEGER,
     PRIMARY KEY (job_id, from_profile_id)) WITHOUT ROWID;
 """ + "".join(f"{s};\n" for s in ORDERS_DDL + STORY_DDL)
 TABLES = frozenset({"meta", "jobs", "items", "rejected", "migrations", "duplicates", "orders",
                     "series", "runs"})
-# What a version-1 file may lack, as (table, column or None, statement), each added by
-# ``upgrade`` only where it is missing: the orders of schema 2, and the duplicates table and
-# rejected.cells that came into version 1 late.
+# What an older file may lack, as (table, column or None, statement), each added by
+# ``upgrade`` only where it is missing, in order. To version 2: the orders, and the duplicates
+# table and rejected.cells that came into version 1 late.
 UPGRADE_1_TO_2 = (
     ("duplicates", None, DDL[DDL.index("CREATE TABLE duplicates"):].split(";")[0]),
     ("rejected", "cells", "ALTER TABLE rejected ADD COLUMN cells TEXT"),
@@ -96,18 +103,25 @@ UPGRADE_1_TO_2 = (
     ("items", "via", "ALTER TABLE items ADD COLUMN via TEXT"),
     ("orders", None, ORDERS_DDL[0]),
 )
-# What a version-1 or -2 file lacks of version 3: the run's story.
+# To version 3, the change model: every item of an older file is a phone number's profile
+# (resource NULL), written through its key (ref NULL); and the run's story (a job that ran
+# before version 3 has no series and no runs). A table that comes with version 3 goes here as
+# (name, None, its CREATE TABLE) and into DDL, and its name into TABLES.
 UPGRADE_TO_3 = (
+    ("items", "resource", "ALTER TABLE items ADD COLUMN resource TEXT"),
+    ("items", "ref", "ALTER TABLE items ADD COLUMN ref TEXT"),
+    ("migrations", "short_codes", "ALTER TABLE migrations ADD COLUMN short_codes INTEGER"),
     ("series", None, STORY_DDL[0]),
     ("runs", None, STORY_DDL[1]),
 )
-# Tables a file of an older version may lack (``upgrade`` adds them).
-ADDED_SINCE_1 = frozenset({"orders", "duplicates", "series", "runs"})
+UPGRADES = UPGRADE_1_TO_2 + UPGRADE_TO_3
+# Tables an upgradable file may lack (``upgrade`` creates them).
+ADDED_TABLES = frozenset(table for table, column, _ in UPGRADES if column is None)
 # TEMP (a file, temp_store=FILE): a LOADING job that dies is reloaded from its CSV anyway, so
 # 1M staged rows skip the WAL and leave no free pages. Keyed by line: the first duplicate wins.
 STAGED_DDL = """CREATE TEMP TABLE IF NOT EXISTS staged (job_id INTEGER NOT NULL,
     line INTEGER NOT NULL, phone_number TEXT NOT NULL, desired TEXT NOT NULL, extra TEXT,
-    PRIMARY KEY (job_id, line)) WITHOUT ROWID"""
+    resource TEXT, ref TEXT, PRIMARY KEY (job_id, line)) WITHOUT ROWID"""
 
 SESSION = (
     "PRAGMA synchronous = NORMAL",  # with WAL: a commit survives kill -9 of the process
@@ -121,7 +135,7 @@ SESSION = (
 
 ITEM_COLUMNS = ("job_id, phone_number, line, desired, prior, expected, state, attempts, "
                 "http_status, error_code, error_title, error_detail, note, on_account, extra, "
-                "updated_at, via")
+                "updated_at, via, resource, ref")
 # ``SELECT {ITEM_COLUMNS}, id``: where the rowid sits, for keyset pages and ORDER BY.
 ROWID_AT = ITEM_COLUMNS.count(",") + 1
 JOB_COLUMNS = ("id, kind, name, state, created_at, updated_at, job_file, csv_path, csv_sha256, "
@@ -153,12 +167,14 @@ def dump_settings(settings: Mapping[str, object]) -> str:
 
 
 _STATES = {state.value: state for state in ItemState}  # faster than ItemState(value)
+_RESOURCES = {None: Resource.PHONE_NUMBER} | {kind.value: kind for kind in Resource}
 
 
 def item_from_row(r: tuple[Any, ...]) -> Item:
     """A row of ``SELECT {ITEM_COLUMNS}``, positionally: this runs a million times a report."""
     return Item(r[0], r[1], r[2], r[3], r[4], r[5], _STATES[r[6]], r[7], r[8], r[9], r[10], r[11],
-                r[12], None if r[13] is None else bool(r[13]), load_extra(r[14]), r[15], r[16])
+                r[12], None if r[13] is None else bool(r[13]), load_extra(r[14]), r[15], r[16],
+                _RESOURCES[r[17]], r[18])
 
 
 def job_from_row(r: tuple[Any, ...]) -> JobRecord:
@@ -270,7 +286,7 @@ async def validate(conn: aiosqlite.Connection, path: Path) -> str:
         raise JournalError(f"{path} is a bulkops journal of schema version {version}, this "
                            f"bulkops reads version {SCHEMA_VERSION}; it was left untouched: use "
                            "the bulkops that wrote it, or start a new journal with --journal NEW")
-    if missing := TABLES - tables - (ADDED_SINCE_1 if version in UPGRADABLE else set()):
+    if missing := TABLES - tables - (ADDED_TABLES if version in UPGRADABLE else set()):
         raise damaged(path, "missing tables: " + ", ".join(sorted(missing)))
     # Reads every page: catches a truncated file or torn pages (about 0.5 s at 1M rows).
     problems = [str(r[0]) for r in await conn.execute_fetchall("PRAGMA quick_check(3)")]
@@ -281,9 +297,10 @@ async def validate(conn: aiosqlite.Connection, path: Path) -> str:
 
 async def upgrade(db: aiosqlite.Connection) -> None:
     """Version 1 or 2 -> 3 in one transaction (the caller's): what the file lacks is added
-    (new columns are NULL, which is what a job that never used orders has; a job that ran
-    before version 3 has no series and no runs); nothing else changes."""
-    for table, column, statement in UPGRADE_1_TO_2 + UPGRADE_TO_3:
+    (new columns are NULL, which is what a job that never used orders has, or their default:
+    every older item is a phone number's profile; a job that ran before version 3 has no
+    series and no runs); nothing else changes."""
+    for table, column, statement in UPGRADES:
         if not await present(db, table, column):
             await db.execute(statement)
     for statement in ORDERS_DDL[1:] + STORY_DDL[2:]:  # the indexes

@@ -1,5 +1,6 @@
 """The resumable job journal: one SQLite file (WAL) per CSV job, which also holds that job's
-rollbacks (further jobs of the file); items are keyed by (job, phone number).
+rollbacks (further jobs of the file); an item per resource (a phone number or a short code:
+``models.Resource``), keyed by (job, that resource's key).
 
 Jobs of a million numbers survive kill -9 and resume exactly. Each method is one transaction;
 ``record()`` buffers outcomes and ``flush()`` writes them in one batch. An update not flushed
@@ -31,9 +32,10 @@ from bulkops.journal.sqlite import (
     ITEM_COLUMNS, JOB_COLUMNS, ROWID_AT, SCHEMA_VERSION, access_problem, bug, check_header, connect, dump_extra, dump_settings, initialize, item_from_row, job_from_row, load_extra, lock_file, now, sidecar, translate, upgrade, validate,
 )
 from bulkops.journal.states import ORDER_TRANSITIONS, TRANSITIONS, ItemState, JobState, OrderState
-from bulkops.models import Counts, Extra, Kind, MigrateRow, NumberRow, Problem
+from bulkops.models import Counts, Extra, Kind, MigrateRow, NumberRow, Problem, Resource, ShortCode
 
 T = TypeVar("T")
+_NUMBER = Resource.PHONE_NUMBER  # journaled as resource NULL
 Db = aiosqlite.Connection
 log = logging.getLogger("bulkops")
 
@@ -298,11 +300,19 @@ class Journal:
             "reading migrate rows", "SELECT line, from_profile_id, listed_count FROM migrations "
             "WHERE job_id = ? ORDER BY line", (job_id,))]
 
+    async def migration_short_codes(self, job_id: int) -> list[tuple[int, str, int | None]]:
+        """(line, source profile, short codes listed; None: left behind) of each migrate row."""
+        return [(r[0], r[1], r[2]) for r in await self._fetch(
+            "reading migrate rows", "SELECT line, from_profile_id, short_codes FROM migrations "
+            "WHERE job_id = ? ORDER BY line", (job_id,))]
+
+
     async def stage_rows(self, job_id: int, rows: Sequence[NumberRow]) -> None:
         """Append one batch (5-10k) of CSV rows; duplicates are resolved by finish_staging."""
         await self._change("staging CSV rows", "INSERT INTO staged (job_id, line, phone_number, "
-                           "desired, extra) VALUES (?, ?, ?, ?, ?)", [
-                               (job_id, r.line, r.phone_number, r.profile_id, dump_extra(r.extra))
+                           "desired, extra, resource, ref) VALUES (?, ?, ?, ?, ?, ?, ?)", [
+                               (job_id, r.line, r.phone_number, r.profile_id, dump_extra(r.extra),
+                                None if r.resource is _NUMBER else r.resource.value, r.ref)
                                for r in rows], many=True)
 
     async def add_rejected(self, job_id: int, problems: Sequence[Problem]) -> None:
@@ -389,8 +399,10 @@ class Journal:
         return [MigrateRow(r[0], r[1], r[2], load_extra(r[3])) for r in rows]
 
     async def add_listed_numbers(self, job_id: int, migration: MigrateRow,
-                                 numbers: Sequence[str]) -> None:
-        """Freeze one source profile's numbers into items, atomically with "listed"."""
+                                 numbers: Sequence[str],
+                                 short_codes: Sequence[ShortCode] | None = None) -> None:
+        """Freeze one source profile's numbers and short codes (None: left behind) into items,
+        atomically with "listed"."""
         m, key, stamp = migration, (job_id, migration.from_profile_id), now()
 
         async def op(db: Db) -> None:
@@ -405,8 +417,19 @@ class Journal:
                 "ON CONFLICT (job_id, phone_number) DO NOTHING", [
                     (job_id, n, m.line, m.to_profile_id, m.from_profile_id, dump_extra(m.extra),
                      stamp) for n in numbers])
-            await db.execute("UPDATE migrations SET listed = 1, listed_count = ? WHERE job_id = ? "
-                             "AND from_profile_id = ?", (max(cur.rowcount, 0), *key))
+            listed_codes = None
+            if short_codes is not None:
+                cur_codes = await db.executemany(
+                    "INSERT INTO items (job_id, phone_number, line, desired, prior, state, "
+                    "attempts, on_account, extra, updated_at, resource, ref) VALUES (?, ?, ?, ?, "
+                    "?, 'pending', 0, 1, ?, ?, 'short_code', ?) ON CONFLICT (job_id, phone_number) "
+                    "DO NOTHING", [(job_id, c.short_code, m.line, m.to_profile_id,
+                                    m.from_profile_id, dump_extra(m.extra), stamp, c.id)
+                                   for c in short_codes])
+                listed_codes = max(cur_codes.rowcount, 0) if short_codes else 0
+            await db.execute("UPDATE migrations SET listed = 1, listed_count = ?, short_codes = ? "
+                             "WHERE job_id = ? AND from_profile_id = ?",
+                             (max(cur.rowcount, 0), listed_codes, *key))
         await self._run("saving the listed numbers", op)
 
     async def apply_snapshot(self, job_id: int, entries: Sequence[SnapshotEntry], *,
@@ -677,14 +700,18 @@ class Journal:
         """Pages of (number, desired, generation) of PENDING items an order may take: never in
         an order, or last in one that was refused, lost, or timed out as a first order (the one
         re-order). Numbers an order settled without applying go to PATCH instead."""
-        sql = ("SELECT i.id, i.phone_number, i.desired, o.state, o.generation FROM items i "
+        sql = ("SELECT i.id, i.phone_number, i.desired, o.state, o.generation, i.resource FROM items i "
                "INDEXED BY items_job_state LEFT JOIN orders o ON o.id = i.order_ref WHERE "
                "i.job_id = ? AND i.state = 'pending' AND i.id > ? ORDER BY i.id LIMIT ?")
+        # Orders take phone numbers only (the bulk endpoint has no short codes): other kinds
+        # are left to the PATCH pass that follows the orders.
         after = 0
         while rows := await self._fetch("reading items", sql, (job_id, after, batch)):
             after = rows[-1][0]
             page = []
-            for _, number, desired, state, generation in rows:
+            for _, number, desired, state, generation, resource in rows:
+                if resource is not None:  # NULL: a phone number
+                    continue
                 if state is None or state in ("refused", "lost"):
                     page.append((number, desired, generation or 0))
                 elif state == "timed_out" and generation == 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import control, routes_numbers, routes_profiles
+from . import control, routes_numbers, routes_profiles, routes_short_codes
 from .context import CTX, SandboxContext
 from .middleware import MIDDLEWARES
 from . import routes_10dlc
@@ -20,6 +20,7 @@ def build_app(ctx: SandboxContext) -> web.Application:
     app[CTX] = ctx
     app.router.add_routes(routes_numbers.ROUTES)
     app.router.add_routes(routes_profiles.ROUTES)
+    app.router.add_routes(routes_short_codes.ROUTES)
     if ctx.config.control:
         app.router.add_routes(control.ROUTES)
     app.on_cleanup.append(_stop_bulk_orders)

@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--port", type=int, default=8787, help="port to listen on; 0 picks a free one (default 8787)")
     add("--numbers", type=int, default=1000, help="phone numbers on the account (default 1000: the sample CSVs match it)")
     add("--profiles", type=int, default=5, help="messaging profiles on the account (default 5)")
+    add("--short-codes", type=int, default=12,
+        help="short codes on the account, round-robin over the profiles, every 6th on none (default 12)")
     add("--api-key", default=None, help=f"the key clients must send (default {DEFAULT_API_KEY!r})")
     add("--seed", type=int, default=0, help="seed of the account data and of the faults (default 0)")
     add("--rate", type=int, default=0, help="requests per window per API key; 0 = no limit (default 0)")
@@ -73,6 +75,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     return SandboxConfig(
         numbers=args.numbers,
         profiles=args.profiles,
+        short_codes=args.short_codes,
         seed=args.seed,
         api_key=args.api_key or DEFAULT_API_KEY,
         host=args.host,
@@ -111,7 +114,8 @@ async def serve(config: SandboxConfig, ready_file: Path | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         async with running_sandbox(config) as sandbox:
-            print(f"sandbox: {config.numbers} numbers, {config.profiles} profiles, seed {config.seed}")
+            print(f"sandbox: {config.numbers} numbers, {config.short_codes} short codes, "
+                  f"{config.profiles} profiles, seed {config.seed}")
             print(f"base URL: {sandbox.base_url}")
             print(f"export TELNYX_API_KEY={sandbox.api_key}")
             print(f"export TELNYX_API_BASE_URL={sandbox.base_url}")

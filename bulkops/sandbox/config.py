@@ -30,6 +30,7 @@ class LimiterKind(str, Enum):
 
 MAX_NUMBERS = 1_000_000  # the seeded number space holds ~2.8 million long codes; keep memory sane
 DEFAULT_API_KEY = "sandbox-key"
+MAX_SHORT_CODES = 10_000  # an account holds a handful; enough to page through
 
 
 def _check_probability(name: str, value: float) -> None:
@@ -111,6 +112,9 @@ class SandboxConfig:
 
     numbers: int = 1000
     profiles: int = 5
+    # Short codes, round-robin over the profiles, every SHORT_CODE_UNBOUND_EVERY-th bound to
+    # none. 0 by default so the library's sandbox answers as before; `bulkops sandbox` seeds 12.
+    short_codes: int = 0
     seed: int = 0
     api_key: str = DEFAULT_API_KEY
     host: str = "127.0.0.1"
@@ -135,6 +139,7 @@ class SandboxConfig:
     def __post_init__(self) -> None:
         _check_int("numbers", self.numbers, 0, MAX_NUMBERS)
         _check_int("profiles", self.profiles, 0, 10_000)
+        _check_int("short_codes", self.short_codes, 0, MAX_SHORT_CODES)
         _check_int("port", self.port, 0, 65_535)
         _check_int("rate", self.rate, 0, 10**9)
         _check_int("bulk_max", self.bulk_max, 1, 10**7)

@@ -1,4 +1,4 @@
-"""Typed records of the sandbox account: phone numbers, messaging profiles, snapshots.
+"""Typed records of the sandbox account: phone numbers, short codes, messaging profiles.
 
 Numbers never change identity, so their record is frozen and shared; what a
 write changes (profile, product, tags, updated_at) lives in the state's sparse
@@ -59,6 +59,26 @@ class ProfileRecord:
     health_webhook_url: str | None = None
     redaction_enabled: bool = False
     redaction_level: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ShortCodeRecord:
+    """One short code on the account, as seeded: its UUID (the path ``{id}``) and its digits."""
+
+    id: str  # lower-case UUID
+    short_code: str  # 5 or 6 digits
+    country_code: str
+    created_ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class ShortCodeView:
+    """A short code's binding at one moment, ready to serialise."""
+
+    record: ShortCodeRecord
+    profile_id: str | None  # None = bound to no profile (answered as JSON null)
+    tags: tuple[str, ...]
+    updated_ts: float
 
 
 @dataclass(frozen=True, slots=True)

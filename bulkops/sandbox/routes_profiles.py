@@ -1,9 +1,9 @@
 """Messaging-profile routes, plus the bulk-order routes (thin wrappers over bulk.py).
 
 Deleting a profile unassigns its numbers (their ``messaging_profile_id`` becomes
-null) and fails the not-yet-processed numbers of bulk orders targeting it; Telnyx
-does not document this case, and unassigning is the outcome a migration tool
-must be ready for.
+null), unbinds its short codes the same way, and fails the not-yet-processed numbers
+of bulk orders targeting it; Telnyx does not document this case, and unassigning is
+the outcome a migration tool must be ready for.
 """
 
 from __future__ import annotations

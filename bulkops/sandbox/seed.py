@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 
 from .config import SandboxConfig
-from .records import NumberRecord, NumberType, ProfileRecord, Settings
+from .records import NumberRecord, NumberType, ProfileRecord, Settings, ShortCodeRecord
 
 # US geographic area codes (no Canadian or Caribbean NANP members, no 555 specials).
 AREA_CODES: tuple[int, ...] = (
@@ -69,6 +69,8 @@ class SeedData:
     toll_free: frozenset[int]  # indexes of the toll-free numbers
     profiles: tuple[ProfileRecord, ...]
     assignment: tuple[str | None, ...]  # parallel to ``numbers``
+    short_codes: tuple[ShortCodeRecord, ...] = ()
+    short_code_profiles: tuple[str | None, ...] = ()  # parallel to ``short_codes``
 
     def record(self, index: int) -> NumberRecord:
         return number_record(index, self.numbers[index], index in self.toll_free)
@@ -179,10 +181,36 @@ def _assignment(config: SandboxConfig, profiles: tuple[ProfileRecord, ...]) -> t
     return tuple(result)
 
 
+SHORT_CODE_UNBOUND_EVERY = 6  # every 6th short code is bound to no profile
+
+
+def _short_codes(config: SandboxConfig, profiles: tuple[ProfileRecord, ...],
+                 ) -> tuple[tuple[ShortCodeRecord, ...], tuple[str | None, ...]]:
+    """Distinct 5- and 6-digit codes with seeded UUIDs, round-robin over the profiles; every
+    ``SHORT_CODE_UNBOUND_EVERY``-th (and all, without profiles) bound to none."""
+    rng = _rng(config, "short_codes")
+    codes = [str(n) for n in rng.sample(range(20_000, 1_000_000), config.short_codes)]
+    records: list[ShortCodeRecord] = []
+    bound: list[str | None] = []
+    turn = 0
+    for k, code in enumerate(codes):
+        created = PROFILES_EPOCH + k * 86_400 * 3 + rng.randrange(86_400)
+        records.append(ShortCodeRecord(str(uuid.UUID(int=rng.getrandbits(128), version=4)), code,
+                                       "US", created))
+        if not profiles or k % SHORT_CODE_UNBOUND_EVERY == SHORT_CODE_UNBOUND_EVERY - 1:
+            bound.append(None)
+        else:
+            bound.append(profiles[turn % len(profiles)].id)
+            turn += 1
+    return tuple(records), tuple(bound)
+
+
 def generate(config: SandboxConfig) -> SeedData:
-    """The seed account for ``config`` (only numbers, profiles, seed and unassigned_share matter)."""
+    """The seed account for ``config`` (numbers, profiles, short_codes, seed, unassigned_share)."""
     profiles = _profiles(config)
     numbers, toll_free = _numbers(config)
+    short_codes, bound = _short_codes(config, profiles)
     return SeedData(
-        numbers=numbers, toll_free=toll_free, profiles=profiles, assignment=_assignment(config, profiles)
+        numbers=numbers, toll_free=toll_free, profiles=profiles, assignment=_assignment(config, profiles),
+        short_codes=short_codes, short_code_profiles=bound,
     )

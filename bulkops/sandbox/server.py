@@ -77,6 +77,20 @@ class Sandbox:
     def dump(self) -> dict[str, str | None]:
         return self._ctx.state.dump()
 
+    def short_codes(self) -> dict[str, str | None]:
+        """Every short code's digits -> its profile id or None."""
+        return self._ctx.state.short_code_dump()
+
+    def short_code_id(self, digits: str) -> str:
+        """The UUID of the short code with these digits (KeyError if there is none)."""
+        return next(r.id for r in self._ctx.state.short_codes() if r.short_code == digits)
+
+    def set_short_code_profile(self, digits: str, profile_id: str | None) -> None:
+        """Rebind a short code behind a job's back (not counted as a write); None unbinds."""
+        import time
+        self._ctx.state.bind_short_code(self.short_code_id(digits),
+                                        profile_id.lower() if profile_id else None, None, time.time())
+
     def profile_ids(self) -> list[str]:
         return self._ctx.state.profile_ids()
 

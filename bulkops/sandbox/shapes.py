@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
-from .records import NumberType, NumberView, ProfileRecord, Settings
+from .records import NumberType, NumberView, ProfileRecord, Settings, ShortCodeView
 
 JsonObject = dict[str, object]
 
@@ -75,6 +75,21 @@ def number_json(view: NumberView, record_type: str = "messaging_settings") -> Js
             ),
         },
         "health": _health(rec.index),
+        "tags": list(view.tags),
+        "created_at": iso(rec.created_ts),
+        "updated_at": iso(view.updated_ts),
+    }
+
+
+def short_code_json(view: ShortCodeView) -> JsonObject:
+    """A ``ShortCode``; one bound to no profile has ``messaging_profile_id`` null."""
+    rec = view.record
+    return {
+        "record_type": "short_code",
+        "id": rec.id,
+        "short_code": rec.short_code,
+        "country_code": rec.country_code,
+        "messaging_profile_id": view.profile_id,
         "tags": list(view.tags),
         "created_at": iso(rec.created_ts),
         "updated_at": iso(view.updated_ts),

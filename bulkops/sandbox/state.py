@@ -1,4 +1,5 @@
-"""The sandbox account in memory: numbers, profiles, and the indexes that keep handlers cheap.
+"""The sandbox account in memory: numbers, short codes, profiles, and the indexes that keep
+handlers cheap.
 
 Every handler touches O(1) numbers (or one page of them): lookups are dicts, and
 each profile keeps a list of its numbers sorted by phone number, updated with
@@ -11,7 +12,9 @@ import bisect
 import dataclasses
 from collections.abc import Sequence
 
-from .records import NumberQuery, NumberRecord, NumberType, NumberView, ProfileRecord
+from .records import (
+    NumberQuery, NumberRecord, NumberType, NumberView, ProfileRecord, ShortCodeRecord, ShortCodeView,
+)
 from .seed import SeedData, index_of_id, number_record
 
 DEFAULT_PRODUCT = "A2P"
@@ -40,6 +43,12 @@ class SandboxState:
             owner = profile_of[e164]
             if owner is not None:
                 self._members[owner].append(e164)
+        # Short codes: few (a handful per profile), so plain dicts in seed order, no indexes.
+        self._short_codes: dict[str, ShortCodeRecord] = {r.id: r for r in seed.short_codes}
+        self._short_code_profile: dict[str, str | None] = {
+            r.id: p for r, p in zip(seed.short_codes, seed.short_code_profiles)}
+        self._short_code_tags: dict[str, tuple[str, ...]] = {}
+        self._short_code_updated: dict[str, float] = {}
         # Sparse per-number settings: only numbers a write touched have an entry.
         self._product: dict[str, str] = {}
         self._tags: dict[str, tuple[str, ...]] = {}
@@ -148,6 +157,45 @@ class SandboxState:
             result = result[::-1]
         return result
 
+    # -- short codes ---------------------------------------------------------
+
+    def short_code(self, short_code_id: str) -> ShortCodeRecord | None:
+        return self._short_codes.get(short_code_id)
+
+    def short_code_view(self, record: ShortCodeRecord) -> ShortCodeView:
+        return ShortCodeView(record, self._short_code_profile[record.id],
+                             self._short_code_tags.get(record.id, ()),
+                             self._short_code_updated.get(record.id, record.created_ts))
+
+    def short_codes(self, profile_id: str | None = None, *, unbound: bool = False,
+                    ) -> list[ShortCodeRecord]:
+        """Short codes ascending by their digits: all, those on ``profile_id``, or (``unbound``)
+        those on no profile."""
+        if unbound:
+            chosen = [r for r in self._short_codes.values() if self._short_code_profile[r.id] is None]
+        elif profile_id is not None:
+            chosen = [r for r in self._short_codes.values()
+                      if self._short_code_profile[r.id] == profile_id]
+        else:
+            chosen = list(self._short_codes.values())
+        return sorted(chosen, key=lambda r: r.short_code)
+
+    def bind_short_code(self, short_code_id: str, profile_id: str | None,
+                        tags: tuple[str, ...] | None, now: float) -> None:
+        """Bind a short code to ``profile_id`` (None: to no profile)."""
+        if short_code_id not in self._short_codes:
+            raise KeyError(f"short code {short_code_id!r} is not on the sandbox account")
+        if profile_id is not None and profile_id not in self._profiles:
+            raise KeyError(f"profile {profile_id!r} does not exist")
+        self._short_code_profile[short_code_id] = profile_id
+        if tags is not None:
+            self._short_code_tags[short_code_id] = tags
+        self._short_code_updated[short_code_id] = now
+
+    def short_code_dump(self) -> dict[str, str | None]:
+        """Every short code's digits -> its profile id or None."""
+        return {r.short_code: self._short_code_profile[r.id] for r in self._short_codes.values()}
+
     # -- profiles ------------------------------------------------------------
 
     def profile(self, profile_id: str) -> ProfileRecord | None:
@@ -182,6 +230,10 @@ class SandboxState:
         """Remove a profile; its numbers become unassigned (returned, ascending)."""
         profile = self._profiles.pop(profile_id)
         freed = self._members.pop(profile_id)
+        for code_id, owner in self._short_code_profile.items():  # its short codes are unbound too
+            if owner == profile_id:
+                self._short_code_profile[code_id] = None
+                self._short_code_updated[code_id] = now
         for e164 in freed:
             self._profile_of[e164] = None
             self._updated[e164] = now

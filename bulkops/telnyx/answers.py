@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bulkops.models import AccountNumber, NumberState, OrderStatus, Profile
+from bulkops.models import AccountNumber, NumberState, OrderStatus, Profile, ShortCode
 
 
 class BadShape(ValueError):
@@ -131,3 +131,34 @@ def order_status(payload: Any) -> OrderStatus:
         raise BadShape("the bulk order has no `order_id`")
     return OrderStatus(data["order_id"], _numbers(data, "success"), _numbers(data, "pending"),
                        _numbers(data, "failed"))
+
+
+def _short_code(item: Any) -> ShortCode:
+    """A ``ShortCode`` (docs/telnyx/short-codes-10dlc.openapi.yml): only ``messaging_profile_id``
+    is required there; without its id and digits bulkops cannot use it."""
+    if not isinstance(item, dict):
+        raise BadShape("a short code is not a JSON object")
+    code_id, digits, profile = item.get("id"), item.get("short_code"), item.get("messaging_profile_id")
+    if not isinstance(code_id, str) or not code_id:
+        raise BadShape("a short code has no `id`")
+    if not isinstance(digits, str) or not digits:
+        raise BadShape(f"short code {code_id} has no `short_code`")
+    if profile is not None and not isinstance(profile, str):
+        raise BadShape(f"`messaging_profile_id` of short code {digits} is not a string or null")
+    return ShortCode(code_id, digits, profile or None, _text(item, "country_code"))
+
+
+def short_code(payload: Any) -> ShortCode:
+    return _short_code(_data(payload))
+
+
+def maybe_short_code(payload: Any) -> ShortCode | None:
+    return None if payload is None else _short_code(_data(payload))
+
+
+def short_codes_page(payload: Any) -> tuple[list[ShortCode], int]:
+    """One page of short codes and the total page count."""
+    items = _data(payload)
+    if not isinstance(items, list):
+        raise BadShape("`data` is not a list")
+    return [_short_code(item) for item in items], _pages(payload, items)

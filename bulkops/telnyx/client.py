@@ -26,9 +26,9 @@ from yarl import URL
 
 from bulkops import __version__
 from bulkops.errors import ApiError, AuthError, ConfigError
-from bulkops.models import AccountNumber, ApiErrorInfo, NumberState, OrderStatus, Profile
+from bulkops.models import AccountNumber, ApiErrorInfo, NumberState, OrderStatus, Profile, ShortCode
 from bulkops.telnyx.answers import (
-    BadShape, account_page, maybe_number_state, numbers_page, order_status, profile, profiles_page, total_results, updated_number,
+    BadShape, account_page, maybe_number_state, maybe_short_code, numbers_page, order_status, profile, profiles_page, short_code, short_codes_page, total_results, updated_number,
 )
 from bulkops.telnyx.clock import Clock, SystemClock
 from bulkops.telnyx.ratelimit import RateLimiter
@@ -377,6 +377,45 @@ class TelnyxClient:
             previous = listed
             yield numbers, total
             page += 1
+
+    # --- short codes (docs/telnyx/short-codes-10dlc.openapi.yml) ---------------------------------
+
+    async def update_short_code(self, short_code_id: str, profile_id: str, *,
+                                stop: anyio.Event | None = None) -> Outcome[ShortCode]:
+        """Bind the short code (its UUID) to ``profile_id``; ``""`` unbinds. The spec types the
+        field a required string (SHORT-CODES-10DLC-NOTES.md): never null. Raises as
+        ``update_profile``."""
+        if not isinstance(profile_id, str):
+            raise TypeError("profile_id must be a str: a profile UUID, or '' to unbind (never None)")
+        body = json.dumps({"messaging_profile_id": profile_id}).encode()
+        request = _Request("PATCH", f"/short_codes/{_segment(short_code_id)}", body=body)
+        return await self._call(request, short_code, stop)
+
+    async def get_short_code(self, short_code_id: str) -> ShortCode | None:
+        """One short code (by its UUID), or None when the account does not have it (404)."""
+        request = _Request("GET", f"/short_codes/{_segment(short_code_id)}", missing_ok=True)
+        return (await self._call(request, maybe_short_code)).value
+
+    async def list_short_codes(self, profile_id: str | None = None, *,
+                               unbound: bool = False) -> list[ShortCode]:
+        """Every short code of the account, of one profile
+        (``/messaging_profiles/{id}/short_codes``) or (``unbound``) on none
+        (``filter[messaging_profile_id]=null``), all pages read before returning: a migrate
+        freezes this list before its first write, as for numbers."""
+        path = ("/short_codes" if profile_id is None
+                else f"/messaging_profiles/{_segment(profile_id)}/short_codes")
+        # The spec's string "null" means "bound to no profile" (SHORT-CODES-10DLC-NOTES.md).
+        unbound_filter = (("filter[messaging_profile_id]", "null"),) if unbound else ()
+        found: dict[str, ShortCode] = {}
+        page = pages = 1
+        while page <= pages:
+            query = (*unbound_filter, ("page[number]", str(page)), ("page[size]", str(PAGE_SIZE)))
+            codes, pages = (await self._call(_Request("GET", path, query), short_codes_page)).value
+            if all(c.id in found for c in codes):  # empty, or a page met before
+                break
+            found.update((c.id, c) for c in codes)
+            page += 1
+        return list(found.values())
 
     # --- one call: retries around attempts ------------------------------------------------------
 

@@ -31,6 +31,8 @@ from bulkops.sandbox import RecordedExchange
 SPEC_NAME = "messaging-numbers.openapi.yml"
 # The repository's own copy of Telnyx's spec (docs/telnyx/, beside API-NOTES.md).
 SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "telnyx" / SPEC_NAME
+# Short codes and 10DLC: a spec of their own (docs/telnyx/SHORT-CODES-10DLC-NOTES.md).
+SHORT_CODES_SPEC_PATH = SPEC_PATH.with_name("short-codes-10dlc.openapi.yml")
 SPEC_HOST = "https://api.telnyx.com"  # the spec's server is https://api.telnyx.com/v2
 
 
@@ -38,21 +40,24 @@ class ContractError(AssertionError):
     """An exchange the spec does not allow; the message says which part and why."""
 
 
-def spec_path() -> Path:
-    """The spec copy every contract test validates against."""
+def spec_path(path: str = "") -> Path:
+    """The spec copy an exchange on ``path`` validates against: the short-code and 10DLC
+    spec for its paths, the messaging-numbers spec for every other."""
+    if "/short_codes" in path or "/10dlc/" in path:
+        return SHORT_CODES_SPEC_PATH
     return SPEC_PATH
 
 
 @functools.cache
-def spec_dict() -> dict[str, Any]:
-    with spec_path().open(encoding="utf-8") as handle:
+def spec_dict(path: Path = SPEC_PATH) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as handle:
         loaded: dict[str, Any] = yaml.safe_load(handle)
     return loaded
 
 
 @functools.cache
-def openapi() -> OpenAPI:
-    return OpenAPI.from_file_path(str(spec_path()))
+def openapi(path: Path = SPEC_PATH) -> OpenAPI:
+    return OpenAPI.from_file_path(str(path))
 
 
 @functools.cache
@@ -114,9 +119,10 @@ def validate_exchange(exchange: RecordedExchange, *, check_request: bool = True)
     A dropped connection (``status is None``) has only its request validated.
     """
     request = _mock_request(exchange)
+    spec = openapi(spec_path(exchange.path))
     if check_request:
         try:
-            openapi().validate_request(request)
+            spec.validate_request(request)
         except Exception as exc:  # openapi-core raises many types; all mean "not in the spec"
             raise ContractError(f"request outside the spec: {_describe(exchange)}\n{_explain(exc)}") from None
     if exchange.status is None:
@@ -139,7 +145,7 @@ def validate_exchange(exchange: RecordedExchange, *, check_request: bool = True)
         content_type=content_type,
     )
     try:
-        openapi().validate_response(request, response)
+        spec.validate_response(request, response)
     except Exception as exc:
         raise ContractError(f"response outside the spec: {_describe(exchange)}\n{_explain(exc)}") from None
     if exchange.status >= 400:
