@@ -1,6 +1,8 @@
 """The resumable job journal: one SQLite file (WAL) per job, keyed by phone number.
 
-Jobs of a million numbers survive kill -9 and resume exactly. Each method is one transaction;
+Jobs of a million numbers survive kill -9, an OS crash or a power cut, and resume exactly:
+every commit is synced (``synchronous = FULL``), so what a request acts on (a batch's snapshot,
+an order in SUBMITTING) is on disk before it leaves. Each method is one transaction;
 ``record()`` buffers outcomes and ``flush()`` writes them in one batch. An update not flushed
 before a crash is lost, which is safe: resume re-checks every non-terminal row with the API."""
 
