@@ -204,6 +204,11 @@ class TelnyxClient:
             self._session = None
 
     @property
+    def rate(self) -> float | None:
+        """Requests per second the shared limiter allows now; None while it paces nothing."""
+        return self._limiter.rate
+
+    @property
     def stats(self) -> ClientStats:
         limiter = self._limiter.stats
         return ClientStats(
