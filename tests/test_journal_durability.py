@@ -16,12 +16,18 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from bulkops.config import Secret
+from bulkops.execute import make_client
 from bulkops.journal.sqlite import connect
+from bulkops.journal.store import Journal
 from bulkops.models import Kind
+from bulkops.runner import StopSignal
 from bulkops.sandbox import Sandbox
+from bulkops.snapshot import take_snapshot
 from tests.conftest import SandboxFactory
 from tests.harness import write_assign_csv
-from tests.jobhelpers import run
+from tests.jobhelpers import run, settings_for
+from tests.test_bulk_orders import _loaded_not_sent
 
 SYNCHRONOUS_FULL = 2  # PRAGMA synchronous: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA
 
@@ -116,3 +122,30 @@ async def test_an_orders_numbers_and_priors_are_committed_submitting_before_its_
     assert {n for n, *_ in witness.ordered} == {n for n, _ in rows}
     assert all(state == "ordered" and order == "submitting" for _, _, state, order in witness.ordered)
     assert all(prior == (before[number] or "") for number, prior, *_ in witness.ordered)
+
+
+# --- a resume right after a crash reads nothing twice ---------------------------------------
+
+READS = "GET /v2/phone_numbers/messaging"
+
+
+async def test_a_resume_does_not_read_again_rows_read_a_moment_ago_and_never_sent(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    async with sandbox_factory(numbers=700, profiles=3, seed=8) as sandbox:
+        rows = mixed_rows(sandbox, 600)
+        request = await _loaded_not_sent(sandbox, tmp_path, rows)  # snapshotted, nothing sent
+        settings = settings_for(sandbox)
+        async with await Journal.open(request.journal_path) as journal:
+            client = make_client(settings, Secret(sandbox.api_key))
+            async with client:
+                before = sandbox.stats.count(route=READS)
+                fresh = await take_snapshot(journal, 1, client, stop=StopSignal(),
+                                            fresh_after="2000-01-01T00:00:00.000Z")
+                skipped = sandbox.stats.count(route=READS) - before
+                stale = await take_snapshot(journal, 1, client, stop=StopSignal(),
+                                            fresh_after="9999-01-01T00:00:00.000Z")
+                reread = sandbox.stats.count(route=READS) - before - skipped
+    assert fresh.error is None and stale.error is None
+    assert skipped == 0  # every row was read since then and never sent
+    assert reread == 3  # read longer ago than that: all 600 again, 250 per request
