@@ -43,7 +43,7 @@ async def unread_batches(journal: Journal, job_id: int, fresh_after: str,
     """Like ``item_batches``, without the rows a run of this job read since ``fresh_after``
     and never sent (a resume after a crash a moment ago): their state is known already, and
     reading 100,000 numbers again costs 400 requests. Rows that may have been sent (attempts,
-    or reset from in flight: their mark is newer) and rows never read are read."""
+    or reset from in flight, which clears ``on_account``) and rows never read are read."""
     batch: list[Item] = []
     async with aclosing(journal.iter_items(job_id, {ItemState.PENDING},
                                            batch=SNAPSHOT_BATCH)) as pages:

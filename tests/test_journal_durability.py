@@ -18,7 +18,9 @@ from aiohttp import web
 
 from bulkops.config import Secret
 from bulkops.execute import make_client
+from bulkops.journal.records import ItemUpdate
 from bulkops.journal.sqlite import connect
+from bulkops.journal.states import ItemState
 from bulkops.journal.store import Journal
 from bulkops.models import Kind
 from bulkops.runner import StopSignal
@@ -149,3 +151,22 @@ async def test_a_resume_does_not_read_again_rows_read_a_moment_ago_and_never_sen
     assert fresh.error is None and stale.error is None
     assert skipped == 0  # every row was read since then and never sent
     assert reread == 3  # read longer ago than that: all 600 again, 250 per request
+
+
+async def test_a_resume_reads_again_a_row_that_was_in_flight_at_the_crash(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    async with sandbox_factory(numbers=400, profiles=3, seed=8) as sandbox:
+        rows = mixed_rows(sandbox, 300)
+        request = await _loaded_not_sent(sandbox, tmp_path, rows)
+        async with await Journal.open(request.journal_path) as journal:
+            journal.record(ItemUpdate(1, rows[0][0], ItemState.PENDING, ItemState.IN_FLIGHT))
+            await journal.flush()  # its PATCH may have landed when the process died
+            assert await journal.reset_in_flight(1) == 1
+            client = make_client(settings_for(sandbox), Secret(sandbox.api_key))
+            async with client:
+                before = sandbox.stats.count(route=READS)
+                box = await take_snapshot(journal, 1, client, stop=StopSignal(),
+                                          fresh_after="2000-01-01T00:00:00.000Z")
+                reads = sandbox.stats.count(route=READS) - before
+    assert box.error is None and reads == 1  # that row alone, the others were read already

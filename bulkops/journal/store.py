@@ -497,11 +497,12 @@ class Journal:
             await self.flush()
 
     async def reset_in_flight(self, job_id: int) -> int:
-        """On resume: a row that was in flight may or may not have landed; send it again."""
+        """On resume: a row that was in flight may or may not have landed; send it again.
+        ``on_account`` is cleared (not checked since): the snapshot reads it again."""
         await self.flush()
         return await self._change("resetting rows that were in flight", "UPDATE items SET "
-                                  "state = 'pending', updated_at = ? WHERE job_id = ? AND "
-                                  "state = 'in_flight'", (now(), job_id))
+                                  "state = 'pending', on_account = NULL, updated_at = ? WHERE "
+                                  "job_id = ? AND state = 'in_flight'", (now(), job_id))
 
     async def reset_failed(self, job_id: int) -> int:
         """retry-failed: FAILED rows become PENDING, their error cleared (attempts kept)."""
