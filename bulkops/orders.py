@@ -114,6 +114,7 @@ class OrderPipeline:
         self.halted = False
         self.speed: float | None = None  # numbers/s one order moves, as polls saw it
         self.answered: dict[int, float] = {}  # order ref -> when its POST was answered
+        self.learned = anyio.Event()  # set once a poll has shown an order's speed
         self.started = time.monotonic()
         tracker.orders_open = 0
 
@@ -327,6 +328,7 @@ class OrderPipeline:
         assert order.order_id is not None and order.posted_at is not None
         interval = POLL_FIRST
         wait = self._due(order.numbers, POLL_FIRST)  # the first poll: when it should be done
+        first = True
         while True:
             if pending is not None and not pending:
                 await self._close(order, OrderState.SETTLED)
@@ -339,10 +341,18 @@ class OrderPipeline:
                 await self._close(order, OrderState.TIMED_OUT)
                 return OrderState.TIMED_OUT
             if pending is not None:  # the first poll of a resumed order goes out at once
-                with anyio.move_on_after(max(0.0, min(wait, left))):
-                    await self.stop.event.wait()
+                learning = first and self.speed is None
+                await self._nap(max(0.0, min(wait, left)), learning)
+                if learning and self.speed is not None:
+                    # Another order's poll showed the speed meanwhile: poll this one when that
+                    # speed says it is done, not at the blind first guess.
+                    answered = self.answered.get(order.id, order.posted_at)
+                    due = answered + self._due(order.numbers, POLL_FIRST) - time.time()
+                    left = order.posted_at + self.timeout - time.time()
+                    await self._nap(max(0.0, min(due, left)), False)
                 if self.stop.requested:
                     return None  # stays OPEN in the journal: the next run polls it again
+            first = False
             before = None if pending is None or pending is _UNKNOWN else len(pending)
             try:
                 pending = (await self.client.get_order(order.order_id)).value.pending
@@ -365,6 +375,18 @@ class OrderPipeline:
                 await self._close(order, OrderState.LOST)
                 return OrderState.LOST
 
+    async def _nap(self, seconds: float, learning: bool) -> None:
+        """Sleep ``seconds``, or less: until Ctrl-C, or (``learning``) until a poll shows an
+        order's speed."""
+        with anyio.move_on_after(seconds):
+            async with anyio.create_task_group() as tg:
+                async def wake(event: anyio.Event) -> None:
+                    await event.wait()
+                    tg.cancel_scope.cancel()
+                tg.start_soon(wake, self.stop.event)
+                if learning:
+                    tg.start_soon(wake, self.learned)
+
     def _due(self, pending: int, floor: float) -> float:
         """Seconds until ``pending`` numbers should be done at the speed orders showed."""
         if self.speed is None:
@@ -375,10 +397,13 @@ class OrderPipeline:
         """Learn an order's speed from a poll; whether it moved since the last one."""
         moved = order.numbers - pending
         # From the POST's answer (not its journaling: the limiter may hold a POST a while);
-        # a resumed order's is unknown. Moved by now: a lower bound of the order's speed.
-        if moved > 0 and (answered := self.answered.get(order.id)) is not None:
-            if (elapsed := time.time() - answered) > 0:
-                self.speed = max(self.speed or 0.0, moved / elapsed)
+        # for an order a crash left open and still moving, from its journaled POST time
+        # (earlier: a lower speed, so later polls; one long done says nothing). Moved by
+        # now: a lower bound of the order's speed.
+        since = self.answered.get(order.id, order.posted_at if pending else None)
+        if moved > 0 and since is not None and (elapsed := time.time() - since) > 0:
+            self.speed = max(self.speed or 0.0, moved / elapsed)
+            self.learned.set()
         return before is None or pending < before
 
     def _lost(self, order: OrderRecord, info: ApiErrorInfo) -> None:
