@@ -46,6 +46,7 @@ class Sizes:
     bulk_stuck_250: bool = True  # the stuck run again with --bulk-size 250
     bulk_killed_rows: int = 100_000  # mixed, 1 % failed by orders, two kill -9s
     bulk_kill_window: tuple[float, float] = (10.0, 40.0)  # seconds after a start: the kill
+    bulk_stuck_kill_window: tuple[float, float] = (3.0, 12.0)
 
     @property
     def label(self) -> str:
@@ -61,17 +62,18 @@ QUICK = Sizes(
     rate_kinds=("fixed", "sliding"),
     rate_latencies_ms=(80.0,),
     sequential_rows=50,
-    overhead_rows=5_000,
+    overhead_rows=3_000,
     scale_rows=100_000,
-    resume_rows=50_000,
+    resume_rows=30_000,
     fault_rows=1_000,
     bulk_rows=2_000,
     bulk_patch_rows=30,
     bulk_stuck_rows=2_000,
-    order_timeout=5.0,
+    order_timeout=3.0,
     bulk_stuck_250=False,
-    bulk_killed_rows=5_000,
+    bulk_killed_rows=3_000,
     bulk_kill_window=(2.0, 5.0),
+    bulk_stuck_kill_window=(1.0, 3.0),
 )
 
 
