@@ -137,11 +137,12 @@ def run(sizes: Sizes, workdir: Path) -> ScenarioResult:
              f"{LATENCY_MS:g} ms +- 10 ms, orders processed at 500 numbers/s, 1 % of an order's "
              "numbers listed as failed and not applied. A fresh account per contender. bulkops' "
              "wall time covers the whole job (validation, profile checks, snapshot, orders, "
-             "polls, read-backs, PATCHes of failed numbers, report). The PATCH contenders send "
-             f"{count(patch_rows)} rows and are extrapolated to {count(n)}. The stuck run: 30 % of "
-             f"orders never processed, --order-timeout {sizes.order_timeout:g}, the child killed "
-             "with SIGKILL twice at seeded moments and run again each time; its wall time runs "
-             "from the first start to the last exit.")
+             "polls, read-backs, re-orders, PATCHes of what is left, report). The PATCH "
+             f"contenders send {count(patch_rows)} rows and are extrapolated to {count(n)}. The "
+             f"stuck runs: 30 % of orders never processed, --order-timeout {sizes.order_timeout:g}. "
+             f"The last run: {count(sizes.bulk_killed_rows)} numbers, --mode auto. Killed runs: "
+             "the `bulkops run` child killed with SIGKILL twice at seeded moments and run again "
+             "each time; the wall time runs from the first start to the last exit.")
     notes = ("Numbers an order did not move (listed failed, or still pending at the timeout) "
              "go into re-orders while one more round costs less than PATCHing them at the "
              "learned rate (docs/orders.md); the rest, and what a re-order listed failed, are "
