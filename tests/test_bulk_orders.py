@@ -1,8 +1,9 @@
 """Server-side bulk orders end to end: the pipeline through the sandbox over loopback.
 
-Orders take the jobs of at least --bulk-min writes; numbers an order did not apply are PATCHed
-once (which applies, or says why); stuck orders time out, are read back, re-ordered once, then
-PATCHed; a missing endpoint is one log line and PATCH. A crash at each point (before the POST,
+Orders take the jobs of at least --bulk-min writes; numbers an order did not apply (listed
+failed, or stuck until the order timed out and was read back) go into re-orders while a round
+costs less than PATCHing them, the rest are PATCHed once (which applies, or says why); a
+missing endpoint is one log line and PATCH. A crash at each point (before the POST,
 after it but before the order id is journaled, while polling) resumes without a number in the
 wrong state and with at most one extra order. Every request and answer validates against the
 spec.
