@@ -357,6 +357,56 @@ async def test_kill_9_during_a_bulk_job_then_resume_ends_exact(
         assert posts(sandbox) <= needed + kills  # at most one extra order per kill
 
 
+async def test_kill_9_during_healing_rounds_then_resume_ends_exact(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    # R = 5/s and 10 % failed: the leftovers are worth a re-order, so kills land in first
+    # orders, in healing decisions and in re-orders alike.
+    async with sandbox_factory(numbers=600, profiles=3, seed=14, rate=5, bulk_speed=25,
+                               order_fail_rate=0.1) as sandbox:
+        rows = mixed_rows(sandbox, 500, seed=4)
+        journal = tmp_path / "h.db"
+        args = cli_command("run", "--kind", "assign", "--csv", write_assign_csv(tmp_path / "h.csv", rows),
+                           "--journal", journal, "--base-url", sandbox.base_url, "--yes", "--json",
+                           "--mode", "bulk", "--bulk-size", "100", "--timeout", "10")
+        rng = random.Random(5)
+        kills = 0
+        for attempt in range(6):
+            err = tmp_path / f"run{attempt}.err"
+            with open(tmp_path / f"run{attempt}.out", "wb") as stdout, open(err, "wb") as stderr:
+                process = await asyncio.create_subprocess_exec(
+                    *args, env=cli_env(sandbox.api_key), stdin=asyncio.subprocess.DEVNULL,
+                    stdout=stdout, stderr=stderr)
+            try:
+                if attempt < 3:
+                    before = sandbox.stats.total_requests
+                    deadline = Deadline(30.0)
+                    while process.returncode is None and sandbox.stats.total_requests <= before:
+                        assert not deadline.passed, err.read_text()
+                        await asyncio.sleep(0.002)
+                    await asyncio.sleep(rng.uniform(0.5, 2.0))  # the seeded moment under test
+                    if process.returncode is None:
+                        process.kill()
+                        await process.wait()
+                        kills += 1
+                        continue
+                code = await asyncio.wait_for(process.wait(), 90)
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+            assert code == 0, err.read_text()
+            break
+        assert kills >= 2
+        logs = "".join(p.read_text() for p in tmp_path.glob("run*.err"))
+        assert "Traceback" not in logs and "re-order:" in logs  # a round was worth it
+        assert_exact(sandbox, rows)
+        counts, items = await journal_snapshot(journal)
+        assert counts.get(ItemState.DONE) == 500
+        assert all(i.state is ItemState.DONE for i in items.values())
+        assert max(g for _, g, _ in await orders_of(journal)) >= 1
+
+
 # --- journal schema -----------------------------------------------------------------------------
 
 
