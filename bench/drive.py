@@ -95,6 +95,21 @@ class CliRun:
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(command, stdout=out, stderr=err, env=cli_env(), cwd=REPO)
 
+    peak_rss = 0  # bytes: the child's VmHWM, as last sampled by ``watch``
+
+    def watch(self, timeout: float, every: float = 0.25) -> bool:
+        """Wait up to ``timeout`` s, sampling the child's peak RSS; whether it exited."""
+        deadline = time.perf_counter() + timeout
+        while self.process.poll() is None:
+            self.peak_rss = max(self.peak_rss, _vm_hwm(self.process.pid))
+            if (left := deadline - time.perf_counter()) <= 0:
+                return False
+            try:
+                self.process.wait(min(every, left))
+            except subprocess.TimeoutExpired:
+                pass
+        return True
+
     def kill(self) -> None:
         """SIGKILL: no handler runs, nothing is flushed: the crash the journal must survive."""
         if self.process.poll() is None:
@@ -118,6 +133,18 @@ class CliRun:
         except json.JSONDecodeError:
             raise BenchError(f"bulkops run (exit code {self.process.returncode}) printed no JSON "
                              f"summary; its stderr: {tail(self.stderr_path)}") from None
+
+
+def _vm_hwm(pid: int) -> int:
+    """A live process's peak RSS in bytes (``VmHWM``), 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def tail(path: Path, chars: int = 600) -> str:

@@ -43,6 +43,10 @@ class Sizes:
     bulk_patch_rows: int = 300  # PATCH contenders at R = 10/s, extrapolated to bulk_rows
     bulk_stuck_rows: int = 10_000
     order_timeout: float = 15.0
+    bulk_stuck_250: bool = True  # the stuck run again with --bulk-size 250
+    bulk_killed_rows: int = 100_000  # mixed, 1 % failed by orders, two kill -9s
+    bulk_kill_window: tuple[float, float] = (10.0, 40.0)  # seconds after a start: the kill
+    bulk_stuck_kill_window: tuple[float, float] = (3.0, 12.0)
 
     @property
     def label(self) -> str:
@@ -50,17 +54,26 @@ class Sizes:
 
 
 FULL = Sizes(quick=False)
+# A quick check (under 3 minutes on 2 shared cores): every scenario runs, smaller, and
+# scenario 1 on two limiters at one latency only.
 QUICK = Sizes(
     quick=True,
-    rate_rows=1_000,
-    sequential_rows=200,
-    overhead_rows=5_000,
-    scale_rows=200_000,
-    resume_rows=100_000,
-    fault_rows=2_000,
+    rate_rows=500,
+    rate_kinds=("fixed", "sliding"),
+    rate_latencies_ms=(80.0,),
+    sequential_rows=50,
+    overhead_rows=3_000,
+    scale_rows=100_000,
+    resume_rows=30_000,
+    fault_rows=1_000,
     bulk_rows=2_000,
-    bulk_patch_rows=100,
+    bulk_patch_rows=30,
     bulk_stuck_rows=2_000,
+    order_timeout=3.0,
+    bulk_stuck_250=False,
+    bulk_killed_rows=3_000,
+    bulk_kill_window=(2.0, 5.0),
+    bulk_stuck_kill_window=(1.0, 3.0),
 )
 
 

@@ -56,6 +56,7 @@ EPILOG = f"""exit codes:
   5    the journal is in use by another bulkops process
   6    the journal is damaged, belongs to another CSV, or is of another schema
   7    the API could not be reached or kept failing (check --base-url and the network)
+       or TLS failed (certificate not verified, handshake refused)
   130  interrupted (Ctrl-C, SIGTERM) or not confirmed; run the same command to resume
 
 environment:

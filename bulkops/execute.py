@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ from bulkops.telnyx.client import TelnyxClient
 from bulkops.telnyx.ratelimit import RateLimiter
 
 log = logging.getLogger("bulkops")
+# A resume does not read again what a run read this recently and never sent: a number
+# changed behind the job within this is taken as it was read (the crash was a moment ago).
+SNAPSHOT_FRESH = 600.0
 
 # Asked with the plan (its ``question()`` names what will happen); answers whether to go on.
 Confirm = Callable[[PlanSummary], Awaitable[bool]]
@@ -109,12 +113,17 @@ async def name_targets(summary: PlanSummary, journal: Journal, client: TelnyxCli
 
 async def snapshot_pending(journal: Journal, job_id: int, client: TelnyxClient,
                            settings: RunSettings, stop: StopSignal) -> None:
-    """Read back every PENDING row before any write (see snapshot.take_snapshot)."""
+    """Read back every PENDING row before any write (see snapshot.take_snapshot), but those
+    read in the last SNAPSHOT_FRESH seconds and never sent (a resume right after a crash)."""
     pending = (await journal.counts(job_id)).get(ItemState.PENDING)
     if not pending:  # a resume with every row settled: nothing to read back, nothing to log
         return
-    log.info("snapshot started rows=%d", pending)  # numbers and short codes
-    (await take_snapshot(journal, job_id, client, stop=stop, force=settings.force)).raise_if_set()
+    log.info("snapshot started rows=%d (those read in the last %.0f min and never sent are "
+             "not read again)", pending, SNAPSHOT_FRESH / 60)  # numbers and short codes
+    fresh_after = datetime.fromtimestamp(time.time() - SNAPSHOT_FRESH, timezone.utc).isoformat(
+        timespec="milliseconds").replace("+00:00", "Z")  # the journal's updated_at format
+    (await take_snapshot(journal, job_id, client, stop=stop, force=settings.force,
+                         fresh_after=fresh_after)).raise_if_set()
 
 
 async def execute(

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from bulkops.redact import redact
+
 log = logging.getLogger("bulkops")
 
 
@@ -30,17 +32,25 @@ class _CurrentStderrHandler(logging.Handler):
             self.handleError(record)
 
 
-class _Redact(logging.Filter):
-    """Defence in depth: the key is never logged, even if a message somehow carries it."""
+class Redact(logging.Filter):
+    """Defence in depth: the key is never logged, even if a message somehow carries it.
+
+    Only where it can appear: in the values a ledger line interpolates (server text, paths,
+    exception text), never in its fixed wording; and only as a whole token (``redact``), so a
+    short key does not mangle the words around it."""
 
     def __init__(self, secret: str) -> None:
         super().__init__()
         self.secret = secret
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secret and self.secret in record.getMessage():
-            record.msg = record.getMessage().replace(self.secret, "***")
-            record.args = ()
+        if not self.secret or self.secret not in record.getMessage():
+            return True
+        if isinstance(record.args, tuple) and record.args:  # the values, not the wording
+            record.args = tuple(redact(str(a), self.secret) if self.secret in str(a) else a
+                                for a in record.args)
+        else:  # a message built before logging (or mapping args): all of it may be values
+            record.msg, record.args = redact(record.getMessage(), self.secret), ()
         return True
 
 
@@ -57,7 +67,7 @@ def setup_logging(verbose: bool = False) -> None:
 
 def add_secret_filter(secret: str) -> None:
     for handler in log.handlers:
-        handler.addFilter(_Redact(secret))
+        handler.addFilter(Redact(secret))
 
 
 @dataclass

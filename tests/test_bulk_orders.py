@@ -1,8 +1,9 @@
 """Server-side bulk orders end to end: the pipeline through the sandbox over loopback.
 
-Orders take the jobs of at least --bulk-min writes; numbers an order did not apply are PATCHed
-once (which applies, or says why); stuck orders time out, are read back, re-ordered once, then
-PATCHed; a missing endpoint is one log line and PATCH. A crash at each point (before the POST,
+Orders take the jobs of at least --bulk-min writes; numbers an order did not apply (listed
+failed, or stuck until the order timed out and was read back) go into re-orders while a round
+costs less than PATCHing them, the rest are PATCHed once (which applies, or says why); a
+missing endpoint is one log line and PATCH. A crash at each point (before the POST,
 after it but before the order id is journaled, while polling) resumes without a number in the
 wrong state and with at most one extra order. Every request and answer validates against the
 spec.
@@ -128,7 +129,7 @@ async def test_a_missing_or_refused_order_endpoint_runs_the_whole_job_by_patch(
         assert state == "refused"
 
 
-async def test_stuck_orders_time_out_are_read_back_reordered_once_then_patched(
+async def test_orders_that_never_move_anything_are_read_back_then_patched_without_a_reorder(
     sandbox_factory: SandboxFactory, tmp_path: Path
 ) -> None:
     async with sandbox_factory(numbers=300, profiles=3, seed=6, order_stuck_rate=1.0) as sandbox:
@@ -139,9 +140,53 @@ async def test_stuck_orders_time_out_are_read_back_reordered_once_then_patched(
         assert result.exit_code == 0
         assert_exact(sandbox, rows)
         orders = await orders_of(journal)
-        assert {(s, g) for s, g, _ in orders} == {("timed_out", 0), ("timed_out", 1)}
-        assert sum(n for s, g, n in orders if g == 0) == sum(n for s, g, n in orders if g == 1) == 120
+        # Every order timed out: with nothing moved so far, a re-order cannot pay (healing.py).
+        assert {(s, g) for s, g, _ in orders} == {("timed_out", 0)}
+        assert sum(n for *_, n in orders) == 120
         assert patches(sandbox) == 120
+
+
+async def test_numbers_orders_listed_failed_go_into_a_reorder_when_a_round_is_cheaper_than_patch(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    async with sandbox_factory(numbers=1100, profiles=3, seed=9, rate=10, bulk_speed=5000,
+                               order_fail_rate=0.05, record=True) as sandbox:
+        rows = mixed_rows(sandbox, 1000)
+        journal = tmp_path / "heal.db"
+        result = await run(sandbox, Kind.ASSIGN, write_assign_csv(tmp_path / "h.csv", rows), journal,
+                           mode="bulk", bulk_size=250)
+        assert result.exit_code == 0
+        assert_exact(sandbox, rows)
+        orders = await orders_of(journal)
+        first_failed = sum(n for s, g, n in orders if g == 1)  # re-ordered: failed by a first order
+        assert {g for _, g, _ in orders} == {0, 1}
+        assert first_failed > 20  # about 5 % of 1,000
+        # Only what the re-orders listed failed again was PATCHed (each failed in two orders).
+        assert patches(sandbox) < first_failed / 3
+        assert max(sandbox.stats.writes_by_number.values()) <= 2  # an order, then its re-order
+        report = read_report(result.report_path)  # type: ignore[arg-type]
+        via = Counter("order" if len(r["via"]) == UUID_LEN else r["via"] for r in report)
+        assert via == {"order": 1000 - patches(sandbox), "patch": patches(sandbox)}
+        for exchange in sandbox.recorded:
+            validate_exchange(exchange)
+
+
+async def test_stuck_orders_are_reordered_while_a_round_pays_then_the_rest_is_patched(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    async with sandbox_factory(numbers=700, profiles=2, seed=6, rate=20, bulk_speed=5000,
+                               order_stuck_rate=0.5) as sandbox:
+        rows = mixed_rows(sandbox, 600)
+        journal = tmp_path / "stuck.db"
+        result = await run(sandbox, Kind.ASSIGN, write_assign_csv(tmp_path / "s.csv", rows), journal,
+                           mode="bulk", bulk_size=100, order_timeout=1.5)
+        assert result.exit_code == 0
+        assert_exact(sandbox, rows)
+        orders = await orders_of(journal)
+        stuck_first = sum(n for s, g, n in orders if g == 0 and s == "timed_out")
+        assert stuck_first > 0 and max(g for _, g, _ in orders) >= 1
+        # Re-orders moved some of what was stuck: fewer PATCHes than numbers first stuck.
+        assert patches(sandbox) < stuck_first
 
 
 async def test_an_order_the_server_finds_too_big_is_halved(
@@ -275,6 +320,55 @@ async def test_kill_9_during_a_bulk_job_then_resume_ends_exact(
         per_target = Counter(p for _, p in rows)
         needed = sum(-(-count // 100) for count in per_target.values())
         assert posts(sandbox) <= needed + kills  # at most one extra order per kill
+
+
+async def test_kill_9_during_healing_rounds_then_resume_ends_exact(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    # R = 5/s and 10 % failed: the leftovers are worth a re-order, so kills land in first
+    # orders, in healing decisions and in re-orders alike.
+    async with sandbox_factory(numbers=600, profiles=3, seed=14, rate=5, bulk_speed=25,
+                               order_fail_rate=0.1) as sandbox:
+        rows = mixed_rows(sandbox, 500, seed=4)
+        journal = tmp_path / "h.db"
+        args = cli_command("run", "--kind", "assign", "--csv", write_assign_csv(tmp_path / "h.csv", rows),
+                           "--journal", journal, "--base-url", sandbox.base_url, "--yes", "--json",
+                           "--mode", "bulk", "--bulk-size", "100", "--timeout", "10")
+        rng = random.Random(5)
+        kills = 0
+        for attempt in range(6):
+            err = tmp_path / f"run{attempt}.err"
+            with open(tmp_path / f"run{attempt}.out", "wb") as stdout, open(err, "wb") as stderr:
+                process = await asyncio.create_subprocess_exec(
+                    *args, env=cli_env(sandbox.api_key), stdin=asyncio.subprocess.DEVNULL,
+                    stdout=stdout, stderr=stderr)
+            try:
+                if attempt < 3:
+                    before = sandbox.stats.total_requests
+                    await wait_until(
+                        lambda: process.returncode is not None or sandbox.stats.total_requests > before,
+                        within=30, what="the child's first request", every=0.002, explain=err.read_text)
+                    await asyncio.sleep(rng.uniform(0.5, 2.0))  # the seeded moment under test
+                    if process.returncode is None:
+                        process.kill()
+                        await process.wait()
+                        kills += 1
+                        continue
+                code = await asyncio.wait_for(process.wait(), 90)
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+            assert code == 0, err.read_text()
+            break
+        assert kills >= 2
+        logs = "".join(p.read_text() for p in tmp_path.glob("run*.err"))
+        assert "Traceback" not in logs and "re-order:" in logs  # a round was worth it
+        assert_exact(sandbox, rows)
+        counts, items = await journal_snapshot(journal)
+        assert counts.get(ItemState.DONE) == 500
+        assert all(i.state is ItemState.DONE for i in items.values())
+        assert max(g for _, g, _ in await orders_of(journal)) >= 1
 
 
 # --- journal schema -----------------------------------------------------------------------------

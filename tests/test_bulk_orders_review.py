@@ -4,6 +4,7 @@ and an order whose answer is unusable is read back, never taken as refused."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sqlite3
@@ -18,6 +19,7 @@ from aiohttp import web
 from bulkops.config import RunSettings, Secret
 from bulkops.errors import InputError, Interrupted, JournalError, JournalLockedError
 from bulkops.execute import make_client
+from bulkops.healing import decide
 from bulkops.jobs import JobRequest, retry_failed, rollback, run_job
 from bulkops.journal.records import Item
 from bulkops.journal.sqlite import lock_file
@@ -86,6 +88,10 @@ async def test_the_patches_of_all_settled_orders_never_exceed_concurrency_togeth
         in_flight = peak = 0
         async with await Journal.open(journal_path) as journal:
             pipeline, client = _pipeline(journal, settings, StopSignal(), sandbox.api_key)
+            # Re-order whatever the first orders left, whatever it costs: then every re-order
+            # settles with all its numbers failed (a second time) and PATCHes them at once.
+            pipeline.rule = lambda groups, chunk, figures: dataclasses.replace(
+                decide(groups, chunk, figures), reorder=True)
             writer = pipeline.writer
 
             async def counted(item: Item) -> None:  # the real Writer, its PATCHes counted
@@ -100,8 +106,8 @@ async def test_the_patches_of_all_settled_orders_never_exceed_concurrency_togeth
             pipeline.writer = counted  # type: ignore[assignment]
             async with client:
                 assert (await pipeline.run()).error is None
-        assert patches(sandbox) == 200  # every order left all its numbers to PATCH
-        assert peak == 3  # 10 orders, their pools overlapping: exactly 3 in flight, the shared bound, reached
+        assert patches(sandbox) == 200  # every re-order left all its numbers to PATCH
+        assert peak == 3  # 40 re-orders, their pools overlapping: exactly 3 in flight, the shared bound, reached
 
 
 # --- the pipeline alone, against a scripted server ---------------------------------------------

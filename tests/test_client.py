@@ -22,7 +22,7 @@ from aiohttp import web
 
 from bulkops import __version__
 from bulkops.telnyx.client import TelnyxClient
-from bulkops.errors import ApiError, AuthError, ConfigError
+from bulkops.errors import ApiError, ApiUnreachable, AuthError, ConfigError, ExitCode
 from bulkops.models import ApiErrorInfo, NumberState, Profile
 from bulkops.telnyx.clock import SystemClock
 from bulkops.telnyx.ratelimit import RateLimiter
@@ -306,7 +306,7 @@ async def test_a_refused_connection_is_transient() -> None:
     assert limiter.stats.in_flight == 0
 
 
-async def test_an_unverifiable_certificate_is_fatal_and_not_retried(tmp_path: Path) -> None:
+async def test_an_unverifiable_certificate_is_unreachable_exit_7_and_not_retried(tmp_path: Path) -> None:
     if shutil.which("openssl") is None:
         pytest.skip("needs the openssl command to make a self-signed certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -332,11 +332,39 @@ async def test_an_unverifiable_certificate_is_fatal_and_not_retried(tmp_path: Pa
     try:
         client, limiter, _ = make_client(f"https://localhost:{runner.addresses[0][1]}/v2")
         async with client:
-            with pytest.raises(ApiError) as caught:
+            with pytest.raises(ApiUnreachable) as caught:
                 await client.get_profile(PROFILE)
     finally:
         await runner.cleanup()
+    assert caught.value.exit_code == ExitCode.UNREACHABLE  # not 4: the key was never judged
     assert "certificate" in str(caught.value) and "TELNYX_API_BASE_URL" in str(caught.value)
+    assert KEY not in _everything_said(caught.value)
+    assert seen == [] and limiter.stats.sent == 1 and limiter.stats.in_flight == 0
+
+
+async def test_a_tls_handshake_failure_is_unreachable_exit_7_and_not_retried() -> None:
+    seen: list[str] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        seen.append(request.path)
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)  # plain http: an https client's hello fails
+    await site.start()
+    try:
+        client, limiter, _ = make_client(f"https://127.0.0.1:{runner.addresses[0][1]}/v2")
+        async with client:
+            with pytest.raises(ApiUnreachable) as caught:
+                await client.get_profile(PROFILE)
+    finally:
+        await runner.cleanup()
+    assert caught.value.exit_code == ExitCode.UNREACHABLE
+    assert "TLS handshake" in str(caught.value) and "TELNYX_API_BASE_URL" in str(caught.value)
+    assert "refused the API key" not in str(caught.value)
     assert KEY not in _everything_said(caught.value)
     assert seen == [] and limiter.stats.sent == 1 and limiter.stats.in_flight == 0
 

@@ -24,6 +24,8 @@ from bulkops.errors import AuthError
 from bulkops.jobs import JobRequest, run_job
 from bulkops.journal.store import Journal
 from bulkops.models import Kind, NumberRow
+from bulkops.progress import Redact
+from bulkops.redact import redact
 from bulkops.telnyx.retry import RetryPolicy
 from bulkops.sandbox import FaultConfig, FaultKind, Sandbox
 from tests.conftest import SandboxFactory
@@ -383,3 +385,54 @@ async def test_an_unreachable_api_exits_7_with_an_error_line(tmp_path: Path) -> 
                            env=cli_env(CANARY_KEY))
     assert_no_key_in_result("a run against a closed port", result)
     assert_clean_error(result, 7, "could not connect")
+
+
+# --- redaction: whole tokens, only in values -------------------------------------------------
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("Authorization: Bearer k", "Authorization: Bearer ***"),
+    ('{"detail": "key k is invalid"}', '{"detail": "key *** is invalid"}'),
+    ("k", "***"),
+    ("kind=assign", "kind=assign"),
+    ("the key ok, kk, k_1 and k-2 stay", "the key ok, kk, k_1 and k-2 stay"),
+])
+def test_redaction_replaces_the_key_only_as_a_whole_token(text: str, shown: str) -> None:
+    assert redact(text, "k") == shown
+
+
+def test_redaction_of_a_real_looking_key_catches_it_between_punctuation() -> None:
+    key = "KEY0123456789ABCDEF_abcdefghij"
+    assert redact(f"echo:{key}.", key) == "echo:***."
+    assert redact(f"x{key}", key) == f"x{key}"  # part of a longer token: not this key
+
+
+async def test_a_one_letter_key_leaves_the_ledger_words_intact(sandbox_factory: SandboxFactory,
+                                                               tmp_path: Path) -> None:
+    async with sandbox_factory(numbers=50, profiles=2, seed=1, api_key="k") as sandbox:
+        csv_path, _, _ = small_csv(tmp_path, sandbox, 5)
+        result = await run_cli(["run", "--kind", "assign", "--csv", csv_path, "--journal",
+                                tmp_path / "j.db", "--base-url", sandbox.base_url, "--yes"],
+                               env=cli_env("k"))
+    assert result.returncode == 0, result.describe()
+    assert "kind=assign" in result.stderr, result.describe()
+    assert "***" not in result.output, result.describe()
+
+
+def test_the_log_filter_redacts_the_values_of_a_line_not_its_wording() -> None:
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(self.format(record))
+
+    logger = logging.getLogger("bulkops.test-redaction")
+    handler = Keep()
+    handler.addFilter(Redact("k"))
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("kind=%s answer=%s", "assign", "bad key k")
+        logger.warning("prebuilt: kind=assign key=k")
+    finally:
+        logger.removeHandler(handler)
+    assert records == ["kind=assign answer=bad key ***", "prebuilt: kind=assign key=***"]

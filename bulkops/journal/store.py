@@ -2,7 +2,9 @@
 rollbacks (further jobs of the file); an item per resource (a phone number or a short code:
 ``models.Resource``), keyed by (job, that resource's key).
 
-Jobs of a million numbers survive kill -9 and resume exactly. Each method is one transaction;
+Jobs of a million numbers survive kill -9, an OS crash or a power cut, and resume exactly:
+every commit is synced (``synchronous = FULL``), so what a request acts on (a batch's snapshot,
+an order in SUBMITTING) is on disk before it leaves. Each method is one transaction;
 ``record()`` buffers outcomes and ``flush()`` writes them in one batch. An update not flushed
 before a crash is lost, which is safe: resume re-checks every non-terminal row with the API."""
 
@@ -36,6 +38,8 @@ from bulkops.models import Counts, Extra, Kind, MigrateRow, NumberRow, Problem, 
 
 T = TypeVar("T")
 _NUMBER = Resource.PHONE_NUMBER  # journaled as resource NULL
+# The last order of an item ``leftovers`` (and ``iter_orderable(heal=True)``) re-orders.
+_HEALABLE = "(o.state = 'timed_out' AND o.generation < ?) OR (o.state = 'settled' AND o.generation = 0)"
 Db = aiosqlite.Connection
 log = logging.getLogger("bulkops")
 
@@ -552,11 +556,12 @@ class Journal:
             await self.flush()
 
     async def reset_in_flight(self, job_id: int) -> int:
-        """On resume: a row that was in flight may or may not have landed; send it again."""
+        """On resume: a row that was in flight may or may not have landed; send it again.
+        ``on_account`` is cleared (not checked since): the snapshot reads it again."""
         await self.flush()
         return await self._change("resetting rows that were in flight", "UPDATE items SET "
-                                  "state = 'pending', updated_at = ? WHERE job_id = ? AND "
-                                  "state = 'in_flight'", (now(), job_id))
+                                  "state = 'pending', on_account = NULL, updated_at = ? WHERE "
+                                  "job_id = ? AND state = 'in_flight'", (now(), job_id))
 
     async def reset_failed(self, job_id: int) -> int:
         """retry-failed: FAILED rows become PENDING, their error cleared (attempts kept)."""
@@ -695,11 +700,35 @@ class Journal:
                                  "order_ref = ? AND state = 'ordered' ORDER BY id", (ref,))
         return [r[0] for r in rows]
 
-    async def iter_orderable(self, job_id: int, batch: int = 5000,
+    async def order_history(self, job_id: int) -> tuple[int, int, int, int]:
+        """(orders closed, of them timed out, numbers they held, of them read back applied)
+        over the job's settled and timed-out orders: what healing learns from."""
+        rows = await self._fetch("reading orders", "SELECT COUNT(*), COALESCE(SUM(o.state = "
+                                 "'timed_out'), 0), COALESCE(SUM(o.numbers), 0), COALESCE(SUM("
+                                 "(SELECT COUNT(*) FROM items i WHERE i.order_ref = o.id AND "
+                                 "i.state = 'done' AND i.via = o.order_id)), 0) FROM orders o "
+                                 "WHERE o.job_id = ? AND o.state IN ('settled', 'timed_out')",
+                                 (job_id,))
+        return rows[0][0], rows[0][1], rows[0][2], rows[0][3]
+
+    async def leftovers(self, job_id: int, max_generation: int) -> list[tuple[str, int, int]]:
+        """(target, generation of the order they would go into, count) of the PENDING items
+        orders did not move that one more order may take: still pending when their order
+        timed out (up to ``max_generation``), or listed failed by a first order."""
+        rows = await self._fetch(
+            "reading items", "SELECT i.desired, o.generation + 1, COUNT(*) FROM items i INDEXED "
+            "BY items_job_state JOIN orders o ON o.id = i.order_ref WHERE i.job_id = ? AND "
+            f"i.state = 'pending' AND ({_HEALABLE}) GROUP BY 1, 2 ORDER BY 1, 2",
+            (job_id, max_generation))
+        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+    async def iter_orderable(self, job_id: int, *, heal: bool = False,
+                             max_generation: int = 0, batch: int = 5000,
                              ) -> AsyncGenerator[list[tuple[str, str, int]], None]:
         """Pages of (number, desired, generation) of PENDING items an order may take: never in
-        an order, or last in one that was refused, lost, or timed out as a first order (the one
-        re-order). Numbers an order settled without applying go to PATCH instead."""
+        an order, or last in one that was refused or lost; with ``heal``, also those an order
+        did not move (``leftovers``), in a re-order one generation later. Numbers a re-order
+        listed failed go to PATCH instead."""
         sql = ("SELECT i.id, i.phone_number, i.desired, o.state, o.generation, i.resource FROM items i "
                "INDEXED BY items_job_state LEFT JOIN orders o ON o.id = i.order_ref WHERE "
                "i.job_id = ? AND i.state = 'pending' AND i.id > ? ORDER BY i.id LIMIT ?")
@@ -714,8 +743,9 @@ class Journal:
                     continue
                 if state is None or state in ("refused", "lost"):
                     page.append((number, desired, generation or 0))
-                elif state == "timed_out" and generation == 0:
-                    page.append((number, desired, 1))
+                elif heal and ((state == "timed_out" and generation < max_generation)
+                               or (state == "settled" and generation == 0)):
+                    page.append((number, desired, generation + 1))
             yield page
             if len(rows) < batch:
                 return

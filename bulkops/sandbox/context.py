@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -29,6 +30,9 @@ class SandboxContext:
         self.ignore_writes = config.ignore_writes
         self.recorded: list[RecordedExchange] = []
         self.tendlc = TenDlcState(config, self.state)  # 10DLC campaigns and links (routes_10dlc.py)
+        # Called as each write (PATCH, POST...) arrives, before anything acts on it: tests
+        # look at the client's side (its journal) at the moment a write reaches the server.
+        self.write_hook: Callable[[web.Request], Awaitable[None]] | None = None
         # Ids the server mints (new profiles, bulk orders) are seeded too.
         self.ids = random.Random(f"bulkops-sandbox/ids/{config.seed}")
         self.bulk = BulkOrders(

@@ -86,6 +86,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             if ctx.config.record:
                 request_body = await request.read()  # cached: the handler reads it again
+            if ctx.write_hook is not None and request.method in WRITE_METHODS:
+                await ctx.write_hook(request)
             response = await handler(request)
         except ApiProblem as problem:
             response = problem.response()

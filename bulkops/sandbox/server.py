@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 from aiohttp import web
@@ -105,6 +105,10 @@ class Sandbox:
 
     def set_ignore_writes(self, on: bool) -> None:
         self._ctx.set_ignore_writes(on)
+
+    def on_write(self, hook: Callable[[web.Request], Awaitable[None]] | None) -> None:
+        """Await ``hook(request)`` as each write arrives, before it is served (None: stop)."""
+        self._ctx.write_hook = hook
 
 
 @asynccontextmanager

@@ -25,8 +25,9 @@ import orjson
 from yarl import URL
 
 from bulkops import __version__
-from bulkops.errors import ApiError, AuthError, ConfigError
+from bulkops.errors import ApiError, ApiUnreachable, AuthError, ConfigError
 from bulkops.models import AccountNumber, ApiErrorInfo, NumberState, OrderStatus, Profile, ShortCode
+from bulkops.redact import redact
 from bulkops.telnyx.answers import (
     BadShape, account_page, maybe_number_state, maybe_short_code, numbers_page, order_status, profile, profiles_page, short_code, short_codes_page, total_results, updated_number,
 )
@@ -102,6 +103,7 @@ class _Answer:
 
 
 _CERTIFICATE = "the server's TLS certificate could not be verified"
+_HANDSHAKE = "the TLS handshake failed"
 _NOT_CONNECTED = "could not connect to the server"
 
 
@@ -206,6 +208,11 @@ class TelnyxClient:
     def limiter(self) -> RateLimiter:
         """The shared limiter (read-only use: its learned ``rate`` for the run's series)."""
         return self._limiter
+
+    @property
+    def rate(self) -> float | None:
+        """Requests per second the shared limiter allows now; None while it paces nothing."""
+        return self._limiter.rate
 
     @property
     def stats(self) -> ClientStats:
@@ -463,6 +470,8 @@ class TelnyxClient:
                     answer = _Answer(response.status, response.headers, body)
             except aiohttp.ClientConnectorCertificateError:
                 answer = _CERTIFICATE
+            except aiohttp.ClientSSLError:  # handshake: another protocol, version or cipher
+                answer = _HANDSHAKE
             except aiohttp.ServerDisconnectedError:
                 answer = "the server closed the connection without answering"
             except TimeoutError:
@@ -475,10 +484,17 @@ class TelnyxClient:
                 wait = slot.observe(answer.status, answer.headers)
         # Raised out here, in no except block, so no aiohttp exception rides along as context.
         if isinstance(answer, str):
+            # TLS fails the same way on every try, and is no verdict on the key: exit 7.
             if answer is _CERTIFICATE:
-                raise ApiError(
+                raise ApiUnreachable(
                     f"The TLS certificate of {self._base_url.host} could not be verified; "
                     "check TELNYX_API_BASE_URL and the system's CA certificates."
+                )
+            if answer is _HANDSHAKE:
+                raise ApiUnreachable(
+                    f"The TLS handshake with {self._base_url.host} failed; check "
+                    "TELNYX_API_BASE_URL (an https:// URL to a server that speaks plain http "
+                    "fails this way) and the system's TLS settings."
                 )
             self._transport_errors += 1
             detail = f"{request.target}: {answer}"
@@ -538,7 +554,7 @@ class TelnyxClient:
         return ApiErrorInfo(status, code=text("code"), title=text("title"), detail=text("detail"))
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self.__key, "[redacted]")
+        return redact(text, self.__key, "[redacted]")
 
 
 def _decode(answer: _Answer) -> tuple[Any, str | None]:
