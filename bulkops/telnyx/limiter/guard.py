@@ -1,0 +1,323 @@
+"""The budget guard: no start while the server's own count, as its headers tell it, is spent.
+
+The freshest trusted ``remaining``, minus our starts since the request it answered, plus our
+starts that have aged out of a sliding window since, minus a reserve for out-of-order
+counting, must stay >= 1. Four small parts help it: ``Skew`` (how late the server may count a
+request), ``RoundTrips`` (answers held up far beyond the usual), ``CountingOrder`` (how far the
+server's counting order strays from ours) and ``Probe`` (testing headers that keep it shut).
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections import deque
+from typing import NamedTuple
+
+from bulkops.telnyx.limiter.learned import Learned
+
+SKEW = 0.02  # s: a request may be counted this long after it starts (the server's queue, a
+# busy server loop, the network): it leaves a sliding window that much later than ours
+MAX_SKEW = 0.1  # s: ... however often a 429 says the server counts later still
+SKEW_MEMORY = 60  # windows without a 429 after which a raised skew halves again
+RESERVE_SHARE = 0.05  # of the limit: the most the counting-order reserve keeps back
+_RTT_MEMORY = 64  # round trips kept to tell a usual one from one held up by a busy server
+_FENCE_EVERY = 16  # answers between two looks at what is usual
+_SUSPECTS = 2  # answers in a row that show an unexplained drop before the guard believes it
+_DOUBTS = 3  # probes answered 200 against the headers' word before the guard turns off
+_TRIM = 4096  # drop start times no longer needed once this many piled up
+
+
+class Report(NamedTuple):
+    """The server's word on its counter, as of one of our requests."""
+
+    seq: int
+    started_at: float
+    remaining: int
+
+
+class Skew:
+    """How late the server may count a request: ``SKEW``, doubled by a 429 the guard did not
+    see coming (up to ``MAX_SKEW``), halved again after ``SKEW_MEMORY`` windows without one."""
+
+    __slots__ = ("value", "_since")
+
+    def __init__(self) -> None:
+        self.value = SKEW
+        self._since = -math.inf
+
+    def double(self, now: float) -> None:
+        self.value, self._since = min(2 * self.value, MAX_SKEW), now
+
+    def relax(self, now: float, window: float) -> None:
+        if self.value > SKEW and now - self._since >= SKEW_MEMORY * window:
+            self.value, self._since = max(SKEW, self.value / 2), now
+
+
+class RoundTrips:
+    """A round trip past Tukey's fence (the upper quartile plus 1.5 interquartile ranges of the
+    last ``_RTT_MEMORY``) was held up, by a busy server loop, say, and may have been counted up
+    to its excess over the fastest late: that one request ages out that much later."""
+
+    __slots__ = ("_trips", "_seen", "_fastest", "_far", "held_up")
+
+    def __init__(self) -> None:
+        self._trips: deque[float] = deque(maxlen=_RTT_MEMORY)
+        self._seen = 0
+        self._fastest = math.inf
+        self._far = math.inf
+        self.held_up: deque[tuple[int, float]] = deque()  # (seq, when surely out of the window)
+
+    def note(self, seq: int, started_at: float, now: float, window: float, skew: float) -> bool:
+        """Record one round trip; True when it was held up beyond what ``skew`` allows for."""
+        trip = now - started_at
+        self._trips.append(trip)
+        self._seen += 1
+        if self._seen % _FENCE_EVERY == 0:  # a sort per answer would cost the pool
+            ordered = sorted(self._trips)
+            low, high = ordered[len(ordered) // 4], ordered[3 * len(ordered) // 4]
+            self._fastest, self._far = ordered[0], high + 1.5 * (high - low)
+        if trip > self._far:
+            late = min(trip - self._fastest, MAX_SKEW)
+            if late > skew:
+                self.held_up.append((seq, started_at + window + late))
+                return True
+        return False
+
+    def expire(self, now: float) -> None:
+        held_up = self.held_up
+        while held_up and held_up[0][1] <= now:
+            held_up.popleft()
+
+
+class _Mark(NamedTuple):
+    high: int  # the highest ``remaining + seq`` seen
+    high_at: float  # when the request that showed it started
+    drop: int  # the largest unexplained fall below it
+    since: int  # the request whose report opened this window of observations
+
+
+class CountingOrder:
+    """Counted in start order, ``remaining + seq`` never drops within a window: it only rises,
+    when a window resets or a sliding window or a bucket gives budget back. A drop below the
+    highest mark, beyond what our requests ageing out between the two explain (each edge
+    blurred by the skew), means requests were counted out of order (latency before the count,
+    another client on the key); the guard keeps that many in reserve."""
+
+    __slots__ = ("_mark",)
+
+    def __init__(self) -> None:
+        self._mark: _Mark | None = None
+
+    def forget(self) -> None:
+        self._mark = None
+
+    def note(self, report: Report, starts: list[float], limit: int | None, window: float,
+             skew: float) -> None:
+        mark = report.remaining + report.seq
+        order = self._mark
+        if order is None or mark - order.high >= max(1, (limit or 2) // 2):
+            self._mark = _Mark(mark, report.started_at, 0, report.seq)  # a new window
+        elif mark >= order.high:
+            self._mark = order._replace(high=mark, high_at=report.started_at)
+        elif report.seq >= order.since:
+            aged = max(0, bisect_right(starts, order.high_at - window + skew)
+                       - bisect_right(starts, report.started_at - window - skew))
+            self._mark = order._replace(drop=max(order.drop, order.high - mark - aged))
+
+    def reserve(self, limit: int, window: float, skew: float) -> int:
+        """The strays beyond what the skew allows for, capped at ``RESERVE_SHARE``."""
+        drop = self._mark.drop if self._mark else 0
+        allowed = int(skew * limit / window)
+        return min(max(0, drop - allowed), int(RESERVE_SHARE * limit))
+
+
+class Probe:
+    """When the guard has kept the pool shut longer than ``trust`` times the longest wait a 429
+    asked for (counting from when it first closed if more budget is gone than our own requests
+    used: another client, or a lie), one request goes as a probe. Answered 200, the headers lose
+    trust (the guard is off after ``_DOUBTS``); a 429 restores it."""
+
+    __slots__ = ("tight_since", "trust", "doubts", "out", "due")
+
+    def __init__(self) -> None:
+        self.tight_since: float | None = None
+        self.trust = 1.0
+        self.doubts = 0
+        self.out = False  # a probe is in flight
+        self.due = False  # the next start is a probe
+
+    @property
+    def off(self) -> bool:
+        return self.doubts >= _DOUBTS
+
+    def doubt(self) -> None:
+        self.doubts += 1
+        self.trust /= 2
+
+    def believe(self) -> None:
+        self.doubts, self.trust = 0, 1.0
+
+
+class BudgetGuard:
+    """Our start times (``seq - base`` indexes them), the freshest trusted report, and the
+    parts above."""
+
+    __slots__ = ("_learned", "starts", "_base", "report", "_suspects", "confirming", "_reset_at",
+                 "_fresh_after", "skew", "trips", "order", "probe")
+
+    def __init__(self, learned: Learned) -> None:
+        self._learned = learned
+        self.starts: list[float] = []
+        self._base = 0
+        self.report: Report | None = None
+        self._suspects = 0  # reports in a row too low to believe
+        self.confirming = False  # the first report looked spent: one request until the next
+        self._reset_at = math.inf
+        self._fresh_after = -math.inf  # reports of requests started before this are stale
+        self.skew = Skew()
+        self.trips = RoundTrips()
+        self.order = CountingOrder()
+        self.probe = Probe()
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def room_at(self, now: float, started: int) -> tuple[float, bool]:
+        """The moment the server has room for one more start (``-inf``: it has now), and
+        whether what is spent is explained by our own requests."""
+        report = self.report
+        if report is None or self.probe.off:
+            return -math.inf, False  # nothing to go on: open, and no word on whose budget
+        limit, window = self._learned.limit or 0, self._learned.window
+        reserve = self.order.reserve(limit, window, self.skew.value)
+        strict = report.remaining - (started - 1 - report.seq) - reserve
+        if strict >= 1:
+            return -math.inf, True
+        # The server counts (at most) our last ``limit - remaining`` starts up to the report,
+        # within one window before it; as those age out of a window it has room again (a
+        # sliding log frees them one by one, a fixed window all at once at its reset).
+        starts, skew = self.starts, self.skew.value
+        in_window = bisect_right(starts, report.started_at - window)
+        claimed = limit - report.remaining
+        counted = max(in_window, report.seq - claimed + 1 - self._base) if limit else in_window
+        refilled = max(bisect_right(starts, now - window - skew), counted)
+        held_up = [(seq - self._base, gone) for seq, gone in self.trips.held_up if gone > now]
+        for index, _ in held_up:  # not aged out yet: nor, to be safe, any start after it
+            if counted <= index < refilled:
+                refilled = index
+        need = 1 - (strict + refilled - counted)
+        ours = claimed <= report.seq + 1 - self._base - in_window + max(2, claimed // 20)
+        if need <= 0:
+            return -math.inf, ours
+        index = refilled + need - 1
+        moment = starts[index] + window + skew + 1e-9 if index < len(starts) else self._reset_at
+        for held, gone in held_up:
+            if counted <= held <= index:
+                moment = max(moment, gone + 1e-9)
+        return moment, ours
+
+    def fresh(self, started_at: float) -> bool:
+        """Can an answer to a request started at ``started_at`` teach the budget?"""
+        return started_at >= self._fresh_after
+
+    # --- changes ---------------------------------------------------------------------------
+
+    def admit(self, now: float, started: int, asked_max: float) -> float:
+        """Seconds until the next start may go, by the guard; arms a probe when the guard has
+        been shut too long."""
+        moment, ours = self.room_at(now, started)
+        probe = self.probe
+        if moment == -math.inf:
+            if ours:
+                probe.tight_since = None
+            return 0.0
+        if probe.tight_since is None:
+            probe.tight_since = now
+        if probe.out:
+            return max(moment - now, 0.0)  # the probe's answer wakes the pool
+        probe_at = probe.tight_since + probe.trust * asked_max
+        if now >= probe_at:
+            probe.due = True
+            return 0.0
+        return max(min(moment, probe_at) - now, 0.0)
+
+    def started(self, now: float) -> bool:
+        """Record a start at ``now``; True when it goes as a probe."""
+        probe, self.probe.due = self.probe.due, False
+        if probe:
+            self.probe.out = True
+            self.probe.tight_since = now
+        self.starts.append(now)
+        if len(self.starts) > _TRIM:
+            self._trim(now)
+        return probe
+
+    def _trim(self, now: float) -> None:
+        """Forget start times older than any the guard can still ask about."""
+        oldest = min(now, self.report.started_at if self.report else now)
+        cut = bisect_right(self.starts, oldest - 2 * self._learned.window - 1.0)
+        if cut:
+            del self.starts[:cut]
+            self._base += cut
+
+    def settled(self, probe: bool) -> None:
+        if probe:
+            self.probe.out = False
+
+    def succeeded(self, seq: int, started_at: float, now: float, probe: bool) -> bool:
+        """An answer that was not a 429; True when its round trip was held up."""
+        window = self._learned.window
+        held_up = self.trips.note(seq, started_at, now, window, self.skew.value)
+        self.trips.expire(now)
+        self.skew.relax(now, window)
+        if probe:  # the headers said no room, the server said yes
+            self.probe.doubt()
+        return held_up
+
+    def refused(self, now: float, probe: bool, news: bool) -> None:
+        """A 429 (``news``: of a request sent after the last cut). Seen coming or not, the
+        headers may be right; not seen coming, the server counts later than we allowed for."""
+        if probe or self.report is not None:
+            self.probe.believe()
+        if news and self.report is not None and not probe:
+            self.skew.double(now)
+
+    def restart(self, after: float) -> None:
+        """What the server counted before a hold is its business now: start over from the
+        first answer to a request sent after ``after``."""
+        self.report, self.probe.tight_since = None, None
+        self.order.forget()
+        self._fresh_after = after
+
+    def learn(self, seq: int, started_at: float, remaining: int, reset: float | None,
+              now: float, started: int, probe: bool, held_up: bool) -> None:
+        """The server's ``remaining`` as of request ``seq``."""
+        limit, window = self._learned.limit, self._learned.window
+        report = Report(seq, started_at, remaining)
+        previous = self.report
+        if previous is None and limit:
+            # No report yet to compare with: a budget spent beyond what our own requests in
+            # the window explain (junk, or a resumed job's own earlier run) is believed when
+            # the next answer says so too; until then one request at a time, as in slow start.
+            ours = seq + 1 - self._base - bisect_right(self.starts, started_at - window)
+            if limit - remaining > ours + max(2, limit // 20) and not self.confirming:
+                self.confirming = True
+                return
+        self.confirming = False
+        if previous is not None and limit:
+            expected = previous.remaining - (seq - previous.seq)
+            if expected - remaining > max(2, limit // 20):
+                # More budget gone than our requests explain: a proxy's junk, or another
+                # client's burst. Believe it when the next answers say so too.
+                if seq <= previous.seq or self._suspects < _SUSPECTS:
+                    self._suspects += seq > previous.seq
+                    return
+        if not held_up:  # counted late, it shows when, not the usual counting order
+            self.order.note(report, self.starts, limit, window, self.skew.value)
+        if previous is not None and seq <= previous.seq:
+            return  # an older view of the counter: it only told the counting order
+        self._suspects = 0
+        self.report = report
+        self._reset_at = now + (reset if reset is not None and reset <= window else window)
+        if not probe and remaining - (started - 1 - seq) >= 1:
+            self.probe.tight_since = None
