@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from bulkops.telnyx.ratelimit import PACE
-from tests.limiter_kit import KINDS, SlidingWindow, Stalling, max_in_any_window, simulate
+from tests.limiter_kit import (KINDS, SlidingWindow, Stalling, best_fixed_pace, fixed_pace_refusals,
+                               max_in_any_window, simulate)
 
 
 def test_no_two_starts_share_an_instant_after_slow_start() -> None:
@@ -72,3 +73,29 @@ def test_a_server_counting_30_ms_late_costs_one_429_then_the_skew_allows_for_it(
                             jitter=latency / 4, counted_after=0.02)
     assert run.rate_limited <= 1
     assert run.share_of(100) >= 0.92
+
+
+@pytest.mark.parametrize("kind", ["fixed", "fixed-clock", "sliding"])
+def test_the_best_fixed_pace_is_the_edge_of_no_429(kind: str) -> None:
+    """The bench's yardstick: at the pace found a blind pacer draws no 429, 1 % faster it does."""
+    best = best_fixed_pace(lambda: KINDS[kind](100), 100, requests=3000, latency=0.08,
+                           jitter=0.02, counted_after=1.0)
+    assert fixed_pace_refusals(KINDS[kind](100), best * 100, requests=3000, latency=0.08,
+                               jitter=0.02, counted_after=1.0) == 0
+    assert fixed_pace_refusals(KINDS[kind](100), (best + 0.01) * 100, requests=3000, latency=0.08,
+                               jitter=0.02, counted_after=1.0) > 0
+
+
+@pytest.mark.parametrize("kind", ["fixed", "fixed-clock", "sliding", "bucket"])
+def test_counted_after_a_heavy_tailed_latency_the_limiter_keeps_within_10_percent_of_the_best_fixed_pace(
+        kind: str) -> None:
+    """Exponential latency of mean 80 ms before the count: the server counts far out of the order
+    requests were sent. The limiter draws at most a few 429s (each a 1 s hold) and keeps at least
+    0.9 of the fastest blind pace with no 429 (the issue's target, 1.0, is not reached yet:
+    docs/design.md, "Rate limiter")."""
+    best = best_fixed_pace(lambda: KINDS[kind](100), 100, requests=3000, latency=0.08,
+                           counted_after=1.0, spread="exponential")
+    run, limiter = simulate(KINDS[kind](100), requests=3000, latency=0.08, counted_after=1.0,
+                            spread="exponential")
+    assert run.refused_share <= 0.01
+    assert run.share_of(100) >= 0.9 * best
