@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bulkops.telnyx.limiter.aimd import Aimd
-from bulkops.telnyx.limiter.guard import CountingOrder, Probe, RoundTrips, Skew
+from bulkops.telnyx.limiter.guard import BudgetGuard, CountingOrder, Probe, RoundTrips, Skew, View
 from bulkops.telnyx.ratelimit import RateLimiter
 
 
@@ -58,6 +58,19 @@ class _NoProbe(Probe):
         self.doubts = 0
 
 
+class _StartOrderOnly(BudgetGuard):
+    __slots__ = ()
+
+    def views(self) -> list[View]:
+        return [self.by_start]
+
+
+def start_order_only(**kwargs: Any) -> RateLimiter:
+    limiter = RateLimiter(**kwargs)
+    limiter.guard = _StartOrderOnly(limiter.learned)
+    return limiter
+
+
 def variant(**parts: Callable[[], Any]) -> Callable[..., RateLimiter]:
     """A limiter factory whose guard (or AIMD) parts are replaced by ``parts``."""
 
@@ -81,5 +94,6 @@ VARIANTS: dict[str, Callable[..., RateLimiter]] = {
     "no-reserve": variant(order=_NoReserve),
     "no-aimd": variant(aimd=_NoCut),
     "no-probes": variant(probe=_NoProbe),
+    "no-answer-view": start_order_only,
     "bare-guard": variant(skew=_NoSkew, trips=_NoFence, order=_NoReserve),
 }

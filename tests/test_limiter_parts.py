@@ -12,7 +12,7 @@ import pytest
 from bulkops.telnyx.headers import ServerBudget
 from bulkops.telnyx.limiter.aimd import BACKOFF, MIN_RATE, PACE_STEP, Aimd
 from bulkops.telnyx.limiter.guard import (MAX_SKEW, SKEW, SKEW_MEMORY, BudgetGuard,
-                                          CountingOrder, Report, RoundTrips, Skew)
+                                          CountingOrder, Ledger, Report, RoundTrips, Skew)
 from bulkops.telnyx.limiter.hold import Hold, asked_wait
 from bulkops.telnyx.limiter.learned import Learned
 from bulkops.telnyx.limiter.pacer import Pacer
@@ -127,7 +127,8 @@ def test_the_guard_opens_as_our_own_starts_age_out_of_the_window() -> None:
     guard, _ = _guard(limit=10)
     for n in range(10):
         guard.started(n * 0.01)
-    guard.learn(9, 0.09, 0, 1.0, now=0.1, started=10, probe=False, held_up=False)
+    answer = guard.answered(0.1)
+    guard.learn(9, 0.09, answer, 0, 1.0, now=0.1, started=10, probe=False, held_up=False)
     moment, ours = guard.room_at(0.1, started=10)
     assert (moment, ours) == guard.room_at(0.1, started=10)  # a query
     assert ours and moment == pytest.approx(1.0 + SKEW)  # the first start leaves, SKEW late
@@ -138,7 +139,8 @@ def test_the_guard_arms_a_probe_once_it_was_shut_longer_than_a_429_asked() -> No
     guard, _ = _guard(limit=10)
     for n in range(10):
         guard.started(n * 0.01)
-    guard.learn(9, 0.09, 0, 1.0, now=0.1, started=10, probe=False, held_up=False)
+    answer = guard.answered(0.1)
+    guard.learn(9, 0.09, answer, 0, 1.0, now=0.1, started=10, probe=False, held_up=False)
     assert guard.admit(0.1, started=10, asked_max=0.5) == pytest.approx(0.5)  # shut since 0.1
     assert not guard.probe.due
     assert guard.admit(0.6, started=10, asked_max=0.5) == 0.0 and guard.probe.due
@@ -191,3 +193,35 @@ def test_a_limit_needs_a_majority_and_the_window_two_steady_resets() -> None:
     assert learned.window == 1.0
     learned.hear(ServerBudget(limit=100, remaining=0, reset_after=2.0))
     assert learned.window == 2.0
+
+
+def test_a_ledger_keeps_numbering_its_moments_after_a_trim() -> None:
+    ledger = Ledger()
+    assert [ledger.add(t) for t in (0.0, 0.5, 1.0, 1.5)] == [0, 1, 2, 3]
+    ledger.trim(0.7)
+    assert ledger.base == 2 and ledger.times == [1.0, 1.5]
+    assert ledger.add(2.0) == 4
+
+
+def test_a_server_counting_in_answer_order_is_followed_by_the_answer_view() -> None:
+    """Requests counted just before their answer, in an order far from the start order: the
+    start view's strays outgrow its reserve, the answer view sees none, and the guard counts
+    every request not yet answered as still to come."""
+    guard, _ = _guard(limit=100)
+    for n in range(30):
+        guard.started(n * 0.01)
+    # Answered (and counted) far out of start order, 10 ms apart: the 21st start is counted
+    # second, before the 19 started ahead of it.
+    for k, seq in enumerate([0, 20, *range(1, 20), *range(21, 30)]):
+        now = 0.5 + 0.01 * k
+        answer = guard.answered(now)
+        guard.learn(seq, seq * 0.01, answer, 99 - k, 1.0, now=now, started=30, probe=False,
+                    held_up=False)
+    assert guard.by_answer.order.drop == 0 and guard.by_start.order.drop > 5
+    assert guard.views() == [guard.by_answer]
+    assert guard.room_at(0.8, started=30) == (-math.inf, True)  # 70 left, none in flight
+    for n in range(30, 100):
+        guard.started(0.8 + n * 0.001)
+    moment, _ = guard.room_at(0.9, started=100)
+    # 70 in flight, 30 counted: room again when the first answered leaves the window
+    assert moment == pytest.approx(0.5 + 1.0, abs=1e-6)

@@ -86,16 +86,30 @@ def test_the_best_fixed_pace_is_the_edge_of_no_429(kind: str) -> None:
                                jitter=0.02, counted_after=1.0) > 0
 
 
+@pytest.mark.parametrize("latency", [0.02, 0.08, 0.2])
 @pytest.mark.parametrize("kind", ["fixed", "fixed-clock", "sliding", "bucket"])
-def test_counted_after_a_heavy_tailed_latency_the_limiter_keeps_within_10_percent_of_the_best_fixed_pace(
-        kind: str) -> None:
-    """Exponential latency of mean 80 ms before the count: the server counts far out of the order
-    requests were sent. The limiter draws at most a few 429s (each a 1 s hold) and keeps at least
-    0.9 of the fastest blind pace with no 429 (the issue's target, 1.0, is not reached yet:
-    docs/design.md, "Rate limiter")."""
-    best = best_fixed_pace(lambda: KINDS[kind](100), 100, requests=3000, latency=0.08,
+def test_counted_after_a_heavy_tailed_latency_no_429_and_at_least_0_9_of_the_best_fixed_pace(
+        kind: str, latency: float) -> None:
+    """Exponential latency before the count: the server counts far out of the order requests
+    were sent, but in the order of their answers, and the guard's answer view follows it. No
+    429, and at least 0.9 of the fastest blind pace with no 429 (the issue's target, 1.0, is
+    met at 20 ms only: docs/design.md, "Rate limiter")."""
+    best = best_fixed_pace(lambda: KINDS[kind](100), 100, requests=3000, latency=latency,
                            counted_after=1.0, spread="exponential")
-    run, limiter = simulate(KINDS[kind](100), requests=3000, latency=0.08, counted_after=1.0,
+    run, limiter = simulate(KINDS[kind](100), requests=3000, latency=latency, counted_after=1.0,
                             spread="exponential")
-    assert run.refused_share <= 0.01
+    assert run.rate_limited == 0
+    assert run.share_of(100) >= 0.9 * best
+
+
+@pytest.mark.parametrize("latency", [0.02, 0.08, 0.2])
+@pytest.mark.parametrize("kind", ["fixed", "fixed-clock", "sliding", "bucket"])
+def test_counted_after_a_uniform_latency_no_429(kind: str, latency: float) -> None:
+    """The whole latency (+-25 %) before the count: no 429, and at least 0.9 of the best
+    fixed pace (what is possible there is below 0.97 of R at 80 and 200 ms)."""
+    best = best_fixed_pace(lambda: KINDS[kind](100), 100, requests=3000, latency=latency,
+                           jitter=latency / 4, counted_after=1.0)
+    run, limiter = simulate(KINDS[kind](100), requests=3000, latency=latency, jitter=latency / 4,
+                            counted_after=1.0)
+    assert run.rate_limited == 0
     assert run.share_of(100) >= 0.9 * best

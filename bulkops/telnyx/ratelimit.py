@@ -99,7 +99,7 @@ class Slot:
         """No response (connection error, timeout): the request just leaves the in-flight count."""
         if not self._done:
             self._done = True
-            self._limiter._settle(self)
+            self._limiter._failed(self)
 
 
 class RateLimiter:
@@ -205,6 +205,10 @@ class RateLimiter:
             stats.peak_in_flight = stats.in_flight
         return slot
 
+    def _failed(self, slot: Slot) -> None:
+        self.guard.answered(self._clock.now())
+        self._settle(slot)
+
     def _settle(self, slot: Slot) -> None:
         self.stats.in_flight -= 1
         self.guard.settled(slot.probe)
@@ -213,11 +217,12 @@ class RateLimiter:
 
     def _observe(self, slot: Slot, status: int, headers: Mapping[str, str]) -> float | None:
         now = self._clock.now()
+        answer = self.guard.answered(now)
         budget = plain_budget(headers) or parse_budget(headers, wall_now=self._clock.wall())
         limit = self.learned.limit
         usable = self.learned.hear(budget)
         if self.learned.limit != limit:
-            self.guard.order.forget()
+            self.guard.forget_order()
         if usable:
             self._mode = _Mode.LIMITED
         held: float | None = None
@@ -230,8 +235,8 @@ class RateLimiter:
             held_up = self.guard.succeeded(slot.seq, slot.started_at, now, slot.probe)
             self.aimd.succeeded(slot.started_at, now, self.learned.window, self._limit_in_force)
         if usable and budget.remaining is not None and self.guard.fresh(slot.started_at):
-            self.guard.learn(slot.seq, slot.started_at, budget.remaining, budget.reset_after, now,
-                             self._started, slot.probe, held_up)
+            self.guard.learn(slot.seq, slot.started_at, answer, budget.remaining, budget.reset_after,
+                             now, self._started, slot.probe, held_up)
         self._settle(slot)
         return held
 

@@ -59,13 +59,14 @@ class RoundTrips:
     last ``_RTT_MEMORY``) was held up, by a busy server loop, say, and may have been counted up
     to its excess over the fastest late: that one request ages out that much later."""
 
-    __slots__ = ("_trips", "_seen", "_fastest", "_far", "held_up")
+    __slots__ = ("_trips", "_seen", "_fastest", "_far", "_near", "held_up")
 
     def __init__(self) -> None:
         self._trips: deque[float] = deque(maxlen=_RTT_MEMORY)
         self._seen = 0
         self._fastest = math.inf
         self._far = math.inf
+        self._near = 0.0
         self.held_up: deque[tuple[int, float]] = deque()  # (seq, when surely out of the window)
 
     def note(self, seq: int, started_at: float, now: float, window: float, skew: float) -> bool:
@@ -77,12 +78,19 @@ class RoundTrips:
             ordered = sorted(self._trips)
             low, high = ordered[len(ordered) // 4], ordered[3 * len(ordered) // 4]
             self._fastest, self._far = ordered[0], high + 1.5 * (high - low)
+            self._near = max(0.0, low - 1.5 * (high - low))
         if trip > self._far:
             late = min(trip - self._fastest, MAX_SKEW)
             if late > skew:
                 self.held_up.append((seq, started_at + window + late))
                 return True
         return False
+
+    @property
+    def soonest(self) -> float:
+        """A round trip shorter than any usual one: Tukey's lower fence (the lower quartile
+        less 1.5 interquartile ranges), 0 for a spread as wide as a heavy tail's."""
+        return self._near
 
     def expire(self, now: float) -> None:
         held_up = self.held_up
@@ -125,6 +133,15 @@ class CountingOrder:
                        - bisect_right(starts, report.started_at - window - skew))
             self._mark = order._replace(drop=max(order.drop, order.high - mark - aged))
 
+    @property
+    def drop(self) -> int:
+        """The largest stray seen in this window of observations."""
+        return self._mark.drop if self._mark else 0
+
+    def covered(self, limit: int, window: float, skew: float) -> bool:
+        """Do the strays fit in the reserve (or need none)?"""
+        return self.drop - int(skew * limit / window) <= int(RESERVE_SHARE * limit)
+
     def reserve(self, limit: int, window: float, skew: float) -> int:
         """The strays beyond what the skew allows for, capped at ``RESERVE_SHARE``."""
         drop = self._mark.drop if self._mark else 0
@@ -159,62 +176,168 @@ class Probe:
         self.doubts, self.trust = 0, 1.0
 
 
-class BudgetGuard:
-    """Our start times (``seq - base`` indexes them), the freshest trusted report, and the
-    parts above."""
+class Ledger:
+    """Moments of one kind in the order they happened (our starts, or our answers): the
+    ``n``-th is ``times[n - base]``."""
 
-    __slots__ = ("_learned", "starts", "_base", "report", "_suspects", "confirming", "_reset_at",
-                 "_fresh_after", "skew", "trips", "order", "probe")
+    __slots__ = ("times", "base")
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.base = 0
+
+    def add(self, moment: float) -> int:
+        """Record a moment (never earlier than the last); its number."""
+        self.times.append(moment)
+        return self.base + len(self.times) - 1
+
+    def trim(self, before: float) -> None:
+        """Forget moments before ``before``."""
+        cut = bisect_right(self.times, before)
+        if cut:
+            del self.times[:cut]
+            self.base += cut
+
+
+class View:
+    """The server's count as one order of our requests explains it: by when they started (a
+    server that counts on arrival) or by when they were answered (one that counts after the
+    latency, just before it answers). A report is ``remaining`` as of request number
+    ``index`` in that order; every request after it in the order may not be counted yet."""
+
+    __slots__ = ("ledger", "report", "order", "_suspects", "_reset_at", "by_start")
+
+    def __init__(self, *, by_start: bool) -> None:
+        self.ledger = Ledger()
+        self.report: Report | None = None
+        self.order = CountingOrder()
+        self._suspects = 0  # reports in a row too low to believe
+        self._reset_at = math.inf
+        self.by_start = by_start  # the start order: ages a request out ``skew`` late
+
+    def room_at(self, now: float, total: int, limit: int, window: float, skew: float,
+                held_up: list[tuple[int, float]]) -> tuple[float, bool]:
+        """The moment the server has room for one more of ``total`` requests (``-inf``: it has
+        now), and whether what is spent is explained by our own requests. A request leaves
+        the server's window ``skew`` after it leaves ours (negative: the next start cannot be
+        counted sooner than that, while those before it were counted by their answer)."""
+        report = self.report
+        assert report is not None
+        reserve = self.order.reserve(limit, window, skew)
+        strict = report.remaining - (total - 1 - report.seq) - reserve
+        if strict >= 1:
+            return -math.inf, True
+        # The server counts (at most) our last ``limit - remaining`` requests up to the report,
+        # within one window before it; as those age out of a window it has room again (a
+        # sliding log frees them one by one, a fixed window all at once at its reset).
+        times, base = self.ledger.times, self.ledger.base
+        in_window = bisect_right(times, report.started_at - window)
+        claimed = limit - report.remaining
+        counted = max(in_window, report.seq - claimed + 1 - base) if limit else in_window
+        refilled = max(bisect_right(times, now - window - skew), counted)
+        held = [(seq - base, gone) for seq, gone in held_up if gone > now]
+        for index, _ in held:  # not aged out yet: nor, to be safe, any start after it
+            if counted <= index < refilled:
+                refilled = index
+        need = 1 - (strict + refilled - counted)
+        ours = claimed <= report.seq + 1 - base - in_window + max(2, claimed // 20)
+        if need <= 0:
+            return -math.inf, ours
+        index = refilled + need - 1
+        moment = times[index] + window + skew + 1e-9 if index < len(times) else self._reset_at
+        for index_held, gone in held:
+            if counted <= index_held <= index:
+                moment = max(moment, gone + 1e-9)
+        return moment, ours
+
+    def learn(self, report: Report, reset: float | None, now: float, limit: int | None,
+              window: float, skew: float, held_up: bool) -> bool:
+        """Take ``report`` as the freshest unless it is suspect or older; True if taken."""
+        previous = self.report
+        if previous is not None and limit:
+            expected = previous.remaining - (report.seq - previous.seq)
+            if expected - report.remaining > max(2, limit // 20):
+                # More budget gone than our requests explain: a proxy's junk, or another
+                # client's burst. Believe it when the next answers say so too.
+                if report.seq <= previous.seq or self._suspects < _SUSPECTS:
+                    self._suspects += report.seq > previous.seq
+                    return False
+        if not held_up:  # counted late, it shows when, not the usual counting order
+            self.order.note(report, self.ledger.times, limit, window, skew)
+        if previous is not None and report.seq <= previous.seq:
+            return False  # an older view of the counter: it only told the counting order
+        self._suspects = 0
+        self.report = report
+        self._reset_at = now + (reset if reset is not None and reset <= window else window)
+        return True
+
+    def restart(self) -> None:
+        self.report = None
+        self.order.forget()
+
+    def trim(self, now: float, window: float) -> None:
+        oldest = min(now, self.report.started_at if self.report else now)
+        self.ledger.trim(oldest - 2 * window - 1.0)
+
+
+class BudgetGuard:
+    """Two views of the server's count (by our start order and by our answer order), the
+    parts above, and the first report's confirmation."""
+
+    __slots__ = ("_learned", "by_start", "by_answer", "confirming", "_fresh_after", "skew",
+                 "trips", "probe")
 
     def __init__(self, learned: Learned) -> None:
         self._learned = learned
-        self.starts: list[float] = []
-        self._base = 0
-        self.report: Report | None = None
-        self._suspects = 0  # reports in a row too low to believe
+        self.by_start = View(by_start=True)
+        self.by_answer = View(by_start=False)
         self.confirming = False  # the first report looked spent: one request until the next
-        self._reset_at = math.inf
         self._fresh_after = -math.inf  # reports of requests started before this are stale
         self.skew = Skew()
         self.trips = RoundTrips()
-        self.order = CountingOrder()
         self.probe = Probe()
 
     # --- queries ---------------------------------------------------------------------------
 
+    def views(self) -> list[View]:
+        """The views the guard believes: the start order while the reserve covers how far the
+        server's counting strays from it; the answer order while the counting strays less
+        from it, or not at all."""
+        by_start, by_answer = self.by_start, self.by_answer
+        limit, window = self._learned.limit or 0, self._learned.window
+        believed = []
+        if by_start.report is not None and by_start.order.covered(limit, window, self.skew.value):
+            believed.append(by_start)
+        if by_answer.report is not None and (by_answer.order.drop == 0
+                                             or by_answer.order.drop < by_start.order.drop):
+            believed.append(by_answer)
+        return believed or [by_start]
+
+    @property
+    def report(self) -> Report | None:
+        return self.by_start.report or self.by_answer.report
+
     def room_at(self, now: float, started: int) -> tuple[float, bool]:
         """The moment the server has room for one more start (``-inf``: it has now), and
-        whether what is spent is explained by our own requests."""
-        report = self.report
-        if report is None or self.probe.off:
+        whether what is spent is explained by our own requests: the sooner of the views the
+        guard believes."""
+        if self.report is None or self.probe.off:
             return -math.inf, False  # nothing to go on: open, and no word on whose budget
         limit, window = self._learned.limit or 0, self._learned.window
-        reserve = self.order.reserve(limit, window, self.skew.value)
-        strict = report.remaining - (started - 1 - report.seq) - reserve
-        if strict >= 1:
-            return -math.inf, True
-        # The server counts (at most) our last ``limit - remaining`` starts up to the report,
-        # within one window before it; as those age out of a window it has room again (a
-        # sliding log frees them one by one, a fixed window all at once at its reset).
-        starts, skew = self.starts, self.skew.value
-        in_window = bisect_right(starts, report.started_at - window)
-        claimed = limit - report.remaining
-        counted = max(in_window, report.seq - claimed + 1 - self._base) if limit else in_window
-        refilled = max(bisect_right(starts, now - window - skew), counted)
-        held_up = [(seq - self._base, gone) for seq, gone in self.trips.held_up if gone > now]
-        for index, _ in held_up:  # not aged out yet: nor, to be safe, any start after it
-            if counted <= index < refilled:
-                refilled = index
-        need = 1 - (strict + refilled - counted)
-        ours = claimed <= report.seq + 1 - self._base - in_window + max(2, claimed // 20)
-        if need <= 0:
-            return -math.inf, ours
-        index = refilled + need - 1
-        moment = starts[index] + window + skew + 1e-9 if index < len(starts) else self._reset_at
-        for held, gone in held_up:
-            if counted <= held <= index:
-                moment = max(moment, gone + 1e-9)
-        return moment, ours
+        best = (math.inf, True)
+        for view in self.views():
+            if view.report is None:
+                continue
+            if view.by_start:
+                room = view.room_at(now, started, limit, window, self.skew.value,
+                                    list(self.trips.held_up))
+            else:
+                # Counted just before it is answered: a request counted by its answer leaves
+                # the window by then, and the next start reaches the counter no sooner than
+                # the shortest usual round trip.
+                room = view.room_at(now, started, limit, window, -self.trips.soonest, [])
+            best = min(best, room)
+        return best
 
     def fresh(self, started_at: float) -> bool:
         """Can an answer to a request started at ``started_at`` teach the budget?"""
@@ -247,18 +370,16 @@ class BudgetGuard:
         if probe:
             self.probe.out = True
             self.probe.tight_since = now
-        self.starts.append(now)
-        if len(self.starts) > _TRIM:
-            self._trim(now)
+        self.by_start.ledger.add(now)
+        if len(self.by_start.ledger.times) > _TRIM:
+            self.by_start.trim(now, self._learned.window)
+            self.by_answer.trim(now, self._learned.window)
         return probe
 
-    def _trim(self, now: float) -> None:
-        """Forget start times older than any the guard can still ask about."""
-        oldest = min(now, self.report.started_at if self.report else now)
-        cut = bisect_right(self.starts, oldest - 2 * self._learned.window - 1.0)
-        if cut:
-            del self.starts[:cut]
-            self._base += cut
+    def answered(self, now: float) -> int:
+        """Record an answer (or a failure: the server counted it by then, if at all); its
+        number in the answer order."""
+        return self.by_answer.ledger.add(now)
 
     def settled(self, probe: bool) -> None:
         if probe:
@@ -285,39 +406,33 @@ class BudgetGuard:
     def restart(self, after: float) -> None:
         """What the server counted before a hold is its business now: start over from the
         first answer to a request sent after ``after``."""
-        self.report, self.probe.tight_since = None, None
-        self.order.forget()
+        self.by_start.restart()
+        self.by_answer.restart()
+        self.probe.tight_since = None
         self._fresh_after = after
 
-    def learn(self, seq: int, started_at: float, remaining: int, reset: float | None,
+    def forget_order(self) -> None:
+        """The limit changed: what the counting order showed belongs to the old one."""
+        self.by_start.order.forget()
+        self.by_answer.order.forget()
+
+    def learn(self, seq: int, started_at: float, answer: int, remaining: int, reset: float | None,
               now: float, started: int, probe: bool, held_up: bool) -> None:
-        """The server's ``remaining`` as of request ``seq``."""
+        """The server's ``remaining`` as of request ``seq``, answered ``answer``-th at ``now``."""
         limit, window = self._learned.limit, self._learned.window
-        report = Report(seq, started_at, remaining)
-        previous = self.report
-        if previous is None and limit:
+        if self.by_start.report is None and limit:
             # No report yet to compare with: a budget spent beyond what our own requests in
             # the window explain (junk, or a resumed job's own earlier run) is believed when
             # the next answer says so too; until then one request at a time, as in slow start.
-            ours = seq + 1 - self._base - bisect_right(self.starts, started_at - window)
+            ledger = self.by_start.ledger
+            ours = seq + 1 - ledger.base - bisect_right(ledger.times, started_at - window)
             if limit - remaining > ours + max(2, limit // 20) and not self.confirming:
                 self.confirming = True
                 return
         self.confirming = False
-        if previous is not None and limit:
-            expected = previous.remaining - (seq - previous.seq)
-            if expected - remaining > max(2, limit // 20):
-                # More budget gone than our requests explain: a proxy's junk, or another
-                # client's burst. Believe it when the next answers say so too.
-                if seq <= previous.seq or self._suspects < _SUSPECTS:
-                    self._suspects += seq > previous.seq
-                    return
-        if not held_up:  # counted late, it shows when, not the usual counting order
-            self.order.note(report, self.starts, limit, window, self.skew.value)
-        if previous is not None and seq <= previous.seq:
-            return  # an older view of the counter: it only told the counting order
-        self._suspects = 0
-        self.report = report
-        self._reset_at = now + (reset if reset is not None and reset <= window else window)
-        if not probe and remaining - (started - 1 - seq) >= 1:
+        skew = self.skew.value
+        taken = self.by_start.learn(Report(seq, started_at, remaining), reset, now, limit, window,
+                                    skew, held_up)
+        self.by_answer.learn(Report(answer, now, remaining), reset, now, limit, window, 0.0, False)
+        if taken and not probe and remaining - (started - 1 - seq) >= 1:
             self.probe.tight_since = None
