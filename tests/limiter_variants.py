@@ -65,6 +65,14 @@ class _StartOrderOnly(BudgetGuard):
         return [self.by_start]
 
 
+class _NoSpread(RoundTrips):
+    __slots__ = ()
+
+    @property
+    def heavy(self) -> bool:
+        return False
+
+
 def start_order_only(**kwargs: Any) -> RateLimiter:
     limiter = RateLimiter(**kwargs)
     limiter.guard = _StartOrderOnly(limiter.learned)
@@ -95,5 +103,6 @@ VARIANTS: dict[str, Callable[..., RateLimiter]] = {
     "no-aimd": variant(aimd=_NoCut),
     "no-probes": variant(probe=_NoProbe),
     "no-answer-view": start_order_only,
+    "no-spread": variant(trips=_NoSpread),
     "bare-guard": variant(skew=_NoSkew, trips=_NoFence, order=_NoReserve),
 }

@@ -225,3 +225,24 @@ def test_a_server_counting_in_answer_order_is_followed_by_the_answer_view() -> N
     moment, _ = guard.room_at(0.9, started=100)
     # 70 in flight, 30 counted: room again when the first answered leaves the window
     assert moment == pytest.approx(0.5 + 1.0, abs=1e-6)
+
+
+def test_with_a_heavy_tail_requests_in_flight_are_taken_to_reach_the_counter_spread_out() -> None:
+    """20 requests in flight and a window of 100 holding 90 that leave it over the next second:
+    counted all at once the 21st would not fit, but round trips as spread as these (up to a
+    second) bring them to the counter while the first ones leave."""
+    guard, _ = _guard(limit=100)
+    trips = guard.trips
+    for n in range(64):  # a heavy tail: most answers fast, some very slow
+        trips.note(n, 0.0, 0.001 + 0.016 * n, 1.0, SKEW)
+    assert trips.heavy
+    for n in range(110):
+        guard.started(n * 0.01)
+    for n in range(90):
+        answer = guard.answered(0.1 + n * 0.01)
+        guard.learn(n, n * 0.01, answer, 99 - n, 1.0, now=0.1 + n * 0.01, started=110,
+                    probe=False, held_up=False)
+    view = guard.by_answer
+    assert not view.spread_room(1.0, 110, 100, 1.0, RoundTrips())  # no round trips known
+    assert view.spread_room(1.2, 110, 100, 1.0, trips) == view.spread_room(1.2, 110, 100, 1.0, trips)
+    assert view.spread_room(1.2, 110, 100, 1.0, trips)

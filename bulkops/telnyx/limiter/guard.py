@@ -26,6 +26,7 @@ _FENCE_EVERY = 16  # answers between two looks at what is usual
 _SUSPECTS = 2  # answers in a row that show an unexplained drop before the guard believes it
 _DOUBTS = 3  # probes answered 200 against the headers' word before the guard turns off
 _TRIM = 4096  # drop start times no longer needed once this many piled up
+SPREAD_Z = 3.0  # standard deviations of margin on when the k-th request in flight is counted
 
 
 class Report(NamedTuple):
@@ -59,7 +60,7 @@ class RoundTrips:
     last ``_RTT_MEMORY``) was held up, by a busy server loop, say, and may have been counted up
     to its excess over the fastest late: that one request ages out that much later."""
 
-    __slots__ = ("_trips", "_seen", "_fastest", "_far", "_near", "held_up")
+    __slots__ = ("_trips", "_seen", "_fastest", "_far", "_near", "ordered", "held_up")
 
     def __init__(self) -> None:
         self._trips: deque[float] = deque(maxlen=_RTT_MEMORY)
@@ -67,6 +68,7 @@ class RoundTrips:
         self._fastest = math.inf
         self._far = math.inf
         self._near = 0.0
+        self.ordered: list[float] = []  # the last round trips, shortest first
         self.held_up: deque[tuple[int, float]] = deque()  # (seq, when surely out of the window)
 
     def note(self, seq: int, started_at: float, now: float, window: float, skew: float) -> bool:
@@ -75,7 +77,7 @@ class RoundTrips:
         self._trips.append(trip)
         self._seen += 1
         if self._seen % _FENCE_EVERY == 0:  # a sort per answer would cost the pool
-            ordered = sorted(self._trips)
+            self.ordered = ordered = sorted(self._trips)
             low, high = ordered[len(ordered) // 4], ordered[3 * len(ordered) // 4]
             self._fastest, self._far = ordered[0], high + 1.5 * (high - low)
             self._near = max(0.0, low - 1.5 * (high - low))
@@ -91,6 +93,17 @@ class RoundTrips:
         """A round trip shorter than any usual one: Tukey's lower fence (the lower quartile
         less 1.5 interquartile ranges), 0 for a spread as wide as a heavy tail's."""
         return self._near
+
+    @property
+    def heavy(self) -> bool:
+        """A spread as wide as a heavy tail's (the lower fence at 0): how long a request has
+        been in flight then says little about how much longer it takes."""
+        return bool(self.ordered) and self._near == 0.0
+
+    def quantile(self, share: float) -> float:
+        """The round trip below which ``share`` of the last ones were (0 before any)."""
+        ordered = self.ordered
+        return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
 
     def expire(self, now: float) -> None:
         held_up = self.held_up
@@ -250,6 +263,28 @@ class View:
                 moment = max(moment, gone + 1e-9)
         return moment, ours
 
+    def spread_room(self, now: float, total: int, limit: int, window: float,
+                    trips: RoundTrips) -> bool:
+        """Room once the requests in flight are taken to reach the counter spread out as round
+        trips do, not all at once (answer view, heavy tail only): the k-th of them to be
+        counted comes no sooner than the quantile ``(k - 1 - SPREAD_Z * sqrt(k)) / n`` of the
+        recent round trips, and finds the window at most full by then."""
+        report = self.report
+        assert report is not None
+        times, base = self.ledger.times, self.ledger.base
+        available = report.remaining - self.order.reserve(limit, window, 0.0)
+        claimed = limit - report.remaining
+        counted = max(bisect_right(times, report.started_at - window), report.seq - claimed + 1 - base)
+        in_log = report.seq - base + 1 - counted
+        pending = total - report.seq  # the ones in flight (or answered since), and the next
+        for k in range(1, pending + 1):
+            share = (k - 1 - SPREAD_Z * math.sqrt(k)) / pending
+            soonest = trips.quantile(share) if share > 0 else 0.0
+            aged = min(max(0, bisect_right(times, now + soonest - window) - counted), in_log)
+            if available + aged - k < 0:
+                return False
+        return True
+
     def learn(self, report: Report, reset: float | None, now: float, limit: int | None,
               window: float, skew: float, held_up: bool) -> bool:
         """Take ``report`` as the freshest unless it is suspect or older; True if taken."""
@@ -337,6 +372,11 @@ class BudgetGuard:
                 # the shortest usual round trip.
                 room = view.room_at(now, started, limit, window, -self.trips.soonest, [])
             best = min(best, room)
+        answers = self.by_answer
+        if (best[0] > -math.inf and self.trips.heavy and answers.report is not None
+                and answers in self.views()
+                and answers.spread_room(now, started, limit, window, self.trips)):
+            return -math.inf, best[1]
         return best
 
     def fresh(self, started_at: float) -> bool:
