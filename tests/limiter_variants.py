@@ -87,6 +87,9 @@ def variant(**parts: Callable[[], Any]) -> Callable[..., RateLimiter]:
         for name, part in parts.items():
             if name == "aimd":
                 limiter.aimd = part()
+            elif name == "order":  # the counting order of both views
+                limiter.guard.by_start.order = part()
+                limiter.guard.by_answer.order = part()
             else:
                 setattr(limiter.guard, name, part())
         return limiter

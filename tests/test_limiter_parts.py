@@ -218,13 +218,14 @@ def test_a_server_counting_in_answer_order_is_followed_by_the_answer_view() -> N
         guard.learn(seq, seq * 0.01, answer, 99 - k, 1.0, now=now, started=30, probe=False,
                     held_up=False)
     assert guard.by_answer.order.drop == 0 and guard.by_start.order.drop > 5
-    assert guard.views() == [guard.by_answer]
+    assert guard.by_answer in guard.views()
     assert guard.room_at(0.8, started=30) == (-math.inf, True)  # 70 left, none in flight
     for n in range(30, 100):
         guard.started(0.8 + n * 0.001)
-    moment, _ = guard.room_at(0.9, started=100)
+    moment, _ = guard.by_answer.room_at(0.9, 100, 100, 1.0, 0.0, [])
     # 70 in flight, 30 counted: room again when the first answered leaves the window
     assert moment == pytest.approx(0.5 + 1.0, abs=1e-6)
+    assert guard.room_at(0.9, started=100)[0] <= moment  # the sooner of the views believed
 
 
 def test_with_a_heavy_tail_requests_in_flight_are_taken_to_reach_the_counter_spread_out() -> None:

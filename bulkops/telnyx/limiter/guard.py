@@ -341,7 +341,8 @@ class BudgetGuard:
         by_start, by_answer = self.by_start, self.by_answer
         limit, window = self._learned.limit or 0, self._learned.window
         believed = []
-        if by_start.report is not None and by_start.order.covered(limit, window, self.skew.value):
+        if by_start.report is not None and (by_start.order.covered(limit, window, self.skew.value)
+                                            or not self.trips.heavy):
             believed.append(by_start)
         if by_answer.report is not None and (by_answer.order.drop == 0
                                              or by_answer.order.drop < by_start.order.drop):
