@@ -31,19 +31,34 @@ def _delay(rng: random.Random, latency_ms: float, jitter_ms: float, shape: str) 
     return max(0.0, latency_ms + rng.uniform(-jitter_ms, jitter_ms)) / 1000.0
 
 
+def _counted(limit: int, share: float, *, requests: int, latency_ms: float, jitter_ms: float,
+             shape: str, before_count: bool, seed: int) -> list[float]:
+    rng, rate = random.Random(seed), share * limit
+    return sorted(n / rate + (_delay(rng, latency_ms, jitter_ms, shape) if before_count
+                              else _COUNT_AT_ARRIVAL) for n in range(requests))
+
+
 def refusals(kind: str, limit: int, share: float, *, requests: int, latency_ms: float,
              jitter_ms: float, shape: str, before_count: bool, seed: int = 1) -> int:
     """429s of a blind client at ``share`` of ``limit`` per second against a fresh server."""
-    rng, clock = random.Random(seed), _Clock()
+    clock = _Clock()
     server = RateLimiter(limit, 1.0, clock, kind=LimiterKind(kind))
-    rate = share * limit
-    counted = sorted(n / rate + (_delay(rng, latency_ms, jitter_ms, shape) if before_count
-                                 else _COUNT_AT_ARRIVAL) for n in range(requests))
     refused = 0
-    for moment in counted:
+    for moment in _counted(limit, share, requests=requests, latency_ms=latency_ms,
+                           jitter_ms=jitter_ms, shape=shape, before_count=before_count, seed=seed):
         clock.now = 1000.0 + moment  # a server clock that started long before (fixed-clock)
         refused += not server.check("key").allowed
     return refused
+
+
+def writing_share(limit: int, share: float, *, requests: int, latency_ms: float, jitter_ms: float,
+                  shape: str, before_count: bool, seed: int = 1) -> float:
+    """The blind client's own "share of R while writing" at ``share``, measured as the bench
+    measures bulkops (writes counted, from the first to the last, per second, over R): with a
+    heavy tail the last write is counted well after the last start."""
+    counted = _counted(limit, share, requests=requests, latency_ms=latency_ms,
+                       jitter_ms=jitter_ms, shape=shape, before_count=before_count, seed=seed)
+    return (len(counted) - 1) / ((counted[-1] - counted[0]) * limit)
 
 
 def best_fixed_pace(kind: str, limit: int, *, requests: int, latency_ms: float, jitter_ms: float,

@@ -2,7 +2,8 @@
 
 ``python -m tests.limiter_ablation`` runs 3,000 requests at R = 100/s through each variant of
 the limiter against every server of the family and prints, per variant, the share of R while
-writing, the 429s, and the ratio to the best fixed pace with no 429 on that server.
+writing, the 429s, and the ratio to the best fixed pace with no 429 on that server (that
+pace's own share of R, measured the same way: from the second start to the last answer).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tests.limiter_kit import (FixedWindow, Server, SlidingWindow, Stalling, TokenBucket,
-                               best_fixed_pace, drive, run_virtual)
+                               best_fixed_pace, drive, fixed_pace_share, run_virtual)
 
 LIMIT = 100
 REQUESTS = 3000
@@ -58,9 +59,13 @@ FAMILY = tuple(Cell(kind, latency, model)
 
 
 def best(cell: Cell, seed: int) -> float:
+    """The best fixed pace's own share of R, measured as the limiter's is (``Run.share_of``)."""
     if cell.kind == "sliding-stall":
         return float("nan")
-    return best_fixed_pace(cell.server, LIMIT, requests=REQUESTS, seed=seed, **cell.drive_args)  # type: ignore[arg-type]
+    args = cell.drive_args
+    pace = best_fixed_pace(cell.server, LIMIT, requests=REQUESTS, seed=seed, **args)  # type: ignore[arg-type]
+    return fixed_pace_share(pace * LIMIT, LIMIT, requests=REQUESTS, seed=seed,
+                            latency=cell.latency, jitter=cell.latency / 4, spread=str(args["spread"]))
 
 
 def measure(make: Factory, cell: Cell, seed: int) -> tuple[float, int]:

@@ -374,6 +374,17 @@ def fixed_pace_refusals(
     return sum(server.answer(moment)[0] == 429 for moment in counted)
 
 
+def fixed_pace_share(
+    rate: float, limit: float, *, requests: int, latency: float, jitter: float = 0.0,
+    seed: int = 1, spread: str = "uniform",
+) -> float:
+    """The blind client's own ``Run.share_of`` at ``rate``: from its second start to its last
+    answer (with a heavy tail the last answer comes well after the last start)."""
+    rng = random.Random(seed)
+    answered = max(n / rate + draw_latency(rng, latency, jitter, spread) for n in range(requests))
+    return (requests - 1) / ((answered - 1 / rate) * limit)
+
+
 def best_fixed_pace(
     make_server: Callable[[], Server], limit: float, *, requests: int, latency: float,
     jitter: float = 0.0, counted_after: float = 0.0, seed: int = 1, spread: str = "uniform",
