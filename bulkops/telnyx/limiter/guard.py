@@ -368,10 +368,13 @@ class BudgetGuard:
                 room = view.room_at(now, started, limit, window, self.skew.value,
                                     list(self.trips.held_up))
             else:
-                # Counted just before it is answered: a request counted by its answer leaves
-                # the window by then, and the next start reaches the counter no sooner than
-                # the shortest usual round trip.
-                room = view.room_at(now, started, limit, window, -self.trips.soonest, [])
+                # Counted by its answer, a request has left the window a window later; and
+                # once the reports fit the answer order better than the start order (the
+                # server counts just before it answers), the next start reaches the counter no
+                # sooner than the shortest usual round trip.
+                fits = view.order.drop < self.by_start.order.drop
+                room = view.room_at(now, started, limit, window,
+                                    -self.trips.soonest if fits else 0.0, [])
             best = min(best, room)
         answers = self.by_answer
         if (best[0] > -math.inf and self.trips.heavy and answers.report is not None
