@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from bulkops.telnyx.limiter.aimd import Aimd
-from bulkops.telnyx.limiter.guard import BudgetGuard, CountingOrder, Probe, RoundTrips, Skew, View
+from bulkops.telnyx.limiter.guard import BudgetGuard, Probe, RoundTrips, Skew
+from bulkops.telnyx.limiter.views import CountingOrder, View
 from bulkops.telnyx.ratelimit import RateLimiter
 
 

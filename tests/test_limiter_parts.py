@@ -11,11 +11,11 @@ import pytest
 
 from bulkops.telnyx.headers import ServerBudget
 from bulkops.telnyx.limiter.aimd import BACKOFF, MIN_RATE, PACE_STEP, Aimd
-from bulkops.telnyx.limiter.guard import (MAX_SKEW, SKEW, SKEW_MEMORY, BudgetGuard,
-                                          CountingOrder, Ledger, Report, RoundTrips, Skew)
+from bulkops.telnyx.limiter.guard import MAX_SKEW, SKEW, SKEW_MEMORY, BudgetGuard, RoundTrips, Skew
 from bulkops.telnyx.limiter.hold import Hold, asked_wait
 from bulkops.telnyx.limiter.learned import Learned
 from bulkops.telnyx.limiter.pacer import Pacer
+from bulkops.telnyx.limiter.views import CountingOrder, Ledger, Report
 from bulkops.telnyx.ratelimit import PACE
 from tests.limiter_kit import EPOCH, max_in_any_window
 
@@ -244,6 +244,7 @@ def test_with_a_heavy_tail_requests_in_flight_are_taken_to_reach_the_counter_spr
         guard.learn(n, n * 0.01, answer, 99 - n, 1.0, now=0.1 + n * 0.01, started=110,
                     probe=False, held_up=False)
     view = guard.by_answer
-    assert not view.spread_room(1.0, 110, 100, 1.0, RoundTrips())  # no round trips known
-    assert view.spread_room(1.2, 110, 100, 1.0, trips) == view.spread_room(1.2, 110, 100, 1.0, trips)
-    assert view.spread_room(1.2, 110, 100, 1.0, trips)
+    assert not view.spread_room(1.0, 110, 100, 1.0, RoundTrips().quantile)  # none known
+    assert view.spread_room(1.2, 110, 100, 1.0, trips.quantile) == \
+        view.spread_room(1.2, 110, 100, 1.0, trips.quantile)
+    assert view.spread_room(1.2, 110, 100, 1.0, trips.quantile)
