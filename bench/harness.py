@@ -43,7 +43,9 @@ class SandboxSpec:
     error_rate: float = 0.0
     drop_rate: float = 0.0
     error_after_write_rate: float = 0.0
-    limiter: str = "fixed"  # fixed | sliding | bucket
+    limiter: str = "fixed"  # fixed | fixed-clock | sliding | bucket
+    latency_shape: str = "uniform"  # or exponential
+    latency_before_count: bool = False
     odd_header_rate: float = 0.0
     order_fail_rate: float = 0.0  # bulk orders: numbers listed failed, not applied
     order_stuck_rate: float = 0.0  # bulk orders never processed
@@ -57,7 +59,9 @@ class SandboxSpec:
             "--limiter": self.limiter, "--odd-header-rate": self.odd_header_rate,
             "--order-fail-rate": self.order_fail_rate, "--order-stuck-rate": self.order_stuck_rate,
         }
-        return [*(part for flag, value in flags.items() for part in (flag, str(value))), "--control"]
+        return [*(part for flag, value in flags.items() for part in (flag, str(value))),
+                "--latency-shape", self.latency_shape,
+                *(["--latency-before-count"] if self.latency_before_count else []), "--control"]
 
 
 class BenchSandbox:

@@ -17,8 +17,14 @@ class Sizes:
     latency_ms: float = 80.0
     jitter_ms: float = 20.0
     rate_rows: int = 3_000
-    rate_kinds: tuple[str, ...] = ("fixed", "sliding", "bucket")  # the sandbox's --limiter
+    rate_kinds: tuple[str, ...] = ("fixed", "fixed-clock", "sliding", "bucket")  # --limiter
     rate_latencies_ms: tuple[float, ...] = (20.0, 80.0, 200.0)  # bulkops; the plain loop: latency_ms
+    # The rest of the server family, at latency_ms, latency passing before the count:
+    # (--limiter, --latency-shape), uniform +- jitter or exponential (a heavy tail).
+    rate_family: tuple[tuple[str, str], ...] = (
+        ("fixed", "uniform"), ("fixed-clock", "uniform"), ("sliding", "uniform"),
+        ("fixed", "exponential"), ("fixed-clock", "exponential"), ("sliding", "exponential"),
+        ("bucket", "exponential"))
     odd_header_rate: float = 0.3  # one bulkops run with this share of junk x-ratelimit-* headers
     # The sequential loop's real rows, extrapolated to rate_rows: one PATCH after another is
     # linear in the rows, and all 3,000 would take ~4 minutes of the full run's ~20.
@@ -60,6 +66,7 @@ QUICK = Sizes(
     quick=True,
     rate_rows=500,
     rate_kinds=("fixed", "sliding"),
+    rate_family=(("fixed-clock", "uniform"), ("sliding", "exponential")),
     rate_latencies_ms=(80.0,),
     sequential_rows=50,
     overhead_rows=3_000,

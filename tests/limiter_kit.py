@@ -107,7 +107,8 @@ class FixedWindow:
 
     limit: int
     window: float = 1.0
-    aligned: bool = False
+    aligned: bool = False  # windows turn on the server's clock, at ``phase`` past a multiple
+    phase: float = 0.0
     used_by_others: int = 0  # requests another client spent in the first window
     limit_after: tuple[float, int] | None = None  # (moment, new limit): lowered mid-run
     start: float = -math.inf
@@ -117,7 +118,8 @@ class FixedWindow:
         if self.limit_after and now >= self.limit_after[0]:
             self.limit = self.limit_after[1]
         if now >= self.start + self.window:
-            self.start = math.floor(now / self.window) * self.window if self.aligned else now
+            turn = math.floor((now - self.phase) / self.window) * self.window + self.phase
+            self.start = turn if self.aligned else now
             self.count, self.used_by_others = self.used_by_others, 0
         reset = self.start + self.window - now
         if self.count >= self.limit:
@@ -186,6 +188,7 @@ class Stalling:
 KINDS: dict[str, Callable[[int], Server]] = {
     "fixed": lambda limit: FixedWindow(limit=limit),
     "fixed-aligned": lambda limit: FixedWindow(limit=limit, aligned=True),
+    "fixed-clock": lambda limit: FixedWindow(limit=limit, aligned=True, phase=0.37),
     "sliding": lambda limit: SlidingWindow(limit=limit),
     "bucket": lambda limit: TokenBucket(limit=limit),
 }
@@ -275,6 +278,13 @@ class Run:
         return (len(self.statuses) - self.rate_limited - 1) / ((self.finished_at - paced) * rate)
 
 
+def draw_latency(rng: random.Random, latency: float, jitter: float, spread: str) -> float:
+    """One round trip: ``latency`` +- ``jitter`` uniform, or exponential of mean ``latency``."""
+    if spread == "exponential":
+        return rng.expovariate(1.0 / latency)
+    return max(0.0, latency + rng.uniform(-jitter, jitter))
+
+
 async def drive(
     limiter: RateLimiter,
     clock: VirtualClock,
@@ -286,6 +296,7 @@ async def drive(
     jitter: float = 0.0,
     counted_after: float = 0.0,  # share of the latency spent before the server counts the request
     seed: int = 1,
+    spread: str = "uniform",  # or "exponential": a heavy tail of mean ``latency``
 ) -> Run:
     """Run ``requests`` successful calls through ``workers`` tasks sharing ``limiter``."""
     rng = random.Random(seed)
@@ -298,7 +309,7 @@ async def drive(
             while status == 429:
                 async with limiter.slot() as slot:
                     run.starts.append(clock.now())
-                    delay = max(0.0, latency + rng.uniform(-jitter, jitter))
+                    delay = draw_latency(rng, latency, jitter, spread)
                     await clock.sleep(delay * counted_after)
                     if isinstance(server, Stalling):  # the busy loop holds up count and answer
                         await clock.sleep(server.busy_for(clock.now()))
@@ -324,6 +335,7 @@ def simulate(
     jitter: float = 0.0,
     counted_after: float = 0.0,
     seed: int = 1,
+    spread: str = "uniform",
 ) -> tuple[Run, RateLimiter]:
     """``drive`` a fresh limiter against ``server`` in virtual time."""
 
@@ -331,7 +343,7 @@ def simulate(
         limiter = RateLimiter(clock=clock, ceiling=ceiling)
         run = await drive(
             limiter, clock, server, requests=requests, workers=workers,
-            latency=latency, jitter=jitter, counted_after=counted_after, seed=seed,
+            latency=latency, jitter=jitter, counted_after=counted_after, seed=seed, spread=spread,
         )
         return run, limiter
 
@@ -346,3 +358,47 @@ def max_in_any_window(times: list[float], width: float) -> int:
             first += 1
         best = max(best, last - first + 1)
     return best
+
+
+# --- what is possible: the best fixed pace ----------------------------------------------------
+
+
+def fixed_pace_refusals(
+    server: Server, rate: float, *, requests: int, latency: float, jitter: float = 0.0,
+    counted_after: float = 0.0, seed: int = 1, spread: str = "uniform",
+) -> int:
+    """429s of a client that starts a request every ``1 / rate`` s, blind to every answer."""
+    rng = random.Random(seed)
+    counted = sorted(n / rate + draw_latency(rng, latency, jitter, spread) * counted_after
+                     for n in range(requests))
+    return sum(server.answer(moment)[0] == 429 for moment in counted)
+
+
+def fixed_pace_share(
+    rate: float, limit: float, *, requests: int, latency: float, jitter: float = 0.0,
+    seed: int = 1, spread: str = "uniform",
+) -> float:
+    """The blind client's own ``Run.share_of`` at ``rate``: from its second start to its last
+    answer (with a heavy tail the last answer comes well after the last start)."""
+    rng = random.Random(seed)
+    answered = max(n / rate + draw_latency(rng, latency, jitter, spread) for n in range(requests))
+    return (requests - 1) / ((answered - 1 / rate) * limit)
+
+
+def best_fixed_pace(
+    make_server: Callable[[], Server], limit: float, *, requests: int, latency: float,
+    jitter: float = 0.0, counted_after: float = 0.0, seed: int = 1, spread: str = "uniform",
+) -> float:
+    """The fastest fixed pace, as a share of ``limit`` per second, that draws no 429 against a
+    fresh server from ``make_server`` with the same latencies (bisection to 0.1 %)."""
+    low, high = 0.5, 1.0
+    if not fixed_pace_refusals(make_server(), high * limit, requests=requests, latency=latency,
+                               jitter=jitter, counted_after=counted_after, seed=seed, spread=spread):
+        return high
+    while high - low > 0.001:
+        middle = (low + high) / 2
+        refusals = fixed_pace_refusals(make_server(), middle * limit, requests=requests,
+                                       latency=latency, jitter=jitter, counted_after=counted_after,
+                                       seed=seed, spread=spread)
+        low, high = (low, middle) if refusals else (middle, high)
+    return low

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from bulkops.telnyx.ratelimit import PACE, SKEW, RateLimiter
+from bulkops.telnyx.limiter.guard import SKEW
+from bulkops.telnyx.ratelimit import PACE, RateLimiter
 from tests.limiter_kit import (EPOCH, KINDS, Answer, FixedWindow, Headerless, OddHeaders, Server,
                                SlidingWindow, Unlimited, VirtualClock, budget_headers,
                                http_date, max_in_any_window, run_virtual, simulate)
@@ -297,10 +298,10 @@ def test_a_429_after_the_headers_lost_trust_restores_it() -> None:
         for _ in range(200):
             async with limiter.slot() as slot:
                 slot.observe(200, budget_headers(100, 0, 1))
-        distrusted = limiter._trust
+        distrusted = limiter.guard.probe.trust
         async with limiter.slot() as slot:
             slot.observe(429, {**budget_headers(100, 0, 1), "Retry-After": "1"})
-        return distrusted, limiter._trust
+        return distrusted, limiter.guard.probe.trust
 
     distrusted, trusted = run_virtual(main)
     assert distrusted < 1.0 and trusted == 1.0

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from bulkops.telnyx.ratelimit import PACE
-from tests.limiter_kit import KINDS, SlidingWindow, Stalling, max_in_any_window, simulate
+from tests.limiter_kit import (KINDS, SlidingWindow, Stalling, best_fixed_pace, fixed_pace_refusals,
+                               max_in_any_window, simulate)
 
 
 def test_no_two_starts_share_an_instant_after_slow_start() -> None:
@@ -72,3 +73,43 @@ def test_a_server_counting_30_ms_late_costs_one_429_then_the_skew_allows_for_it(
                             jitter=latency / 4, counted_after=0.02)
     assert run.rate_limited <= 1
     assert run.share_of(100) >= 0.92
+
+
+@pytest.mark.parametrize("kind", ["fixed", "fixed-clock", "sliding"])
+def test_the_best_fixed_pace_is_the_edge_of_no_429(kind: str) -> None:
+    """The bench's yardstick: at the pace found a blind pacer draws no 429, 1 % faster it does."""
+    best = best_fixed_pace(lambda: KINDS[kind](100), 100, requests=3000, latency=0.08,
+                           jitter=0.02, counted_after=1.0)
+    assert fixed_pace_refusals(KINDS[kind](100), best * 100, requests=3000, latency=0.08,
+                               jitter=0.02, counted_after=1.0) == 0
+    assert fixed_pace_refusals(KINDS[kind](100), (best + 0.01) * 100, requests=3000, latency=0.08,
+                               jitter=0.02, counted_after=1.0) > 0
+
+
+@pytest.mark.parametrize("latency", [0.02, 0.08, 0.2])
+@pytest.mark.parametrize("kind", ["fixed", "fixed-clock", "sliding", "bucket"])
+def test_counted_after_a_heavy_tailed_latency_no_429_and_at_least_0_9_of_the_best_fixed_pace(
+        kind: str, latency: float) -> None:
+    """Exponential latency before the count: the server counts far out of the order requests
+    were sent, but in the order of their answers, and the guard's answer view follows it. No
+    429, and at least 0.9 of the fastest blind pace with no 429 (the issue's target, 1.0, is
+    met at 20 ms only: docs/design.md, "Rate limiter")."""
+    best = best_fixed_pace(lambda: KINDS[kind](100), 100, requests=3000, latency=latency,
+                           counted_after=1.0, spread="exponential")
+    run, limiter = simulate(KINDS[kind](100), requests=3000, latency=latency, counted_after=1.0,
+                            spread="exponential")
+    assert run.rate_limited == 0
+    assert run.share_of(100) >= 0.9 * best
+
+
+@pytest.mark.parametrize("latency", [0.02, 0.08, 0.2])
+@pytest.mark.parametrize("kind", ["fixed", "fixed-clock", "sliding", "bucket"])
+def test_counted_after_a_uniform_latency_no_429(kind: str, latency: float) -> None:
+    """The whole latency (+-25 %) before the count: no 429, and at least 0.9 of the best
+    fixed pace (what is possible there is below 0.97 of R at 80 and 200 ms)."""
+    best = best_fixed_pace(lambda: KINDS[kind](100), 100, requests=3000, latency=latency,
+                           jitter=latency / 4, counted_after=1.0)
+    run, limiter = simulate(KINDS[kind](100), requests=3000, latency=latency, jitter=latency / 4,
+                            counted_after=1.0)
+    assert run.rate_limited == 0
+    assert run.share_of(100) >= 0.9 * best

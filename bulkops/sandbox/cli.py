@@ -30,14 +30,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--rate", type=int, default=0, help="requests per window per API key; 0 = no limit (default 0)")
     add("--window", type=float, default=1.0, help="rate-limit window in seconds (default 1)")
     add("--limiter", choices=[kind.value for kind in LimiterKind], default=LimiterKind.FIXED.value,
-        help="fixed window opened by a key's first request (Telnyx-like), sliding log, or token "
-             "bucket of --rate tokens refilled per --window (default fixed)")
+        help="fixed window opened by a key's first request (Telnyx-like), fixed windows on the "
+             "server's clock (fixed-clock), sliding log, or token bucket of --rate tokens "
+             "refilled per --window (default fixed)")
     add("--retry-after", choices=RETRY_AFTER_MODES, default="seconds", help="Retry-After form on 429s")
     add("--error-rate", type=float, default=0.0, help="share of requests answered 5xx, not applied")
     add("--error-after-write-rate", type=float, default=0.0, help="share of writes applied, then answered 5xx")
     add("--drop-rate", type=float, default=0.0, help="share of requests whose connection is dropped")
     add("--latency-ms", type=float, default=0.0, help="mean added latency per request")
     add("--jitter-ms", type=float, default=0.0, help="uniform +- jitter around the latency")
+    add("--latency-shape", choices=("uniform", "exponential"), default="uniform",
+        help="uniform within --jitter-ms, or exponential of mean --latency-ms (a heavy tail)")
+    add("--latency-before-count", action="store_true",
+        help="the latency passes before the rate limiter counts the request (default: after)")
     add("--slow-rate", type=float, default=0.0, help="share of answers held back --slow-ms")
     add("--odd-header-rate", type=float, default=0.0,
         help="share of answers whose x-ratelimit-* headers are junk, as proxies send them")
@@ -67,6 +72,8 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         drop_rate=args.drop_rate,
         latency_ms=args.latency_ms,
         jitter_ms=args.jitter_ms,
+        latency_shape=args.latency_shape,
+        latency_before_count=args.latency_before_count,
         slow_rate=args.slow_rate,
         slow_ms=args.slow_ms,
         odd_header_rate=args.odd_header_rate,

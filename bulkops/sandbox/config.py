@@ -18,12 +18,15 @@ from bulkops.errors import ConfigError
 
 RetryAfterMode = Literal["seconds", "http-date", "absent"]
 RETRY_AFTER_MODES: tuple[RetryAfterMode, ...] = ("seconds", "http-date", "absent")
+LatencyShape = Literal["uniform", "exponential"]
+LATENCY_SHAPES: tuple[LatencyShape, ...] = ("uniform", "exponential")
 
 
 class LimiterKind(str, Enum):
     """How the sandbox counts requests against ``rate`` per ``window`` (faults.RateLimiter)."""
 
     FIXED = "fixed"  # Telnyx-like: a window opens with a key's first request
+    FIXED_CLOCK = "fixed-clock"  # fixed windows that turn on the server's clock (unknown phase)
     SLIDING = "sliding"  # at most `rate` in any trailing window (a log)
     BUCKET = "bucket"  # `rate` tokens, refilled continuously at rate/window per second
 
@@ -61,6 +64,8 @@ class FaultConfig:
     drop_rate: float = 0.0  # connection closed with no response; writes: applied for half (seeded)
     latency_ms: float = 0.0  # mean added latency per request
     jitter_ms: float = 0.0  # uniform +- jitter around latency_ms, clipped at 0
+    latency_shape: LatencyShape = "uniform"  # or "exponential" of mean latency_ms (a heavy tail)
+    latency_before_count: bool = False  # the latency passes before the rate limiter counts
     slow_rate: float = 0.0  # the response is held back slow_ms (after any write was applied)
     slow_ms: float = 30_000.0
     odd_header_rate: float = 0.0  # answers whose x-ratelimit-* headers are junk (faults.ODD_RATE_HEADERS)
@@ -71,6 +76,11 @@ class FaultConfig:
             _check_probability(name, getattr(self, name))
         for name in ("latency_ms", "jitter_ms", "slow_ms"):
             _check_non_negative(name, getattr(self, name))
+        if self.latency_shape not in LATENCY_SHAPES:
+            raise ConfigError(f"latency_shape must be one of {', '.join(LATENCY_SHAPES)} "
+                              f"(got {self.latency_shape!r})")
+        if not isinstance(self.latency_before_count, bool):
+            raise ConfigError(f"latency_before_count must be true or false (got {self.latency_before_count!r})")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"fault seed must be an integer (got {self.seed!r})")
 

@@ -77,6 +77,8 @@ class RateLimiter:
 
     - ``fixed`` (Telnyx-like): a key's window opens with its first request and lasts
       ``window`` seconds; x-ratelimit-reset is the time until it ends.
+    - ``fixed-clock``: the same windows, but they turn on the server's own clock (multiples of
+      ``window`` of its monotonic time), at a phase the client cannot know.
     - ``sliding``: at most ``rate`` requests in any trailing ``window`` (a log of accepted
       requests); x-ratelimit-reset is the time until the oldest leaves the log.
     - ``bucket``: ``rate`` tokens refilled continuously at ``rate / window`` per second;
@@ -128,7 +130,8 @@ class RateLimiter:
         if entry is None or now >= entry[0] + self.window:
             if entry is None and len(self._windows) >= _PRUNE_AT:
                 self._prune(now)
-            entry = [now, 0]
+            opened = math.floor(now / self.window) * self.window if self.kind is LimiterKind.FIXED_CLOCK else now
+            entry = [opened, 0]
             self._windows[key] = entry
         return entry
 
@@ -240,6 +243,7 @@ class FaultInjector:
         self._rng = random.Random(f"bulkops-sandbox/faults/{config.seed}")
         # Its own RNG: turning odd headers on leaves every other fault where it was.
         self._odd_rng = random.Random(f"bulkops-sandbox/odd-headers/{config.seed}")
+        self._latency_rng = random.Random(f"bulkops-sandbox/latency/{config.seed}")
 
     def odd_rate_headers(self) -> dict[str, str] | None:
         """For a share ``odd_header_rate`` of answers, rate-limit headers as proxies and
@@ -251,14 +255,28 @@ class FaultInjector:
         marks = {"{epoch}": str(int(now + 3600)), "{epoch_ms}": str(int((now + 3600) * 1000))}
         return {k: marks.get(v, v) for k, v in self._odd_rng.choice(ODD_RATE_HEADERS).items()}
 
+    def _draw_latency(self, rng: random.Random) -> float:
+        c = self.config
+        if c.latency_shape == "exponential":
+            return rng.expovariate(1000.0 / c.latency_ms) if c.latency_ms else 0.0
+        return max(0.0, c.latency_ms + rng.uniform(-c.jitter_ms, c.jitter_ms)) / 1000.0
+
+    def latency_before_count(self) -> float:
+        """Seconds a request spends before the rate limiter counts it (0 unless
+        ``latency_before_count``): the heavy tail of a real network, ahead of the counter."""
+        c = self.config
+        if not c.latency_before_count or not (c.latency_ms or c.jitter_ms):
+            return 0.0
+        return self._draw_latency(self._latency_rng)
+
     def plan(self, is_write: bool) -> FaultPlan:
         c = self.config
         if not c.active:
             return NO_FAULT
         rng = self._rng
         latency = 0.0
-        if c.latency_ms or c.jitter_ms:
-            latency = max(0.0, c.latency_ms + rng.uniform(-c.jitter_ms, c.jitter_ms)) / 1000.0
+        if (c.latency_ms or c.jitter_ms) and not c.latency_before_count:
+            latency = self._draw_latency(rng)
         fault: FaultKind | None = None
         if c.error_rate and rng.random() < c.error_rate:
             fault = FaultKind.ERROR

@@ -145,6 +145,18 @@ def _record(
 
 
 @web.middleware
+async def delay_before_count(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With ``latency_before_count``, the request's latency passes before it is counted, so
+    the server counts requests in an order other than the one they were sent in."""
+    if request.path.startswith(CONTROL_PREFIX):
+        return await handler(request)
+    delay = request.app[CTX].faults.latency_before_count()
+    if delay > 0:
+        await asyncio.sleep(delay)
+    return await handler(request)
+
+
+@web.middleware
 async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith(CONTROL_PREFIX):
         return await handler(request)
@@ -218,4 +230,4 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _from_http_exception(request, exc).response()
 
 
-MIDDLEWARES = (observe, rate_limit, authenticate, inject_faults, errors)
+MIDDLEWARES = (observe, delay_before_count, rate_limit, authenticate, inject_faults, errors)

@@ -142,3 +142,15 @@ async def test_faults_come_after_auth_and_rate_limit(sandbox: Sandbox, api: Api)
     sandbox.set_rate(1, 60)
     assert (await api.get("/messaging_profiles")).status >= 500
     assert (await api.get("/messaging_profiles")).status == 429
+
+
+def test_exponential_latency_has_a_heavy_tail_and_before_count_moves_it_ahead_of_the_counter() -> None:
+    after = FaultInjector(FaultConfig(latency_ms=80, latency_shape="exponential", seed=3))
+    delays = [after.plan(True).latency_s for _ in range(2000)]
+    assert min(delays) >= 0.0 and max(delays) > 4 * 0.080  # a tail far past the mean
+    assert 0.070 < sum(delays) / len(delays) < 0.090
+    before = FaultInjector(FaultConfig(latency_ms=80, latency_shape="exponential",
+                                       latency_before_count=True, seed=3))
+    assert all(before.plan(True).latency_s == 0.0 for _ in range(100))
+    assert all(before.latency_before_count() >= 0.0 for _ in range(100))
+    assert FaultInjector(FaultConfig(latency_ms=80)).latency_before_count() == 0.0

@@ -239,5 +239,39 @@ async def test_odd_header_rate_garbles_the_ratelimit_headers_of_that_share(
 
 def test_the_limiter_kind_is_accepted_by_name_and_a_wrong_one_lists_the_kinds() -> None:
     assert SandboxConfig(limiter="bucket").limiter is LimiterKind.BUCKET  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="limiter must be one of fixed, sliding, bucket"):
+    with pytest.raises(ConfigError, match="limiter must be one of fixed, fixed-clock, sliding, bucket"):
         SandboxConfig(limiter="leaky")  # type: ignore[arg-type]
+
+
+def test_fixed_clock_windows_turn_on_the_servers_clock_not_the_first_request() -> None:
+    clock = FakeClock()
+    clock.now = 1000.3  # the server's clock is 0.3 s into a window when the first request comes
+    limiter = RateLimiter(2, 1.0, clock, kind=LimiterKind.FIXED_CLOCK)
+    first = limiter.check("k")
+    assert first.allowed and first.reset_after == pytest.approx(0.7)
+    assert limiter.check("k").allowed and not limiter.check("k").allowed
+    clock.now = 1001.0  # the window turned at the server's whole second, not at 1001.3
+    assert limiter.check("k").allowed
+
+
+async def test_latency_before_the_count_still_counts_and_refuses_like_telnyx(
+        sandbox_factory: SandboxFactory) -> None:
+    faults = {"latency_ms": 5, "latency_shape": "exponential", "latency_before_count": True}
+    async with sandbox_factory(numbers=50, rate=3, window=60, limiter=LimiterKind.FIXED_CLOCK,
+                               faults=faults) as sandbox, Api.open(sandbox) as api:
+        replies = [await api.get("/messaging_profiles") for _ in range(4)]
+        assert [r.status for r in replies] == [200, 200, 200, 429]
+        assert [r.headers["x-ratelimit-remaining"] for r in replies] == ["2", "1", "0", "0"]
+        assert sandbox.stats.rate_limited == 1
+
+
+def test_sandbox_cli_takes_the_latency_shape_and_where_it_passes() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = config_from_args(parser.parse_args(
+        ["--latency-ms", "80", "--latency-shape", "exponential", "--latency-before-count",
+         "--limiter", "fixed-clock"]))
+    assert config.faults.latency_shape == "exponential" and config.faults.latency_before_count
+    assert config.limiter is LimiterKind.FIXED_CLOCK
+    with pytest.raises(ConfigError, match="latency_shape must be one of uniform, exponential"):
+        config.faults.merged({"latency_shape": "pareto"})
