@@ -21,9 +21,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from bulkops.account import ExportQuery, ExportResult, ProfileCount, export, profiles_with_counts
 from bulkops.config import RunSettings, Secret, base_url_hint
-from bulkops.errors import ApiError, ApiUnreachable, BulkOpsError, ExitCode, InputError, JournalError
+from bulkops.errors import (
+    ApiError, ApiUnreachable, BulkOpsError, ExitCode, InputError, Interrupted, JournalError,
+)
 from bulkops.execute import (
     Confirm, JobResult, chain_text, execute, make_client, name_targets, report_path_for,
     rollback_chain, rolled_back, snapshot_pending,
@@ -428,6 +432,14 @@ async def run_job(
     except BulkOpsError as exc:
         await send(url, await finished_payload(request, started_at, started, error=exc),
                    secret=api_key.reveal())
+        raise
+    except anyio.get_cancelled_exc_class():
+        # Ctrl-C where no stop of our own is listening (loading, the first read-back) or a second
+        # Ctrl-C cancels the run from outside: the word still goes out, shielded, then it stops.
+        stopped = Interrupted("interrupted; run the same command again to resume")
+        with anyio.CancelScope(shield=True):
+            await send(url, await finished_payload(request, started_at, started, error=stopped),
+                       secret=api_key.reveal())
         raise
     await send(url, await finished_payload(request, started_at, started, result=result),
                secret=api_key.reveal())

@@ -26,6 +26,7 @@ from tests.conftest import SandboxFactory
 from tests.harness import cli_command, cli_env, run_cli
 from tests.jobhelpers import other_profile, run_started, settings_for, write_csv
 from tests.journal_kit import num
+from tests.poll_kit import wait_until
 
 
 @dataclass
@@ -176,3 +177,30 @@ async def test_an_interrupted_run_is_notified_with_exit_130_and_its_html_report(
     assert body["state"] == "interrupted" and body["exit_code"] == 130
     assert body["html"] == str(tmp_path / "a.report.html") and Path(body["html"]).is_file()
     assert body["counts"]["done"] < 80
+
+
+async def test_a_run_stopped_by_ctrl_c_while_it_loads_is_notified_with_exit_130(
+        sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
+    # Every answer takes 3 s: the run is still checking its profiles (loading, before the
+    # write phase's own Ctrl-C handling) when the signal comes.
+    async with sandbox_factory(numbers=20, profiles=2, seed=6, faults={"latency_ms": 3000}) as sandbox, \
+            webhook() as hook:
+        numbers = sandbox.numbers()[:5]
+        csv_path = write_csv(tmp_path / "a.csv", ["phone_number", "messaging_profile_id"],
+                             [(n, other_profile(sandbox, sandbox.profile_of(n))) for n in numbers])
+        runner = await asyncio.create_subprocess_exec(
+            *cli_command("run", "--kind", "assign", "--csv", csv_path, "--journal",
+                         tmp_path / "a.db", "--base-url", sandbox.base_url, "--yes",
+                         "--notify", hook.url),
+            env=cli_env(sandbox.api_key), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        await wait_until(lambda: sandbox.stats.total_requests > 0, within=30,
+                         what="the run's first request")
+        runner.send_signal(signal.SIGINT)
+        _, err = await runner.communicate()
+
+    assert runner.returncode == int(ExitCode.INTERRUPTED), err.decode()
+    assert "Traceback" not in err.decode()
+    (body,) = hook.bodies
+    assert body["exit_code"] == 130 and body["event"] == "finished"
+    assert body["counts"].get("done", 0) == 0 and "interrupted" in body["text"]
