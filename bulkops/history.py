@@ -68,27 +68,34 @@ class JobHistory:
                 "rolled_back_by": self.rolled_back_by, "in_effect": self.in_effect}
 
 
-def _effect(job: JobRecord, by: JobRecord | None) -> str:
+def _effect(job: JobRecord, undoer: dict[int, JobRecord]) -> str:
+    """What of ``job`` is in effect, down its chain of rollbacks: a rollback that was itself
+    rolled back whole puts its job's profiles back in effect."""
     if not job.state.ran:
         return "not run"
-    if by is not None:
-        return "no" if by.state is JobState.FINISHED else "partly"
-    return "yes" if job.state is JobState.FINISHED else "partly"
+    own = "yes" if job.state is JobState.FINISHED else "partly"
+    by = undoer.get(job.id)
+    if by is None:
+        return own
+    undone = _effect(by, undoer)  # the rollback's own effect
+    return {"yes": "no", "no": own}.get(undone, "partly")
 
 
 async def job_histories(journal: Journal) -> list[JobHistory]:
     jobs = await journal.jobs()
     runs = await journal.runs()
+    undoer: dict[int, JobRecord] = {}  # job id -> the latest rollback of it that started writing
+    for job in jobs:
+        if job.kind is Kind.ROLLBACK and job.state.ran and job.parent_id is not None:
+            undoer[job.parent_id] = job
     out = []
     for job in jobs:
-        undone = [j for j in jobs if j.parent_id == job.id and j.kind is Kind.ROLLBACK
-                  and j.state.ran]
-        by = undone[-1] if undone else None
+        by = undoer.get(job.id)
         out.append(JobHistory(job, await journal.counts(job.id),
                               await journal.open_order_count(job.id),
                               RunSpan.of(job, [r for r in runs if r.job_id == job.id]),
                               job.parent_id if job.kind is Kind.ROLLBACK else None,
-                              by.id if by else None, _effect(job, by)))
+                              by.id if by else None, _effect(job, undoer)))
     return out
 
 

@@ -114,6 +114,23 @@ async def test_status_says_which_job_undid_which_and_which_is_in_effect(
     assert all(j["started_at"] and j["ended_at"] and j["duration_s"] >= 0 for j in jobs)
 
 
+async def test_status_puts_a_job_back_in_effect_once_its_rollback_is_rolled_back(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    numbers = sandbox.numbers()[:6]
+    csv_path = write_csv(tmp_path / "a.csv", ["phone_number", "messaging_profile_id"],
+                         [(n, other_profile(sandbox, sandbox.profile_of(n))) for n in numbers])
+    await run(sandbox, Kind.ASSIGN, csv_path, tmp_path / "a.db")
+    await rollback(tmp_path / "a.db", settings_for(sandbox), Secret(sandbox.api_key))
+    await rollback(tmp_path / "a.db", settings_for(sandbox), Secret(sandbox.api_key), job_id=2)
+
+    as_json = await run_cli(["status", "--journal", tmp_path / "a.db", "--json"], env=cli_env())
+
+    (record,) = as_json.stdout.splitlines()
+    jobs = json.loads(record)["jobs"]
+    assert [(j["id"], j["undoes"], j["rolled_back_by"], j["in_effect"]) for j in jobs] == [
+        (1, None, 2, "yes"), (2, 1, 3, "no"), (3, 2, None, "yes")]
+
+
 async def test_status_watch_follows_a_run_another_process_holds_until_it_ends(
         sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
     async with sandbox_factory(numbers=120, profiles=3, seed=5, rate=12, window=1) as sandbox:
