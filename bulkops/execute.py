@@ -26,7 +26,7 @@ from bulkops.orders import OrderPipeline
 from bulkops.outputs import free_path
 from bulkops.plan import PlanSummary, summarize
 from bulkops.progress import Tracker, show_progress
-from bulkops.report import write_report
+from bulkops.report import ReportResult, write_report
 from bulkops.runner import FatalBox, StopSignal, pump, watch_signals, write_items, write_pending
 from bulkops.snapshot import (
     SNAPSHOT_CONCURRENCY, item_batches, read_items, snapshot_and_write, take_snapshot,
@@ -118,8 +118,8 @@ async def snapshot_pending(journal: Journal, job_id: int, client: TelnyxClient,
     pending = (await journal.counts(job_id)).get(ItemState.PENDING)
     if not pending:  # a resume with every row settled: nothing to read back, nothing to log
         return
-    log.info("snapshot started rows=%d (those read in the last %.0f min and never sent are "
-             "not read again)", pending, SNAPSHOT_FRESH / 60)  # numbers and short codes
+    log.info("snapshot started rows=%d%s", pending, "" if settings.force else (  # numbers, short codes
+        f" (those read in the last {SNAPSHOT_FRESH / 60:.0f} min and never sent are not read again)"))
     fresh_after = datetime.fromtimestamp(time.time() - SNAPSHOT_FRESH, timezone.utc).isoformat(
         timespec="milliseconds").replace("+00:00", "Z")  # the journal's updated_at format
     (await take_snapshot(journal, job_id, client, stop=stop, force=settings.force,
@@ -204,6 +204,20 @@ async def _html(journal: Journal, job_id: int) -> Path | None:
     return path
 
 
+def job_inputs(job: JobRecord, journal_path: Path | None = None) -> list[tuple[str, Path | str | None]]:
+    """The files a job reads, which no output of it may replace (outputs.check_output)."""
+    return [("the journal", journal_path), ("the job's CSV", job.csv_path),
+            ("the job file", job.job_file)]
+
+
+async def _write_job_report(journal: Journal, job_id: int) -> ReportResult:
+    """The report a run writes itself (at its end or its stop): beside the journal, under a
+    free name when a file bulkops did not write is in the way, never over an input."""
+    inputs = job_inputs(await journal.job(CSV_JOB), journal.path)
+    path = free_path(report_path_for(journal.path, job_id), "report", inputs)
+    return await write_report(journal, job_id, path, inputs=inputs)
+
+
 async def _stopped(journal: Journal, job_id: int) -> Path | None:
     """A job a fatal error stopped: ABORTED, its rows in flight back to PENDING (as a resume
     would set them: each is read back before it is sent again, so the report and `status`
@@ -214,7 +228,7 @@ async def _stopped(journal: Journal, job_id: int) -> Path | None:
                  "sent again", recovered)
     await journal.set_job_state(job_id, JobState.ABORTED)
     try:
-        report = await write_report(journal, job_id, report_path_for(journal.path, job_id))
+        report = await _write_job_report(journal, job_id)
     except BulkOpsError as err:  # the stop's own error is what the operator must see
         log.warning("warning the report could not be written: %s", err)
         return None
@@ -409,11 +423,7 @@ async def _finish(journal: Journal, job_id: int, client: TelnyxClient, settings:
     await journal.set_job_state(job_id, JobState.FINISHED)
     # Never refused at the end of a job: a file bulkops did not write there is kept, and the
     # report goes beside it under a free name (said in the log and in the result).
-    first = await journal.job(CSV_JOB)
-    inputs = [("the journal", journal.path), ("the job's CSV", first.csv_path),
-              ("the job file", first.job_file)]
-    path = free_path(report_path_for(journal.path, job_id), "report", inputs)
-    report = await write_report(journal, job_id, path, inputs=inputs)
+    report = await _write_job_report(journal, job_id)
     job = await journal.job(job_id)
     result = JobResult(journal.path, job, report.counts, plan=summary, report_path=report.path,
                        elapsed=time.monotonic() - started, requests=client.stats.as_dict(),

@@ -68,7 +68,16 @@ class JobHistory:
                 "rolled_back_by": self.rolled_back_by, "in_effect": self.in_effect}
 
 
-def _effect(job: JobRecord, undoer: dict[int, JobRecord]) -> str:
+def undoers(jobs: list[JobRecord]) -> dict[int, JobRecord]:
+    """Job id -> the latest rollback of it that started writing."""
+    undoer: dict[int, JobRecord] = {}
+    for job in jobs:
+        if job.kind is Kind.ROLLBACK and job.state.ran and job.parent_id is not None:
+            undoer[job.parent_id] = job
+    return undoer
+
+
+def effect(job: JobRecord, undoer: dict[int, JobRecord]) -> str:
     """What of ``job`` is in effect, down its chain of rollbacks: a rollback that was itself
     rolled back whole puts its job's profiles back in effect."""
     if not job.state.ran:
@@ -77,17 +86,14 @@ def _effect(job: JobRecord, undoer: dict[int, JobRecord]) -> str:
     by = undoer.get(job.id)
     if by is None:
         return own
-    undone = _effect(by, undoer)  # the rollback's own effect
+    undone = effect(by, undoer)  # the rollback's own effect
     return {"yes": "no", "no": own}.get(undone, "partly")
 
 
 async def job_histories(journal: Journal) -> list[JobHistory]:
     jobs = await journal.jobs()
     runs = await journal.runs()
-    undoer: dict[int, JobRecord] = {}  # job id -> the latest rollback of it that started writing
-    for job in jobs:
-        if job.kind is Kind.ROLLBACK and job.state.ran and job.parent_id is not None:
-            undoer[job.parent_id] = job
+    undoer = undoers(jobs)
     out = []
     for job in jobs:
         by = undoer.get(job.id)
@@ -95,7 +101,7 @@ async def job_histories(journal: Journal) -> list[JobHistory]:
                               await journal.open_order_count(job.id),
                               RunSpan.of(job, [r for r in runs if r.job_id == job.id]),
                               job.parent_id if job.kind is Kind.ROLLBACK else None,
-                              by.id if by else None, _effect(job, undoer)))
+                              by.id if by else None, effect(job, undoer)))
     return out
 
 

@@ -304,7 +304,13 @@ async def render(journal: Journal, job_id: int) -> tuple[str, int, int]:
     points = await journal.series(job_id)
     groups = await journal.failure_groups(job_id)
     jobs = await journal.jobs()
-    undone_by = next((j.id for j in reversed(jobs) if j.parent_id == job.id and j.state.ran), None)
+    from bulkops.history import effect, undoers  # history imports this module: here, not on top
+
+    undoer = undoers(jobs)
+    by = undoer.get(job.id)
+    undone_by = None if by is None else by.id  # a fact of the page
+    # Rolled back, and that rollback rolled back whole: in effect again, so rollback is offered.
+    still_undone = None if effect(job, undoer) == "yes" else undone_by
 
     rows: list[list[Any]] = []
     lines = kept_failed = kept_other = 0
@@ -409,7 +415,7 @@ async def render(journal: Journal, job_id: int) -> tuple[str, int, int]:
         out.append("<p class=\"note\">No row failed.</p>")
 
     out.append("<h2>Next</h2><table id=\"next\">")
-    for command, why in next_commands(job, journal.path, counts, undone_by):
+    for command, why in next_commands(job, journal.path, counts, still_undone):
         out.append(f"<tr><td><code>{_e(command)}</code></td><td class=\"note\">{_e(why)}</td></tr>")
     out.append("</table>")
 

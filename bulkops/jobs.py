@@ -29,7 +29,7 @@ from bulkops.errors import (
     ApiError, ApiUnreachable, BulkOpsError, ExitCode, InputError, Interrupted, JournalError,
 )
 from bulkops.execute import (
-    Confirm, JobResult, chain_text, execute, make_client, name_targets, report_path_for,
+    Confirm, JobResult, chain_text, execute, job_inputs, make_client, name_targets, report_path_for,
     rollback_chain, rolled_back, snapshot_pending,
 )
 from bulkops.history import JobHistory, job_histories
@@ -157,12 +157,6 @@ def status_dict(statuses: list[JobStatus]) -> dict[str, Any]:
     return {"jobs": [summary_dict(s.job, s.counts) | {"id": s.job.id, "orders_open": s.orders_open,
                                                       "state": s.state, "held": s.held}
                      for s in statuses]}
-
-
-def job_inputs(job: JobRecord, journal_path: Path | None = None) -> list[tuple[str, Path | str | None]]:
-    """The files a job reads, which no output of it may replace (outputs.check_output)."""
-    return [("the journal", journal_path), ("the job's CSV", job.csv_path),
-            ("the job file", job.job_file)]
 
 
 async def report_job(journal_path: Path, output: Path | None, fmt: str = "csv",
@@ -433,6 +427,10 @@ async def run_job(
         await send(url, await finished_payload(request, started_at, started, error=exc),
                    secret=api_key.reveal())
         raise
+    except Exception:  # a bug (exit 1): word goes out all the same, then the traceback
+        await send(url, await finished_payload(request, started_at, started),
+                   secret=api_key.reveal())
+        raise
     except anyio.get_cancelled_exc_class():
         # Ctrl-C where no stop of our own is listening (loading, the first read-back) or a second
         # Ctrl-C cancels the run from outside: the word still goes out, shielded, then it stops.
@@ -540,7 +538,7 @@ async def _explain(journal: Journal, result: JobResult, before: JobRecord) -> Jo
     if before.state is JobState.FINISHED:
         text = (f"the job had already finished ({before.updated_at}): nothing was sent; the "
                 "counts are the job's. A journal records one run of its CSV: ")
-        if date.today().isoformat() in journal.path.name:  # {date} in the path: today's
+        if date.today().isoformat() in str(journal.path):  # {date} in the path: today's
             text += ("this is today's journal, so tomorrow's run starts a new job; to run it "
                      "anew today, pass another --journal")
         else:

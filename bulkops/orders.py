@@ -116,6 +116,7 @@ class OrderPipeline:
         self.answered: dict[int, float] = {}  # order ref -> when its POST was answered
         self.learned = anyio.Event()  # set once a poll has shown an order's speed
         self.started = time.monotonic()
+        self.requests_before = client.stats.requests  # the snapshot's reads came before
         tracker.orders_open = 0
 
     async def run(self) -> FatalBox:
@@ -199,7 +200,8 @@ class OrderPipeline:
         """R: the limiter's learned rate, else the rate the requests went at so far."""
         if (rate := self.client.rate) is not None:
             return rate
-        return self.client.stats.requests / max(1.0, time.monotonic() - self.started)
+        return ((self.client.stats.requests - self.requests_before)
+                / max(1.0, time.monotonic() - self.started))
 
     async def _submit_all(self, tg: anyio.abc.TaskGroup, heal: bool = False) -> None:
         """Group what orders may take by (target, generation) and post chunks of --bulk-size."""
@@ -358,8 +360,8 @@ class OrderPipeline:
                 pending = (await self.client.get_order(order.order_id)).value.pending
                 moved = self._progress(order, before, len(pending))
                 # Moving: poll when its speed says it is done; not moving (stuck or queued):
-                # back off.
-                interval = min(POLL_MAX, interval * POLL_BACKOFF)
+                # back off, from the first interval again once it has moved.
+                interval = POLL_FIRST if moved else min(POLL_MAX, interval * POLL_BACKOFF)
                 wait = self._due(len(pending), POLL_MIN) if moved else interval
             except OrdersUnavailable as refused:
                 self._lost(order, refused.info)

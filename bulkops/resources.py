@@ -19,7 +19,7 @@ import anyio
 from bulkops.journal.records import Item, SnapshotEntry
 from bulkops.models import NumberState, Resource, ShortCode
 from bulkops.telnyx.client import TelnyxClient
-from bulkops.telnyx.retry import Outcome
+from bulkops.telnyx.retry import GaveUp, Outcome
 
 Written = Coroutine[Any, Any, Outcome[NumberState]] | Coroutine[Any, Any, Outcome[ShortCode]]
 
@@ -40,9 +40,14 @@ async def _write_short_code(client: TelnyxClient, item: Item,
                             stop: anyio.Event | None) -> Outcome[ShortCode]:
     ref = _ref(item)
     sent = await client.update_short_code(ref, item.desired, stop=stop)
-    # Read back by GET (issue 19): what a later reader sees, not only the PATCH's answer.
-    after = await client.get_short_code(ref)
-    return Outcome(after or ShortCode(ref, item.phone_number, None), sent.attempts)
+    # Read back by GET (issue 19): what a later reader sees, not only the PATCH's answer. A
+    # read that fails (or finds nothing) leaves the PATCH's own answer as the value: a write
+    # that landed is never recorded failed because its read-back did not come.
+    try:
+        after = await client.get_short_code(ref)
+    except GaveUp:
+        after = None
+    return Outcome(after or sent.value, sent.attempts)
 
 
 async def read_short_codes(client: TelnyxClient, items: list[Item]) -> list[SnapshotEntry]:

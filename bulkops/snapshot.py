@@ -48,8 +48,10 @@ class _Unknown:
                 continue  # a rollback's number gone since is left alone, not failed
             self.seen += 1
             if self.seen <= SHOWN_UNKNOWN:
-                log.info("row failed line=%d number=%s: not on this account (read back); no "
-                         "request was sent", item.line, item.phone_number)
+                log.info("row failed line=%d %s=%s: not on this account (read back); no "
+                         "request was sent", item.line,
+                         "number" if item.resource is Resource.PHONE_NUMBER else item.resource.value,
+                         item.phone_number)
             elif self.seen == SHOWN_UNKNOWN + 1:
                 log.info("more rows not on this account: the report lists them all")
 

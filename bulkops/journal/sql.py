@@ -75,8 +75,8 @@ _LOST_ORDER = ("(SELECT COALESCE(o.order_id, 'bulk order (its id was lost)') FRO
                "WHERE o.id = order_ref AND o.state = 'lost')")
 _UNKNOWN = "?3 IS NULL AND expected IS NULL"
 NOT_ON_ACCOUNT_TITLE = "not on this account"
-NOT_ON_ACCOUNT_NOTE = ("read back before any write: the API does not know this number, so no "
-                       "request was sent; check the number, and that the API key is of the "
+NOT_ON_ACCOUNT_NOTE = ("read back before any write: the API does not know this number (or short "
+                       "code), so no request was sent; check it, and that the API key is of the "
                        "account (not a sub-account) that holds it")
 SNAPSHOT_SQL = f"""UPDATE items SET prior = COALESCE(prior, ?3), on_account = ?5,
  attempts = CASE WHEN ?3 = desired AND {_LANDED} AND order_ref IS NULL THEN MAX(attempts, 1)
