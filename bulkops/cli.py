@@ -180,7 +180,9 @@ _RUN_FILES = """files:
             --journal becomes today (a new journal, and so a new job, each day)
   report    <journal name without .db>.report.csv next to it, written when the job
             finishes (and when a failure storm or a fatal error stops it);
-            `bulkops report --journal J` writes it again at any time"""
+            `bulkops report --journal J` writes it again at any time
+  html      <journal name without .db>.report.html beside it, the run at a glance,
+            written with it (`bulkops report --format html` writes it again)"""
 
 _PLAN_FILES = """files:
   plan      --output, else <csv name>.plan.csv next to the CSV (for run --dry-run:
@@ -214,7 +216,8 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plan-output", type=Path, help="with --dry-run: where to write the plan CSV")
     p.add_argument("--notify", metavar="URL",
                    help="when the run ends, whatever the outcome, POST its summary as JSON here "
-                        "(https, or http to loopback; or `notify` in the job file)")
+                        "(https, or http to loopback, any http host with --insecure; or `notify` "
+                        "in the job file)")
     _add_force(p, "--plan-output")
 
 
@@ -284,7 +287,9 @@ def _account_limits(p: argparse.ArgumentParser) -> None:
 
 
 def _profiles_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print JSON on stdout")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON Lines on stdout: one compact object per line, the same shape "
+                        "on success and error")
     _account_limits(p)
 
 
